@@ -1,0 +1,205 @@
+"""The ``mfvsdnn`` command line. Commands are thin: parse options, call one library function, render.
+
+Only this module turns an :class:`~mfvsdnn.errors.MfvsdnnError` (or a usage error) into a message on
+stderr and exit status 1.
+"""
+
+import functools
+import inspect
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from . import __version__, api, report
+from .data import ColumnSpec
+from .errors import MfvsdnnError
+from .split import SplitConfig
+from .synthetic import SyntheticConfig
+
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+class _Group(TyperGroup):
+    """Turns library errors and usage errors into one message on stderr and exit status 1."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            return super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=standalone_mode, **extra)
+        except MfvsdnnError as e:
+            err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True, markup=True)
+            sys.exit(1)
+        except SystemExit as e:
+            if e.code == 2:  # a usage error (bad option or value): one exit status for all bad input
+                sys.exit(1)
+            raise
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="WALS matrix factorization vs a softmax DNN for candidate retrieval: both trained on the same "
+         "interaction CSV and split, measured side by side by one evaluator.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"mfvsdnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """WALS vs softmax DNN, measured on your data."""
+
+
+# ---------------------------------------------------------------------------------------------
+# shared data and split options: one definition, added to every command that reads a CSV
+
+
+@dataclass
+class DataOptions:
+    columns: ColumnSpec
+    split: SplitConfig
+    test: Path | None
+
+    def as_dict(self) -> dict:
+        return {"columns": self.columns.as_dict(), "split": self.split.as_dict(),
+                "test": str(self.test) if self.test else None}
+
+
+def _opt(name: str, annotation: Any, default: Any, help_: str, panel: str) -> inspect.Parameter:
+    return inspect.Parameter(
+        name.lstrip("-").replace("-", "_"), inspect.Parameter.KEYWORD_ONLY, default=default,
+        annotation=Annotated[annotation, typer.Option(name, help=help_, rich_help_panel=panel,
+                                                      show_default=default is not None)],
+    )
+
+
+_D, _S = "Data columns", "Split"
+DATA_PARAMS = [
+    _opt("--user-col", str | None, None, "User id column. Default: user_id, or an alias (user, userId, query_id).", _D),
+    _opt("--item-col", str | None, None, "Item id column. Default: item_id, or an alias (item, itemId, movieId).", _D),
+    _opt("--weight-col", str | None, None, "Numeric weight column (e.g. a rating). Rows below --min-weight are dropped.", _D),
+    _opt("--min-weight", float | None, None, "Keep rows whose weight is >= this (default: weight > 0). Needs --weight-col.", _D),
+    _opt("--time-col", str | None, None, "Time column (numbers or dates); enables --split temporal.", _D),
+    _opt("--item-group-col", str | None, None, "Item group column for folding metrics. Default: item_group if present; '' for none.", _D),
+    _opt("--user-group-col", str | None, None, "User group column. Default: user_group if present, else each user's majority item group.", _D),
+    _opt("--user-features", str, "", "Comma-separated categorical user-feature columns, constant per user (e.g. country,age_band).", _D),
+    _opt("--sep", str, ",", "Field delimiter: one character, or tab, comma, semicolon, pipe.", _D),
+    _opt("--seed", int, 42, "Seed of the split and of every model's random choices.", _S),
+    _opt("--cold-users", float, 0.1, "Fraction of users held out entirely as cold users (seeded hash of the user id).", _S),
+    _opt("--test-frac", float, 0.2, "Fraction of each warm user's interactions held out for testing.", _S),
+    _opt("--valid-frac", float, 0.1, "Fraction of each warm user's interactions held out for validation (early stopping).", _S),
+    _opt("--split", str, "random", "Warm holdout: 'random' (seeded hash) or 'temporal' (latest interactions; needs --time-col).", _S),
+    _opt("--revealed", str, "0,1,3,5", "Cold users' revealed-history counts r to evaluate, comma-separated.", _S),
+    _opt("--test", Path | None, None, "Explicit held-out CSV (same columns) instead of the random holdout; "
+         "users only in it are the cold users.", _S),
+]
+DATA_NAMES = [p.name for p in DATA_PARAMS]
+
+
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise MfvsdnnError(f"{option} expects comma-separated integers, got {text!r}") from None
+
+
+def _data_options(kw: dict[str, Any]) -> DataOptions:
+    cols = ColumnSpec(
+        user_col=kw["user_col"], item_col=kw["item_col"], weight_col=kw["weight_col"],
+        min_weight=kw["min_weight"], time_col=kw["time_col"], item_group_col=kw["item_group_col"],
+        user_group_col=kw["user_group_col"],
+        user_features=tuple(f.strip() for f in kw["user_features"].split(",") if f.strip()), sep=kw["sep"],
+    )
+    split = SplitConfig(seed=kw["seed"], cold_users=kw["cold_users"], test_frac=kw["test_frac"],
+                        valid_frac=kw["valid_frac"], strategy=kw["split"],
+                        revealed=_int_list(kw["revealed"], "--revealed"))
+    return DataOptions(cols, split, kw["test"])
+
+
+def with_data_options(func: Any) -> Any:
+    """Add the shared data and split options to a command; it receives them as ``opts: DataOptions``."""
+    sig = inspect.signature(func, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "opts"]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        data_kw = {k: kwargs.pop(k) for k in DATA_NAMES}
+        return func(*args, opts=_data_options(data_kw), **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=own + DATA_PARAMS)  # type: ignore[attr-defined]
+    return wrapper
+
+
+DataArg = Annotated[Path, typer.Argument(help="Interaction CSV with a header row (see README: input contract).",
+                                         show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def _print_json(obj: Any) -> None:
+    from .store import _json_default
+
+    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+@app.command()
+@with_data_options
+def info(data: DataArg, json_out: JsonOpt = False, *, opts: DataOptions) -> None:
+    """Summarise an interaction CSV: sizes, density, groups and natural cross-group rate, features, split."""
+    summary = api.info(data, opts.columns, opts.split, opts.test)
+    if json_out:
+        _print_json(summary)
+    else:
+        report.render_info(summary, out_console)
+
+
+@app.command("make-data")
+def make_data(
+    out: Annotated[Path, typer.Argument(help="CSV file to write (replaced atomically).", show_default=False)],
+    users: Annotated[int, typer.Option(help="Number of users.")] = 3000,
+    items: Annotated[int, typer.Option(help="Number of items.")] = 1000,
+    groups: Annotated[int, typer.Option(help="Number of groups (think languages); users and items each belong to one.")] = 4,
+    cross_rate: Annotated[float, typer.Option(help="Fraction of each user's interactions outside their group.")] = 0.05,
+    mean_interactions: Annotated[float, typer.Option(help="Mean interactions per user (at least 3 each).")] = 20.0,
+    taste_dim: Annotated[int, typer.Option(help="Latent taste dimension within groups.")] = 8,
+    zipf: Annotated[float, typer.Option(help="Zipf exponent of item popularity within a group.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same file.")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write grouped synthetic interactions (user_id,item_id,user_group,item_group,country,age_band)."""
+    cfg = SyntheticConfig(users=users, items=items, groups=groups, cross_rate=cross_rate,
+                          mean_interactions=mean_interactions, taste_dim=taste_dim, zipf=zipf, seed=seed)
+    summary = api.make_data(out, cfg)
+    if json_out:
+        _print_json(summary)
+    else:
+        report.render_make_data(summary, str(out), out_console)
+
+
+def main() -> None:  # pragma: no cover - console-script entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
