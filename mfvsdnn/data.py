@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,9 +144,10 @@ def _first_bad_utf8_line(path: Path) -> int:
 def read_header(path: Path, sep: str) -> list[str]:
     """The header row's column names; errors for empty or non-UTF-8 files."""
     _check_file(path)
+    with open(path, "rb") as f:
+        raw = f.readline()
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            first = f.readline()
+        first = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{path}: line 1 is not valid UTF-8 text (is this a CSV file?)") from None
     if not first.strip():
@@ -236,13 +238,15 @@ def _read_frame(path: Path, spec: ColumnSpec) -> pd.DataFrame:
     cols = [spec.user_col, spec.item_col, spec.weight_col, spec.time_col, spec.item_group_col,
             spec.user_group_col, *spec.user_features]
     cols = list(dict.fromkeys(c for c in cols if c))
-    dtypes = {c: "category" for c in cols}
+    # Every column is parsed (usecols would let pandas silently accept rows with extra fields);
+    # unused ones as categoricals, which cost little, and they are dropped right after.
+    dtypes: dict = defaultdict(lambda: "category")
     for c in (spec.weight_col, spec.time_col):
         if c:
             dtypes[c] = str
     try:
         df = pd.read_csv(
-            path, sep=spec.sep, usecols=cols, dtype=dtypes, encoding="utf-8",
+            path, sep=spec.sep, dtype=dtypes, encoding="utf-8", index_col=False,
             keep_default_na=False, na_values=[""], skipinitialspace=True, engine="c",
         )
     except UnicodeDecodeError:
@@ -257,7 +261,7 @@ def _read_frame(path: Path, spec: ColumnSpec) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty (expected a header row and interactions)") from None
     except ValueError as e:  # e.g. usecols mismatch after quoting
         raise DataError(f"{path}: cannot read as CSV with sep {spec.sep!r}: {e}") from None
-    return df
+    return df[cols]
 
 
 def _missing_line(path: Path, df: pd.DataFrame, col: str, what: str) -> None:
