@@ -246,7 +246,7 @@ def _read_frame(path: Path, spec: ColumnSpec) -> pd.DataFrame:
             dtypes[c] = str
     try:
         df = pd.read_csv(
-            path, sep=spec.sep, dtype=dtypes, encoding="utf-8", index_col=False,
+            path, sep=spec.sep, dtype=dtypes, encoding="utf-8", index_col=False, low_memory=False,
             keep_default_na=False, na_values=[""], skipinitialspace=True, engine="c",
         )
     except UnicodeDecodeError:
