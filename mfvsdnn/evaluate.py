@@ -1,48 +1,93 @@
-"""The shared evaluator: top-k once per query, then every metric and every population."""
+"""The shared evaluator: top-k once per query, then every metric and every population.
+
+One implementation serves both models (anything with the Retriever interface of ``models/base.py``):
+
+1. :func:`populations` builds the query sets of a split: warm users (history = train + valid, those
+   items excluded, targets = test) and cold users at each revealed count r (history = the r revealed
+   items, excluded; targets = the interactions after max(revealed); features only at r = 0).
+2. :func:`evaluate_population` embeds the queries (``model.query_vectors``), scores ``Q Vᵀ`` in
+   bounded-memory chunks and keeps the top max(k) once (:func:`top_k`, a numba kernel); every metric
+   at every k is read from that one (q, max k) array by the pure functions in ``metrics.py``.
+3. :func:`summarize_population` / :func:`compare_models` turn per-user values into means with 95%
+   bootstrap intervals over users and paired bootstrap tests of the difference between two models.
+4. :func:`serving_cost` measures single-query latency, the MF candidate-cache build, and model size.
+"""
 
 from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import metrics
-from .split import TrainSet
+from .data import user_group_of
+from .models.base import ProgressFn, no_progress
+from .split import Split, TrainSet
+
+DEFAULT_KS = (10, 20, 50)
+MAIN_K = 20
+SCORE_BUDGET_BYTES = 64 << 20  # memory for one chunk of scores (chunk_size x n_items float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# top-k
+
+
+def auto_chunk_size(n_items: int, budget_bytes: int = SCORE_BUDGET_BYTES) -> int:
+    """Queries scored at once so that a chunk of float32 scores fits ``budget_bytes`` (16..4096)."""
+    return int(max(16, min(4096, budget_bytes // max(1, 4 * n_items))))
+
+
+def top_k_with_scores(queries: np.ndarray, items: np.ndarray, exclude: sp.csr_matrix | None, k: int,
+                      chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k item indices and their scores; see :func:`top_k`. Returns ((q, k) int64, (q, k) float32)."""
+    from .topk_kernels import topk_rows
+
+    queries = np.asarray(queries, dtype=np.float32)
+    q, n_items = queries.shape[0], items.shape[0]
+    if exclude is not None and exclude.shape != (q, n_items):
+        raise ValueError(f"exclude has shape {exclude.shape}, expected {(q, n_items)}")
+    chunk = int(chunk_size) if chunk_size else auto_chunk_size(n_items)
+    out = np.full((q, k), -1, dtype=np.int64)
+    out_s = np.full((q, k), -np.inf, dtype=np.float32)
+    if q == 0 or k == 0:
+        return out, out_s
+    items_t = np.ascontiguousarray(np.asarray(items, dtype=np.float32).T)  # (d, n_items)
+    if exclude is not None:
+        ex_ptr, ex_ind = exclude.indptr.astype(np.int64), exclude.indices.astype(np.int64)
+    else:
+        ex_ptr, ex_ind = np.zeros(q + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    buf = np.empty((min(chunk, q), n_items), dtype=np.float32)
+    for start in range(0, q, chunk):
+        stop = min(q, start + chunk)
+        scores = buf[: stop - start]
+        np.matmul(queries[start:stop], items_t, out=scores)  # (c, d) @ (d, n_items)
+        ptr = ex_ptr[start:stop + 1]
+        topk_rows(scores, ptr - ptr[0], ex_ind[ptr[0]:ptr[-1]], k, out[start:stop], out_s[start:stop])
+    return out, out_s
 
 
 def top_k(queries: np.ndarray, items: np.ndarray, exclude: sp.csr_matrix | None, k: int,
-          chunk_size: int = 2048) -> np.ndarray:
+          chunk_size: int | None = None) -> np.ndarray:
     """Top-k items by dot product, excluding known items, in bounded-memory chunks.
 
     Parameters
     ----------
     queries : (q, d) float32.  items : (n_items, d) float32.
     exclude : csr (q, n_items) of items never to return, or None.
-    k : how many; ``chunk_size`` queries are scored at a time (memory chunk_size x n_items).
+    k : how many; ``chunk_size`` queries are scored at a time (memory chunk_size x n_items float32;
+        default: as many as fit in 64 MiB).
 
     Returns
     -------
-    (q, k) int64 item indices, best first; -1 where fewer than k items are eligible.
+    (q, k) int64 item indices, best first (ties to the lower index); -1 where fewer than k items are
+    eligible.
     """
-    q, n_items = queries.shape[0], items.shape[0]
-    k_eff = min(k, n_items)
-    out = np.full((q, k), -1, dtype=np.int64)
-    items_t = np.ascontiguousarray(items.T, dtype=np.float32)
-    for start in range(0, q, chunk_size):
-        stop = min(q, start + chunk_size)
-        scores = np.asarray(queries[start:stop], dtype=np.float32) @ items_t
-        if exclude is not None:
-            ex = exclude[start:stop]
-            rows = np.repeat(np.arange(stop - start), np.diff(ex.indptr))
-            scores[rows, ex.indices] = -np.inf
-        part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n_items else \
-            np.tile(np.arange(n_items), (stop - start, 1))
-        ps = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-ps, axis=1, kind="stable")
-        best = np.take_along_axis(part, order, axis=1)
-        best_scores = np.take_along_axis(ps, order, axis=1)
-        best[~np.isfinite(best_scores)] = -1
-        out[start:stop, :k_eff] = best
-    return out
+    return top_k_with_scores(queries, items, exclude, k, chunk_size)[0]
 
 
 def validation_recall(model, train: TrainSet, k: int = 20, max_users: int = 5000,
@@ -64,3 +109,335 @@ def validation_recall(model, train: TrainSet, k: int = 20, max_users: int = 5000
     targets = train.valid[users]
     hits = metrics.hits_matrix(tk, targets)
     return float(metrics.recall_at_k(hits, np.diff(targets.indptr), k).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# populations
+
+
+@dataclass
+class Population:
+    """One set of queries to evaluate.
+
+    Attributes
+    ----------
+    name : "warm" or "r=<count>".
+    users : (q,) dataset user indices.
+    histories : csr (q, n_items) given to ``query_vectors``; ``exclude`` the items never recommended.
+    targets : csr (q, n_items) held-out positives.
+    features : name -> (q,) codes, or None when the data has no user features.
+    model_users : (q,) training-user indices passed as ``users=`` (warm), or None (cold).
+    user_group : (q,) group code (-1 unknown), or None without item groups; ``group_source`` says how.
+    """
+
+    name: str
+    users: np.ndarray
+    histories: sp.csr_matrix
+    exclude: sp.csr_matrix
+    targets: sp.csr_matrix
+    features: dict[str, np.ndarray] | None
+    model_users: np.ndarray | None
+    user_group: np.ndarray | None = None
+    group_source: str = ""
+
+
+def populations(split: Split) -> list[Population]:
+    """Warm users, then cold users at every revealed count r of ``split.config.revealed``."""
+    ds = split.dataset
+    n_groups = len(ds.group_names)
+    feats_all = ds.features or {}
+
+    def feats(users: np.ndarray) -> dict[str, np.ndarray] | None:
+        return {f: c[users] for f, c in feats_all.items()} if feats_all else None
+
+    out: list[Population] = []
+    warm = split.warm_eval_users
+    known = split.known()
+    hist = known[warm]
+    ug_w = ug_c = None
+    src_w = src_c = ""
+    if ds.item_groups is not None:
+        ug_w = user_group_of(split.train, ds.item_groups, ds.user_groups, n_groups)[warm]
+        src_w = ("user group column" if ds.user_groups is not None
+                 else "majority item group of the user's training items")
+    out.append(Population("warm", warm, hist, hist, split.test[warm], feats(warm), warm, ug_w, src_w))
+
+    cold = split.cold_eval_users
+    if len(cold):
+        targets = split.cold_targets()[cold]
+        if ds.item_groups is not None:
+            ug_c = user_group_of(split.cold, ds.item_groups, ds.user_groups, n_groups)[cold]
+            src_c = ("user group column" if ds.user_groups is not None
+                     else "majority item group of all the cold user's interactions (revealed and held out)")
+        for r in split.config.revealed:
+            h = split.cold_history(r)[cold]
+            out.append(Population(f"r={r}", cold, h, h, targets, feats(cold), None, ug_c, src_c))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluating one population
+
+
+@dataclass
+class PopulationEval:
+    """Per-user metric values of one model on one population (top-k computed once)."""
+
+    name: str
+    users: np.ndarray
+    per_user: dict[str, np.ndarray]  # metric name -> (q,) values, NaN where undefined
+    scalars: dict[str, float]  # population-level figures (coverage@k)
+    user_group: np.ndarray | None
+    group_source: str
+    embed_seconds: float
+    topk_seconds: float
+
+
+def metric_arrays(topk: np.ndarray, targets: sp.csr_matrix, ks: tuple[int, ...],
+                  item_percentile: np.ndarray, item_groups: np.ndarray | None,
+                  user_group: np.ndarray | None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Every metric at every k from one top-max(k) array. Returns (per-user arrays, scalars)."""
+    hits = metrics.hits_matrix(topk, targets)
+    nt = metrics.n_targets(targets)
+    per: dict[str, np.ndarray] = {}
+    scal: dict[str, float] = {}
+    n_items = len(item_percentile)
+    for k in ks:
+        per[f"recall@{k}"] = metrics.recall_at_k(hits, nt, k)
+        per[f"precision@{k}"] = metrics.precision_at_k(hits, k)
+        per[f"ndcg@{k}"] = metrics.ndcg_at_k(hits, nt, k)
+        per[f"hit_rate@{k}"] = metrics.hit_rate_at_k(hits, k)
+        per[f"popularity@{k}"] = metrics.mean_popularity_at_k(topk, k, item_percentile)
+        scal[f"coverage@{k}"] = metrics.catalog_coverage(topk, k, n_items)
+        if item_groups is not None and user_group is not None:
+            per[f"leakage@{k}"] = metrics.leakage_at_k(topk, k, user_group, item_groups)
+    if item_groups is not None and user_group is not None:
+        per["natural_cross_rate"] = metrics.cross_rate(targets, user_group, item_groups)
+    return per, scal
+
+
+def evaluate_population(model: Any, pop: Population, ks: tuple[int, ...], item_percentile: np.ndarray,
+                        item_groups: np.ndarray | None, chunk_size: int | None = None) -> PopulationEval:
+    """Embed the population's queries, rank once at max(ks), read every metric. Timed."""
+    t0 = time.perf_counter()
+    qv = model.query_vectors(pop.histories, pop.features, users=pop.model_users)
+    t1 = time.perf_counter()
+    tk = top_k(qv, model.item_vectors, pop.exclude, max(ks), chunk_size)
+    t2 = time.perf_counter()
+    per, scal = metric_arrays(tk, pop.targets, ks, item_percentile, item_groups, pop.user_group)
+    return PopulationEval(pop.name, pop.users, per, scal, pop.user_group, pop.group_source, t1 - t0, t2 - t1)
+
+
+def item_popularity(split: Split) -> np.ndarray:
+    """(n_items,) popularity percentile of each item from its training count."""
+    counts = np.bincount(split.train.indices, minlength=split.train.shape[1])
+    return metrics.popularity_percentiles(counts)
+
+
+def warm_up() -> None:
+    """Load the numba top-k kernel (from its cache) so the first timed call is not a compile."""
+    top_k(np.ones((2, 2), np.float32), np.ones((3, 2), np.float32), None, 2)
+
+
+def evaluate_model(model: Any, split: Split, ks: tuple[int, ...] = DEFAULT_KS,
+                   pops: list[Population] | None = None, chunk_size: int | None = None,
+                   progress: ProgressFn = no_progress) -> dict[str, PopulationEval]:
+    """Evaluate one model on every population. Returns name -> PopulationEval."""
+    warm_up()
+    pops = pops if pops is not None else populations(split)
+    pct = item_popularity(split)
+    groups = split.dataset.item_groups
+    out: dict[str, PopulationEval] = {}
+    for i, pop in enumerate(pops):
+        out[pop.name] = evaluate_population(model, pop, ks, pct, groups, chunk_size)
+        progress(i + 1, len(pops), {})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# uncertainty and paired comparison
+
+
+def _ci_pair(lo: float, hi: float) -> list[float]:
+    return [float(lo), float(hi)]
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if len(x) else float("nan")
+
+
+def summarize_population(ev: PopulationEval, n_boot: int, rng: np.random.Generator,
+                         group_names: list[str] | None = None, ks: tuple[int, ...] = DEFAULT_KS) -> dict:
+    """Means with 95% bootstrap intervals over users, population scalars, and a per-group breakdown.
+
+    Keys: ``users``; every per-user metric (``recall@20``...) with ``<metric>_ci`` = [low, high];
+    ``coverage@k``; ``embed_ms_per_query``, ``topk_ms_per_query``; ``by_group`` {group: {users,
+    recall@k, leakage@k, natural_cross_rate}}; ``group_source``.
+    """
+    names = list(ev.per_user)
+    q = len(ev.users)
+    out: dict[str, Any] = {"users": int(q)}
+    if names:
+        mat = np.vstack([ev.per_user[n] for n in names])  # (m, q)
+        lo, hi = (np.full(len(names), np.nan),) * 2
+        if n_boot > 0 and q > 0:
+            lo, hi = metrics.percentile_interval(metrics.bootstrap_means(mat, n_boot, rng))
+        for j, n in enumerate(names):
+            out[n] = _nanmean(mat[j])
+            out[f"{n}_ci"] = _ci_pair(lo[j], hi[j])
+    out.update({k: float(v) for k, v in ev.scalars.items()})
+    out["embed_ms_per_query"] = 1000.0 * ev.embed_seconds / max(q, 1)
+    out["topk_ms_per_query"] = 1000.0 * ev.topk_seconds / max(q, 1)
+    if ev.user_group is not None and group_names:
+        out["group_source"] = ev.group_source
+        by: dict[str, dict] = {}
+        keep = [n for n in names if n.startswith(("recall@", "leakage@")) or n == "natural_cross_rate"]
+        for g, gname in enumerate(group_names):
+            m = ev.user_group == g
+            if not m.any():
+                continue
+            by[gname] = {"users": int(m.sum()), **{n: _nanmean(ev.per_user[n][m]) for n in keep}}
+        out["by_group"] = by
+    return out
+
+
+def compare_models(a: PopulationEval, b: PopulationEval, n_boot: int, rng: np.random.Generator,
+                   level: float = 0.95) -> dict[str, dict]:
+    """Paired bootstrap over the same users of every per-user metric: a − b.
+
+    Returns metric -> {"diff": mean(a − b), "ci": [low, high], "p": two-sided p-value-like share,
+    "significant": the interval excludes 0 (p < 1 − level)}.
+    """
+    if not np.array_equal(a.users, b.users):
+        raise ValueError(f"population {a.name}: the two evaluations are on different users")
+    names = [n for n in a.per_user if n in b.per_user]
+    if not names or len(a.users) == 0:
+        return {}
+    diff = np.vstack([a.per_user[n] - b.per_user[n] for n in names])  # NaN where either is undefined
+    boot = metrics.bootstrap_means(diff, n_boot, rng) if n_boot > 0 else np.full((0, len(names)), np.nan)
+    lo, hi = metrics.percentile_interval(boot) if n_boot > 0 else (np.full(len(names), np.nan),) * 2
+    p = metrics.paired_p_value(boot) if n_boot > 0 else np.full(len(names), np.nan)
+    out = {}
+    for j, n in enumerate(names):
+        sig = bool(p[j] < 1 - level) if not math.isnan(p[j]) else False
+        out[n] = {"diff": _nanmean(diff[j]), "ci": _ci_pair(lo[j], hi[j]), "p": float(p[j]), "significant": sig}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# cost: serving latency, candidate cache, model size
+
+
+# whether a model's query embeddings are fixed per known user, so candidates can be precomputed
+PRECOMPUTABLE = {
+    "wals": (True, "U and V are static: top-k of every warm user is precomputed and served from a table"),
+    "softmax": (False, "not applicable: the query embedding is computed from the request (history and "
+                       "features) at serving time, so a precomputed table would go stale"),
+}
+
+
+def _pct(x: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(x) * 1000.0, q)) if x else float("nan")
+
+
+def model_bytes(model: Any) -> int:
+    """Bytes of every learned array of the model (what ``model.npz`` stores, uncompressed)."""
+    return int(sum(np.asarray(a).nbytes for a in model.state().values()))
+
+
+def serving_cost(model: Any, split: Split, k: int, rng: np.random.Generator, n_sample: int = 200) -> dict:
+    """Single-query serving latency and the precompute-and-store alternative.
+
+    - ``query_ms_p50/p99``: one warm user's query embedding (``query_vectors`` on one row, the user's
+      index passed so a model may use stored state), over ``n_sample`` seeded warm users;
+    - ``topk_ms_p50/p99``: scoring that one query against every item + top-k with exclusion;
+    - ``cold_query_ms_p50/p99``: one cold user's embedding at the largest revealed count (fold-in for
+      WALS, a forward pass for the DNN);
+    - ``cache_build_seconds``/``cache_bytes``/``cache_users``: the top-k of every warm user computed
+      in batch and stored as int32 (only where the model's user vectors are static, else None);
+    - ``model_bytes``.
+    """
+    warm_up()
+    ds = split.dataset
+    V = model.item_vectors
+    known = split.known()
+    feats_all = ds.features or {}
+    pool = split.warm_eval_users
+    sample = np.sort(rng.choice(pool, min(n_sample, len(pool)), replace=False)) if len(pool) else pool
+    qt: list[float] = []
+    tt: list[float] = []
+    for u in sample:
+        h = known[u:u + 1]
+        f = {n: c[u:u + 1] for n, c in feats_all.items()} or None
+        uu = np.array([u])
+        t0 = time.perf_counter()
+        qv = model.query_vectors(h, f, users=uu)
+        t1 = time.perf_counter()
+        top_k(qv, V, h, k)
+        t2 = time.perf_counter()
+        qt.append(t1 - t0)
+        tt.append(t2 - t1)
+    ct: list[float] = []
+    cold = split.cold_eval_users
+    if len(cold):
+        r = max(split.config.revealed)
+        hist = split.cold_history(r)
+        csample = np.sort(rng.choice(cold, min(n_sample, len(cold)), replace=False))
+        for u in csample:
+            h = hist[u:u + 1]
+            f = {n: c[u:u + 1] for n, c in feats_all.items()} or None
+            t0 = time.perf_counter()
+            model.query_vectors(h, f, users=None)
+            ct.append(time.perf_counter() - t0)
+    out: dict[str, Any] = {
+        "sample_users": int(len(sample)),
+        "query_ms_p50": _pct(qt, 50), "query_ms_p99": _pct(qt, 99),
+        "topk_ms_p50": _pct(tt, 50), "topk_ms_p99": _pct(tt, 99),
+        "cold_query_ms_p50": _pct(ct, 50), "cold_query_ms_p99": _pct(ct, 99),
+        "model_bytes": model_bytes(model),
+    }
+    can, note = PRECOMPUTABLE.get(model.kind, (False, "not applicable"))
+    out["cache_note"] = note
+    if can:
+        warm = split.warm_users
+        t0 = time.perf_counter()
+        h = known[warm]
+        f = {n: c[warm] for n, c in feats_all.items()} or None
+        table = top_k(model.query_vectors(h, f, users=warm), V, h, k).astype(np.int32)
+        out["cache_build_seconds"] = time.perf_counter() - t0
+        out["cache_bytes"] = int(table.nbytes)
+        out["cache_users"] = int(len(warm))
+    else:
+        out["cache_build_seconds"] = None
+        out["cache_bytes"] = None
+        out["cache_users"] = None
+    return out
+
+
+def training_cost(model: Any) -> dict:
+    """Training time from the fit, its iterations/epochs and the time per iteration."""
+    secs = float(getattr(model, "train_seconds_", float("nan")))
+    n = len(getattr(model, "history_", []) or [])
+    return {"train_seconds": secs, "iterations": n, "seconds_per_iteration": secs / n if n else float("nan")}
+
+
+# ---------------------------------------------------------------------------------------------
+# the picture of folding: a 2-D projection of the item embeddings
+
+
+def embedding_map(item_vectors: np.ndarray, rng: np.random.Generator, max_points: int = 3000) -> dict:
+    """PCA of the item embeddings to 2-D (numpy SVD of the centred matrix), on a seeded item sample.
+
+    Returns {"items": (p,) item indices, "xy": (p, 2) coordinates, "explained": (2,) variance shares}.
+    """
+    V = np.asarray(item_vectors, dtype=np.float64)
+    n = V.shape[0]
+    idx = np.sort(rng.choice(n, max_points, replace=False)) if n > max_points else np.arange(n)
+    X = V[idx] - V[idx].mean(axis=0)
+    _, s, vt = np.linalg.svd(X, full_matrices=False)  # X = U S Vt; principal axes = rows of Vt
+    comps = vt[:2] if vt.shape[0] >= 2 else np.vstack([vt, np.zeros((2 - vt.shape[0], V.shape[1]))])
+    xy = X @ comps.T
+    var = s ** 2
+    explained = (var[:2] / var.sum()) if var.sum() > 0 else np.zeros(2)
+    return {"items": idx, "xy": xy, "explained": np.pad(explained, (0, 2 - len(explained)))}
