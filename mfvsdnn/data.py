@@ -361,7 +361,7 @@ def read_interactions(path: str | os.PathLike, columns: ColumnSpec = ColumnSpec(
         frames.append(_read_frame(tpath, spec))
         sources.append(tpath)
     n_rows = [len(f) for f in frames]
-    for p, f in zip(sources, frames):
+    for p, f in zip(sources, frames, strict=True):
         if len(f) == 0:
             raise DataError(f"{p}: the file has a header but no interactions")
         _missing_line(p, f, spec.user_col, "the user id")

@@ -64,6 +64,11 @@ TASTE_SCALE: float = 1.5
 MIN_INTERACTIONS: int = 3
 #: Bound on the number of score cells materialised at once while sampling.
 _MAX_CELLS: int = 1 << 21
+#: Candidate sets larger than this are sampled by :func:`_proposal_top_k` instead of exactly.
+DENSE_MAX_COLS: int = 4096
+#: Proposal pool size per user: ``PROPOSAL_FACTOR * k + PROPOSAL_EXTRA`` candidates.
+PROPOSAL_FACTOR: int = 4
+PROPOSAL_EXTRA: int = 32
 
 
 @dataclass(frozen=True)
@@ -281,6 +286,67 @@ def _gumbel_top_k(
     return np.concatenate(out_u), np.concatenate(out_j)
 
 
+def _proposal_top_k(
+    rng: np.random.Generator,
+    users: np.ndarray,
+    k: np.ndarray,
+    cols: np.ndarray,
+    user_taste: np.ndarray,
+    item_taste: np.ndarray,
+    log_prior: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`_gumbel_top_k` for large catalogues, in O(sum(k)) instead of O(users x cols).
+
+    Sampling-importance-resampling: each user draws ``PROPOSAL_FACTOR * k + PROPOSAL_EXTRA``
+    candidates from the popularity prior (with replacement), scores them by taste affinity plus
+    Gumbel noise, drops repeated candidates and keeps the top ``k``. As the candidate pool grows this
+    tends to the exact draw ∝ exp(prior + affinity); at the default pool size it is a close
+    approximation (used only when a candidate set exceeds ``DENSE_MAX_COLS`` items, e.g. by
+    ``mfvsdnn scale``; the shipped sample is drawn exactly). A user may receive fewer than ``k``
+    distinct items when the pool repeats itself (rare: only with very peaked popularity).
+
+    Shapes as in :func:`_gumbel_top_k`.
+    """
+    keep = k > 0
+    users, k = users[keep], k[keep]
+    if users.size == 0 or cols.size == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    p = np.exp(log_prior[cols] - log_prior[cols].max())
+    cdf = np.cumsum(p)
+    cdf /= cdf[-1]
+    pool = PROPOSAL_FACTOR * k + PROPOSAL_EXTRA
+    ends = np.cumsum(pool)
+    out_u: list[np.ndarray] = []
+    out_j: list[np.ndarray] = []
+    start = 0
+    while start < users.size:
+        # users [start, stop) hold at most _MAX_CELLS candidates (at least one user)
+        base = ends[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, base + _MAX_CELLS, side="right")))
+        u = np.repeat(users[start:stop], pool[start:stop])
+        cand = cols[np.minimum(np.searchsorted(cdf, rng.random(u.size), side="right"), cols.size - 1)]
+        keys = np.einsum("nd,nd->n", user_taste[u], item_taste[cand]) + rng.gumbel(size=u.size)
+        order = np.argsort(-keys, kind="stable")  # best key first
+        u, cand = u[order], cand[order]
+        pair = np.argsort(u * np.int64(log_prior.size) + cand, kind="stable")  # by pair, best first
+        first = np.ones(u.size, dtype=bool)
+        pu, pc = u[pair], cand[pair]
+        first[1:] = (pu[1:] != pu[:-1]) | (pc[1:] != pc[:-1])
+        keep_first = np.empty(u.size, dtype=bool)
+        keep_first[pair] = first  # back in best-key-first order
+        u, cand = u[keep_first], cand[keep_first]
+        order = np.argsort(u, kind="stable")  # by user, best key first within the user
+        u, cand = u[order], cand[order]
+        pos = np.arange(u.size) - np.searchsorted(u, u, side="left")
+        take = pos < np.repeat(k[start:stop], np.bincount(np.searchsorted(users[start:stop], u),
+                                                           minlength=stop - start))
+        out_u.append(u[take])
+        out_j.append(cand[take])
+        start = stop
+    return np.concatenate(out_u), np.concatenate(out_j)
+
+
 def _labels(prefix: str, count: int, min_width: int) -> np.ndarray:
     """Zero-padded fixed-width labels ``prefix + digits``; shape (count,), dtype object."""
     width = max(min_width, len(str(count - 1)))
@@ -355,7 +421,8 @@ def generate(config: SyntheticConfig) -> pd.DataFrame:
         members = np.flatnonzero(user_group == g)
         inside = item_group == g
         for k, cols in ((n_in, np.flatnonzero(inside)), (n_out, np.flatnonzero(~inside))):
-            u, j = _gumbel_top_k(rng, members, k[members], cols, user_taste, item_taste, log_prior)
+            draw = _gumbel_top_k if cols.size <= DENSE_MAX_COLS else _proposal_top_k
+            u, j = draw(rng, members, k[members], cols, user_taste, item_taste, log_prior)
             parts_u.append(u)
             parts_j.append(j)
     u = np.concatenate(parts_u)
