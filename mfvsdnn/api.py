@@ -88,3 +88,169 @@ def train_model(kind: str, split: Split, params: dict[str, Any], seed: int, out:
         "split": split.summary(),
     }
     return TrainResult(model, split, run_dir, float(model.train_seconds_), vr, summary)
+
+
+# ---------------------------------------------------------------------------------------------
+# recommend: serve any saved run (WALS or softmax) through the shared Retriever interface
+
+
+def _rank(run: Any, queries: np.ndarray, exclude: Any, k: int) -> list[list[dict]]:
+    """Top-k rows of dicts (rank, item_id, score, item_group) for (q, d) query vectors."""
+    from .evaluate import top_k_with_scores
+
+    idx, scores = top_k_with_scores(queries, run.model.item_vectors, exclude, k)
+    out = []
+    for row_i, row_s in zip(idx, scores, strict=True):
+        recs = []
+        for rank, (j, s) in enumerate(zip(row_i, row_s, strict=True), start=1):
+            if j < 0:
+                break
+            rec = {"rank": rank, "item_id": str(run.item_ids[j]), "score": float(s)}
+            if run.item_groups is not None and run.group_names:
+                g = int(run.item_groups[j])
+                rec["item_group"] = run.group_names[g] if 0 <= g < len(run.group_names) else None
+            recs.append(rec)
+        out.append(recs)
+    return out
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise DataError(f"--k must be a positive integer, got {k}")
+
+
+def recommend_user(run_dir: str | Path, user_id: str, k: int = 10) -> dict:
+    """Top-k items for a user of the run's data set, excluding the items the user already has.
+
+    A held-out (cold) user of the split has no training items: the model embeds them from their
+    stored features only, and the result says so in ``notes``.
+    """
+    from .store import load_run
+
+    _check_k(k)
+    run = load_run(run_dir)
+    idx = run.user_index().get(str(user_id))
+    if idx is None:
+        raise DataError(f"user {user_id!r} is not in run {run.path} ({len(run.user_ids):,} users); "
+                        "for a new user pass --history ITEM,ITEM,... and/or --feature NAME=VALUE")
+    hist = run.known[[idx]]
+    feats = {f: c[[idx]] for f, c in run.features.items()}
+    notes = []
+    if hist.nnz == 0:
+        notes.append(f"user {user_id!r} has no training interactions (held out as a cold user); "
+                     "recommendations come from the user's features only")
+    q = np.asarray(run.model.query_vectors(hist, feats, users=np.array([idx])), dtype=np.float32)
+    return {"run": str(run.path), "kind": run.kind, "query": {"user": str(user_id), "known_items": int(hist.nnz)},
+            "k": k, "notes": notes, "recommendations": _rank(run, q, hist, k)[0]}
+
+
+def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, str], k: int = 10) -> dict:
+    """Top-k items for a new user, not in the training data, from a history of item ids and features.
+
+    Unknown item ids or feature names are errors (the message names them); an unknown feature value
+    is treated as unknown (code -1) with a note.
+    """
+    import scipy.sparse as sp
+
+    from .store import load_run
+
+    _check_k(k)
+    run = load_run(run_dir)
+    index = run.item_index()
+    history = list(dict.fromkeys(str(h).strip() for h in history if str(h).strip()))
+    unknown = [h for h in history if h not in index]
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        raise DataError(f"--history: {len(unknown)} item id(s) not in run {run.path}: {shown}")
+    notes: list[str] = []
+    codes: dict[str, np.ndarray] = {}
+    valid_names = sorted(run.feature_values)
+    for name, value in features.items():
+        if name not in run.feature_values:
+            have = ", ".join(valid_names) if valid_names else "none (the run was trained without --user-features)"
+            raise DataError(f"--feature {name}=...: unknown feature {name!r}; this run's features: {have}")
+        values = run.feature_values[name]
+        if value in values:
+            codes[name] = np.array([values.index(value)], dtype=np.int32)
+        else:
+            codes[name] = np.array([-1], dtype=np.int32)
+            some = ", ".join(values[:8]) + (", ..." if len(values) > 8 else "")
+            notes.append(f"feature value {name}={value!r} was not seen in training; treated as unknown "
+                         f"(known values: {some})")
+    cols = np.array([index[h] for h in history], dtype=np.int64)
+    hist = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
+                         shape=(1, len(run.item_ids)))
+    q = np.asarray(run.model.query_vectors(hist, codes or None, users=None), dtype=np.float32)
+    if not history:
+        backoff = getattr(run.model, "feature_backoff", None)
+        if backoff is not None:
+            _, used, support = backoff(codes or None, 1)
+            names = [n for n, u in zip(run.model.feature_names_, used[0], strict=True) if u]
+            if names:
+                shared = ", ".join(f"{n}={run.feature_values[n][int(codes[n][0])]}" for n in names)
+                notes.append(f"no history: mean embedding of the {int(support[0]):,} training users with {shared}")
+            else:
+                notes.append(f"no history and no usable feature: mean embedding of all {int(support[0]):,} "
+                             "training users")
+    return {"run": str(run.path), "kind": run.kind,
+            "query": {"history": history, "features": dict(features)}, "k": k, "notes": notes,
+            "recommendations": _rank(run, q, hist, k)[0]}
+
+
+def recommend_all(run_dir: str | Path, k: int, out: str | Path, progress: ProgressFn = no_progress,
+                  chunk_size: int = 4096) -> dict:
+    """Write ``user_id,item_id,rank,score`` (top-k, known items excluded) for every training user.
+
+    Users are processed ``chunk_size`` at a time; the CSV is written to a temporary file beside
+    ``out`` and renamed into place, so an interrupted run leaves no partial file.
+    """
+    import csv
+    import os
+    import tempfile
+
+    from .evaluate import top_k_with_scores
+    from .store import load_run
+
+    _check_k(k)
+    t0 = time.perf_counter()
+    run = load_run(run_dir)
+    out = Path(out)
+    if out.is_dir():
+        raise DataError(f"--out {out}: is a directory; give a CSV file name")
+    users = np.flatnonzero(np.diff(run.known.indptr) > 0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    rows = 0
+    n_chunks = max(1, -(-len(users) // chunk_size))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")  # quotes ids that contain the delimiter
+            writer.writerow(["user_id", "item_id", "rank", "score"])
+            for c in range(n_chunks):
+                u = users[c * chunk_size:(c + 1) * chunk_size]
+                hist = run.known[u]
+                feats = {name: codes[u] for name, codes in run.features.items()}
+                q = np.asarray(run.model.query_vectors(hist, feats, users=u), dtype=np.float32)
+                idx, scores = top_k_with_scores(q, run.model.item_vectors, hist, k)
+                r, col = np.nonzero(idx >= 0)
+                uid = run.user_ids[u][r]
+                iid = run.item_ids[idx[r, col]]
+                writer.writerows(zip(uid.tolist(), iid.tolist(), (col + 1).tolist(),
+                                     [f"{s:.6g}" for s in scores[r, col].tolist()], strict=True))
+                rows += len(r)
+                progress(c + 1, n_chunks, {"users": float(min(len(users), (c + 1) * chunk_size))})
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"run": str(run.path), "kind": run.kind, "path": str(out), "users": int(len(users)), "k": k,
+            "rows": rows, "seconds": time.perf_counter() - t0}
+
+
+def train_from_csv(kind: str, data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig,
+                   test_path: str | Path | None, params: dict[str, Any], out: str | Path | None,
+                   progress: ProgressFn = no_progress) -> TrainResult:
+    """Read and split the CSV, then :func:`train_model` with the split's seed (train-wals / train-*)."""
+    split = prepare_split(data, columns, split_cfg, test_path)
+    return train_model(kind, split, params, split_cfg.seed, out, progress)
+# end of recommend / train_from_csv (issue 3)

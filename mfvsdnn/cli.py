@@ -197,6 +197,102 @@ def make_data(
         report.render_make_data(summary, str(out), out_console)
 
 
+# ---------------------------------------------------------------------------------------------
+# train-wals and recommend (issue 3)
+
+
+@app.command("train-wals")
+@with_data_options
+def train_wals(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write (model.json, model.npz, data.npz); "
+                                      "replaced atomically.")] = Path("runs/wals"),
+    factors: Annotated[int, typer.Option(help="Embedding dimension d of users and items.")] = 32,
+    w0: Annotated[float, typer.Option("--w0", help="Weight of every unobserved (user, item) pair, in [0, 1). "
+                                      "0 ignores unobserved pairs and shows folding.")] = 0.1,
+    reg: Annotated[float, typer.Option(help="L2 regularisation of U and V (implicit's regularization = reg/w0).")] = 1.0,
+    iterations: Annotated[int, typer.Option(help="Alternating iterations (items, then users).")] = 15,
+    solver: Annotated[str, typer.Option(help="Row solver: 'cg' (conjugate gradient, warm-started) or "
+                                        "'cholesky' (exact).")] = "cg",
+    cg_steps: Annotated[int, typer.Option(help="Conjugate-gradient steps per row and half-iteration (solver cg).")] = 3,
+    threads: Annotated[int, typer.Option(help="Threads for the solver kernels; 0 = all cores. "
+                                         "Results do not depend on it.")] = 0,
+    min_support: Annotated[int, typer.Option(help="Cold start: fewest training users a feature combination needs "
+                                             "before its mean embedding is used (else back off).")] = 5,
+    json_out: JsonOpt = False,
+    *,
+    opts: DataOptions,
+) -> None:
+    """Train WALS (weighted ALS with unobserved weight w0) on DATA and save the run to --out."""
+    params = {"factors": factors, "w0": w0, "reg": reg, "iterations": iterations, "solver": solver,
+              "cg_steps": cg_steps, "num_threads": threads, "min_support": min_support}
+    with report.progress_bar("WALS") as bar:
+        result = api.train_from_csv("wals", data, opts.columns, opts.split, opts.test, params, out, bar)
+    if json_out:
+        _print_json(result.summary)
+    else:
+        report.render_train(result.summary, out_console)
+        report.render_objective(result.summary, out_console)
+
+
+def _parse_features(pairs: list[str]) -> dict[str, str]:
+    feats: dict[str, str] = {}
+    for p in pairs:
+        name, sep_, value = p.partition("=")
+        if not sep_ or not name.strip():
+            raise MfvsdnnError(f"--feature expects NAME=VALUE, got {p!r}")
+        feats[name.strip()] = value.strip()
+    return feats
+
+
+@app.command()
+def recommend(
+    run: Annotated[Path, typer.Argument(help="Run directory written by train-wals or train-softmax.",
+                                        show_default=False)],
+    user: Annotated[str | None, typer.Option("--user", help="Recommend for this user id of the run's data "
+                                             "(items the user already has are excluded).")] = None,
+    all_users: Annotated[bool, typer.Option("--all", help="Write recommendations for every training user "
+                                            "to --out as user_id,item_id,rank,score.")] = False,
+    history: Annotated[str | None, typer.Option("--history", help="New user: comma-separated item ids they "
+                                                "interacted with (folded in; excluded from the results).")] = None,
+    feature: Annotated[list[str] | None, typer.Option("--feature", help="New user: a feature as NAME=VALUE; "
+                                                      "repeat for several. Used when --history is empty.")] = None,
+    k: Annotated[int, typer.Option("--k", help="Number of items to recommend per user.")] = 10,
+    out: Annotated[Path | None, typer.Option("--out", help="CSV file for --all (written atomically).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Top-k items for a known user (--user), every training user (--all --out), or a new user
+    (--history and/or --feature: the cold-start path a serving system needs)."""
+    new_user = history is not None or bool(feature)
+    modes = [m for m, on in (("--user", user is not None), ("--all", all_users),
+                             ("--history/--feature", new_user)) if on]
+    if len(modes) != 1:
+        raise MfvsdnnError("choose exactly one of --user ID, --all (with --out FILE), or --history/--feature "
+                           f"for a new user{' (got ' + ' and '.join(modes) + ')' if modes else ''}")
+    if all_users:
+        if out is None:
+            raise MfvsdnnError("--all needs --out FILE (the CSV to write)")
+        with report.progress_bar("recommend") as bar:
+            summary = api.recommend_all(run, k, out, bar)
+        if json_out:
+            _print_json(summary)
+        else:
+            report.render_recommend_all(summary, out_console)
+        return
+    if out is not None:
+        raise MfvsdnnError("--out is only used with --all")
+    if user is not None:
+        result = api.recommend_user(run, user, k)
+    else:
+        hist = [h for h in (history or "").split(",") if h.strip()]
+        result = api.recommend_new(run, hist, _parse_features(feature or []), k)
+    if json_out:
+        _print_json(result)
+    else:
+        report.render_recommendations(result, out_console)
+# end of train-wals and recommend (issue 3)
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     app()
 

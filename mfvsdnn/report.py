@@ -142,3 +142,51 @@ def render_train(summary: dict, console: Console) -> None:
     t.add_row("split fingerprint", summary["split"]["fingerprint"])
     t.add_row("hyper-parameters", ", ".join(f"{k}={v}" for k, v in summary["params"].items()))
     console.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# train-wals objective line and recommend (issue 3)
+
+
+def render_objective(summary: dict, console: Console) -> None:
+    """One line: the training objective from the first to the last iteration."""
+    hist = [h for h in summary.get("history") or [] if "objective" in h]
+    if not hist:
+        return
+    first, last = hist[0]["objective"], hist[-1]["objective"]
+    change = (last - first) / abs(first) if first else float("nan")
+    console.print(f"objective {fmt(first)} → {fmt(last)} over {len(hist)} iterations ({change:+.1%})")
+
+
+def render_recommendations(result: dict, console: Console) -> None:
+    """Table for ``mfvsdnn recommend --user`` / ``--history``."""
+    q = result["query"]
+    if "user" in q:
+        title = f"Top {result['k']} for user {q['user']} ({q['known_items']} known items excluded)"
+    else:
+        feats = ", ".join(f"{k}={v}" for k, v in q["features"].items())
+        title = f"Top {result['k']} for a new user (history: {len(q['history'])} items" + \
+            (f"; {feats}" if feats else "") + ")"
+    t = Table(title=f"{title} — {result['kind']} run {result['run']}", title_justify="left")
+    t.add_column("rank", justify="right")
+    t.add_column("item id")
+    t.add_column("score", justify="right")
+    recs = result["recommendations"]
+    groups = any("item_group" in r for r in recs)
+    if groups:
+        t.add_column("item group")
+    for r in recs:
+        row = [str(r["rank"]), r["item_id"], f"{r['score']:.4f}"]
+        if groups:
+            row.append(str(r.get("item_group") or "—"))
+        t.add_row(*row)
+    console.print(t)
+    for note in result.get("notes", []):
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+def render_recommend_all(summary: dict, console: Console) -> None:
+    """One line after ``mfvsdnn recommend --all``."""
+    console.print(f"[green]wrote[/green] {summary['path']}: {summary['rows']:,} rows (top {summary['k']} for "
+                  f"{summary['users']:,} training users) in {summary['seconds']:.1f} s", highlight=False)
+# end of recommend rendering (issue 3)
