@@ -379,6 +379,33 @@ def read_interactions(path: str | os.PathLike, columns: ColumnSpec = ColumnSpec(
     is_test_row = np.zeros(len(df), dtype=bool)
     if len(frames) == 2:
         is_test_row[n_rows[0]:] = True
+    file_hash = file_sha256(path)
+    if test_path is not None:
+        file_hash = hashlib.sha256((file_hash + file_sha256(test_path)).encode()).hexdigest()
+    return _dataset_from_frame(df, spec, path, file_hash, is_test_row if test_path is not None else None)
+
+
+def dataset_from_frame(df: pd.DataFrame, columns: ColumnSpec, name: str = "<frame>") -> Dataset:
+    """Build a :class:`Dataset` from an in-memory frame with the CSV's columns (e.g. synthetic data).
+
+    The frame's content hash stands in for the file hash in the split fingerprint.
+    """
+    missing = [c for c in (columns.user_col, columns.item_col) if c is None or c not in df.columns]
+    if missing:
+        raise DataError(f"{name}: the frame needs explicit user and item columns present in it")
+    spec = ColumnSpec(**{**columns.__dict__, "sep": ","})
+    cols = [c for c in (spec.user_col, spec.item_col, spec.weight_col, spec.time_col, spec.item_group_col,
+                        spec.user_group_col, *spec.user_features) if c]
+    frame = pd.DataFrame({c: (df[c] if c in (spec.weight_col, spec.time_col) else df[c].astype("category"))
+                          for c in dict.fromkeys(cols)})
+    digest = hashlib.sha256(pd.util.hash_pandas_object(df[cols], index=False).to_numpy().tobytes()).hexdigest()
+    return _dataset_from_frame(frame, spec, Path(name), digest, None)
+
+
+def _dataset_from_frame(df: pd.DataFrame, spec: ColumnSpec, path: Path, file_hash: str,
+                        is_test_row: np.ndarray | None) -> Dataset:
+    """The loader's second half: categorical columns -> integer-indexed :class:`Dataset`."""
+    test_path = None if is_test_row is None else True
 
     keep = np.ones(len(df), dtype=bool)
     if spec.weight_col:
@@ -448,14 +475,11 @@ def read_interactions(path: str | os.PathLike, columns: ColumnSpec = ColumnSpec(
     matrix = sp.csr_matrix((np.ones(len(ukey), dtype=np.float32), cols, indptr), shape=(n_users, n_items))
     matrix.has_sorted_indices = True
 
-    file_hash = file_sha256(path)
-    if test_path is not None:
-        file_hash = hashlib.sha256((file_hash + file_sha256(test_path)).encode()).hexdigest()
     return Dataset(
         matrix=matrix, user_ids=np.asarray(user_ids, dtype=object), item_ids=np.asarray(item_ids, dtype=object),
         times=t_out, is_test=test_out, item_groups=item_groups, user_groups=user_groups,
         group_names=group_names, features=features, feature_values=feature_values, columns=spec,
-        source=str(path), file_hash=file_hash, rows_read=int(sum(n_rows)),
+        source=str(path), file_hash=file_hash, rows_read=len(df),
     )
 
 
