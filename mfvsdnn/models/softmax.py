@@ -1,0 +1,716 @@
+"""Softmax DNN retriever in numpy with hand-written gradients.
+
+Query tower (one training example = a (user, target item) pair):
+
+    bag   = (sum_{j in H_u} E_j  -  E_t) / (|H_u| - 1)        mean input-embedding of the history minus
+                                                             the target (a sum minus the target: the
+                                                             bag is never rebuilt without it)
+          = e_empty                                          if that history is empty (or dropped)
+    x0    = [bag, F_1[c_1], ..., F_m[c_m]]                    one embedding per categorical user feature;
+                                                             code -1 (unknown) -> a learned extra row
+    h_l   = relu(h_{l-1} W_l + b_l)                           hidden layers (``hidden``; may be none)
+    psi   = h_L W_o + b_o                                     (B, dim)
+    logit_j = psi . V_j                                       V: output item embeddings (n_items, dim)
+
+``E`` is the input item embedding table (dim columns), or ``V`` itself with ``tie_embeddings``.
+``e_empty`` is a learned vector: a fraction ``history_dropout`` of training examples has its whole
+history dropped (the bag becomes e_empty), so the r = 0 path used for cold users with features only
+is actually trained; likewise a fraction ``feature_dropout`` of feature codes is replaced by the
+"unknown" row so that row is learned too.
+
+Losses (``negatives``): ``"all"`` full softmax cross-entropy; ``N > 0`` sampled softmax over the
+positive and N negatives shared by the mini-batch (see :mod:`.sampling`); ``0`` positives only
+(logistic loss on positive pairs; folds groups together). ``gravity`` adds
+g * mean_b psi_b^T (V^T V / n) psi_b. Every loss below is a pure function: forward and backward side by
+side, returning the loss and the gradients with respect to psi and V.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from ..errors import ModelError
+from ..split import TrainSet
+from . import softmax_kernels as K
+from .base import ProgressFn, no_progress
+from .optim import RowGrad, make_optimizer
+from .sampling import SAMPLERS, choose_hard, make_sampler
+
+# ------------------------------------------------------------------------------------------------
+# layers
+
+
+# dense layer:  Z = H W + b          H (B, i), W (i, o), b (o,) -> Z (B, o)
+def dense_forward(H: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return H @ W + b
+
+
+# backward:     dH = dZ W^T (B, i);  dW = H^T dZ (i, o);  db = sum_b dZ (o,)
+def dense_backward(dZ: np.ndarray, H: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return dZ @ W.T, H.T @ dZ, dZ.sum(axis=0)
+
+
+# relu:         H = max(Z, 0);   backward dZ = dH * [Z > 0]
+def relu_forward(Z: np.ndarray) -> np.ndarray:
+    return np.maximum(Z, 0)
+
+
+def relu_backward(dH: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    return dH * (Z > 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# losses: each returns (loss, dpsi, item-gradient parts)
+
+
+def full_softmax_loss(psi: np.ndarray, V: np.ndarray, t: np.ndarray,
+                      max_chunk_elems: int = 1 << 23) -> tuple[float, np.ndarray, np.ndarray]:
+    """Full softmax cross-entropy.
+
+    L = (1/B) sum_b [ logsumexp_j(psi_b . V_j) - psi_b . V_{t_b} ]         psi (B, d), V (n, d), t (B,)
+    G = (softmax(Z) - onehot(t)) / B   (B, n);   dpsi = G V (B, d);   dV = G^T psi (n, d) (dense)
+
+    The batch is processed in row chunks of at most ``max_chunk_elems`` logits (bounded memory);
+    softmax and its gradient are one fused in-place kernel over each chunk.
+    """
+    B, n = psi.shape[0], V.shape[0]
+    rows = max(1, min(B, max_chunk_elems // max(n, 1)))
+    dpsi = np.empty_like(psi)
+    dV = np.zeros_like(V)
+    total = 0.0
+    for s in range(0, B, rows):
+        e = min(B, s + rows)
+        Z = psi[s:e] @ V.T
+        losses = K.softmax_xent_inplace(Z, t[s:e], 1.0 / B)  # Z <- G
+        total += float(losses.sum())
+        dpsi[s:e] = Z @ V
+        dV += Z.T @ psi[s:e]
+    return total / B, dpsi, dV
+
+
+def sampled_softmax_loss(psi: np.ndarray, V: np.ndarray, t: np.ndarray, cand: np.ndarray,
+                         logq_t: np.ndarray, logq_c: np.ndarray, mask: np.ndarray | None = None
+                         ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Sampled softmax over the positive and candidates shared by the batch, with logQ correction.
+
+    s_b  = psi_b . V_{t_b} - logQ(t_b)                                    (B,)
+    z_bk = psi_b . V_{C_k} - logQ(C_k), or -inf where C_k == t_b (accidental hit) or ~mask_bk   (B, N)
+    L    = (1/B) sum_b [ logsumexp(s_b, z_b.) - s_b ]
+    P    = softmax over [s_b, z_b.];  ds_b = (P_b0 - 1)/B;  dz_bk = P_bk / B
+    dpsi = ds * V_t + dz V_C  (B, d);   dV_t = ds * psi (B, d) rows t;   dV_C = dz^T psi (N, d) rows C
+
+    Returns (loss, dpsi, dVt, dVc) with dVt (B, d) for rows ``t`` and dVc (N, d) for rows ``cand``.
+    """
+    Vt, Vc = V[t], V[cand]
+    s = np.einsum("bd,bd->b", psi, Vt) - logq_t.astype(psi.dtype)
+    z = psi @ Vc.T - logq_c.astype(psi.dtype)[None, :]
+    dead = cand[None, :] == t[:, None]
+    if mask is not None:
+        dead |= ~mask
+    z[dead] = -np.inf
+    m = np.maximum(s, z.max(axis=1))
+    es = np.exp(s - m)
+    ez = np.exp(z - m[:, None])
+    tot = es + ez.sum(axis=1)
+    B = psi.shape[0]
+    loss = float(np.mean(np.log(tot) + m - s))
+    ds = (es / tot - 1.0) / B
+    dz = ez / tot[:, None] / B
+    dpsi = ds[:, None] * Vt + dz @ Vc
+    return loss, dpsi, ds[:, None] * psi, dz.T @ psi
+
+
+def positives_only_loss(psi: np.ndarray, V: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Logistic loss on positive pairs only (no negatives at all).
+
+    s_b = psi_b . V_{t_b};   L = (1/B) sum_b softplus(-s_b)
+    ds_b = -sigmoid(-s_b) / B;   dpsi = ds * V_t (B, d);   dV_t = ds * psi (B, d) rows t
+    """
+    Vt = V[t]
+    s = np.einsum("bd,bd->b", psi, Vt)
+    B = psi.shape[0]
+    loss = float(np.mean(np.logaddexp(0.0, -s)))
+    ds = -0.5 * (1.0 - np.tanh(0.5 * s)) / B  # -sigmoid(-s)/B, stable
+    return loss, ds[:, None] * Vt, ds[:, None] * psi
+
+
+def gravity_loss(psi: np.ndarray, V: np.ndarray, g: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """Gravity: g * mean_b psi_b^T (V^T V / n) psi_b, through the (d, d) Gram matrix C = V^T V.
+
+    L = (g / (B n)) sum_b psi_b^T C psi_b
+    dpsi = (2 g / (B n)) psi C (B, d);   dV = (2 g / (B n)) V (psi^T psi) (n, d) (dense)
+    """
+    B, n = psi.shape[0], V.shape[0]
+    C = V.T @ V
+    c = g / (B * n)
+    loss = float(c * np.einsum("bd,de,be->", psi, C, psi))
+    return loss, (2 * c) * (psi @ C), (2 * c) * (V @ (psi.T @ psi))
+
+
+# ------------------------------------------------------------------------------------------------
+# mini-batches and gradients
+
+
+@dataclass
+class Batch:
+    """One mini-batch of B examples (fixed, so the loss is a deterministic function of the params).
+
+    targets : (B,) int64 target items.
+    bag_idx, bag_ex, bag_w : (m,) bag entries: item, example, weight. bag_b = sum_i w_i E[idx_i] over
+        entries with ex_i = b: +1/(n-1) for each history item and -1/(n-1) for the target.
+    empty : (B,) bool, examples whose bag is the learned empty vector.
+    codes : per feature (B,) int codes into its table (unknown already mapped to the last row).
+    """
+
+    targets: np.ndarray
+    bag_idx: np.ndarray
+    bag_ex: np.ndarray
+    bag_w: np.ndarray
+    empty: np.ndarray
+    codes: list[np.ndarray]
+
+
+@dataclass
+class Sample:
+    """Negatives for one batch: shared candidates, their log Q and the positives' log Q, and an
+    optional (B, N) per-example mask (hard sampler)."""
+
+    cand: np.ndarray
+    logq_c: np.ndarray
+    logq_t: np.ndarray
+    mask: np.ndarray | None = None
+
+
+def make_batch(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, targets: np.ndarray,
+               codes: list[np.ndarray], dtype: Any, drop: np.ndarray | None = None) -> Batch:
+    """Build the bag entries of (user, target) examples from the training csr (indptr, indices).
+
+    Parameters
+    ----------
+    users, targets : (B,) int. ``codes`` : per feature (n_users,) codes (unknown mapped).
+    drop : (B,) bool, examples whose history is dropped (bag = empty vector), or None.
+    """
+    B = len(users)
+    n = (indptr[users + 1] - indptr[users]).astype(np.int64)
+    keep = n > 1
+    if drop is not None:
+        keep &= ~drop
+    ex_k = np.flatnonzero(keep)
+    lens = n[ex_k]
+    starts = indptr[users[ex_k]]
+    total = int(lens.sum())
+    offs = np.repeat(starts - (np.cumsum(lens) - lens), lens)
+    pos = offs + np.arange(total)
+    w_k = (1.0 / (lens - 1)).astype(dtype)
+    bag_idx = np.concatenate([indices[pos].astype(np.int64), targets[ex_k]])
+    bag_ex = np.concatenate([np.repeat(ex_k, lens), ex_k])
+    bag_w = np.concatenate([np.repeat(w_k, lens), -w_k])
+    return Batch(targets=np.asarray(targets, dtype=np.int64), bag_idx=bag_idx, bag_ex=bag_ex, bag_w=bag_w,
+                 empty=~keep, codes=[c[users] for c in codes])
+
+
+class _Rows:
+    """Accumulates row contributions to one (n, d) table and merges them into a RowGrad."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple] = []
+
+    def add(self, rows: np.ndarray, vals: np.ndarray) -> None:
+        self.parts.append(("rows", rows, vals))
+
+    def add_weighted(self, idx: np.ndarray, ex: np.ndarray, w: np.ndarray, G: np.ndarray) -> None:
+        self.parts.append(("w", idx, ex, w, G))
+
+    def into_dense(self, out: np.ndarray) -> None:
+        for p in self.parts:
+            if p[0] == "rows":
+                K.scatter_rows(p[1], np.ascontiguousarray(p[2], dtype=out.dtype), out)
+            else:
+                K.scatter_weighted(p[1], p[2], p[3].astype(out.dtype), np.ascontiguousarray(p[4], dtype=out.dtype), out)
+
+    def merge(self, d: int, dtype: Any) -> RowGrad:
+        if not self.parts:
+            return RowGrad(np.zeros(0, dtype=np.int64), np.zeros((0, d), dtype=dtype))
+        allrows = np.concatenate([p[1] for p in self.parts])
+        uniq, inv = np.unique(allrows, return_inverse=True)
+        out = np.zeros((len(uniq), d), dtype=dtype)
+        o = 0
+        for p in self.parts:
+            k = len(p[1])
+            if p[0] == "rows":
+                K.scatter_rows(inv[o:o + k], np.ascontiguousarray(p[2], dtype=dtype), out)
+            else:
+                K.scatter_weighted(inv[o:o + k], p[2], p[3].astype(dtype), np.ascontiguousarray(p[4], dtype=dtype), out)
+            o += k
+        return RowGrad(uniq, out)
+
+
+@dataclass
+class LossConfig:
+    negatives: str | int  # "all" | N > 0 | 0
+    gravity: float = 0.0
+    l2: float = 0.0
+    tied: bool = False
+    n_layers: int = 1  # hidden layers
+    feature_names: tuple[str, ...] = ()
+
+
+def tower_forward(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig) -> tuple[np.ndarray, list, list]:
+    """psi (B, dim) and the caches (layer inputs Hs, pre-activations Zs) for the backward pass."""
+    E = P["item_out"] if cfg.tied else P["item_in"]
+    B = len(batch.targets)
+    bag = np.zeros((B, E.shape[1]), dtype=E.dtype)
+    K.gather_weighted(batch.bag_idx, batch.bag_ex, batch.bag_w.astype(E.dtype), E, bag)
+    bag[batch.empty] = P["empty"]
+    parts = [bag] + [P[f"feat__{f}"][c] for f, c in zip(cfg.feature_names, batch.codes, strict=True)]
+    H = np.concatenate(parts, axis=1) if len(parts) > 1 else bag
+    Hs, Zs = [H], []
+    for layer in range(cfg.n_layers):
+        Z = dense_forward(H, P[f"W{layer}"], P[f"b{layer}"])
+        H = relu_forward(Z)
+        Zs.append(Z)
+        Hs.append(H)
+    psi = dense_forward(H, P["W_out"], P["b_out"])
+    return psi, Hs, Zs
+
+
+def tower_backward(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, dpsi: np.ndarray, Hs: list,
+                   Zs: list, grads: dict, item_rows: _Rows) -> None:
+    """Back-propagate dpsi through the tower into ``grads`` (dense) and ``item_rows`` (input bag)."""
+    dH, grads["W_out"], grads["b_out"] = dense_backward(dpsi, Hs[-1], P["W_out"])
+    for layer in reversed(range(cfg.n_layers)):
+        dZ = relu_backward(dH, Zs[layer])
+        dH, grads[f"W{layer}"], grads[f"b{layer}"] = dense_backward(dZ, Hs[layer], P[f"W{layer}"])
+    E = P["item_out"] if cfg.tied else P["item_in"]
+    de = E.shape[1]
+    dbag = dH[:, :de]
+    grads["empty"] = dbag[batch.empty].sum(axis=0)
+    item_rows.add_weighted(batch.bag_idx, batch.bag_ex, batch.bag_w, dbag)
+    o = de
+    B = len(batch.targets)
+    for f, c in zip(cfg.feature_names, batch.codes, strict=True):
+        fd = P[f"feat__{f}"].shape[1]
+        r = _Rows()
+        r.add_weighted(c.astype(np.int64), np.arange(B), np.ones(B, dtype=dH.dtype), dH[:, o:o + fd])
+        grads[f"feat__{f}"] = r.merge(fd, dH.dtype)
+        o += fd
+
+
+def loss_and_grads(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, sample: Sample | None = None,
+                   rng: np.random.Generator | None = None, hard_n: int = 0,
+                   timings: dict[str, float] | None = None) -> tuple[float, dict[str, np.ndarray | RowGrad]]:
+    """Loss of one mini-batch and the gradient of every parameter.
+
+    ``sample`` holds the negatives for ``negatives = N > 0``. For the hard sampler pass a Sample
+    without mask plus ``rng`` and ``hard_n``: the mask is then chosen from the current pool scores
+    (a Sample with a mask makes the loss a fixed function of the params, as the gradient tests need).
+    Gradients: dense arrays, or RowGrad for item tables (unless dense) and feature tables.
+    The reported loss includes gravity and the L2 term.
+    """
+    tick = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal tick
+        if timings is not None:
+            now = time.perf_counter()
+            timings[name] = timings.get(name, 0.0) + now - tick
+            tick = now
+
+    V = P["item_out"]
+    t = batch.targets
+    psi, Hs, Zs = tower_forward(P, batch, cfg)
+    lap("tower")
+    out_rows = _Rows()
+    dV_dense = None
+    if cfg.negatives == "all":
+        loss, dpsi, dV_dense = full_softmax_loss(psi, V, t)
+    elif cfg.negatives == 0:
+        loss, dpsi, dVt = positives_only_loss(psi, V, t)
+        out_rows.add(t, dVt)
+    else:
+        if sample is None:
+            raise ModelError("sampled softmax needs a Sample of negatives")
+        mask = sample.mask
+        if mask is None and hard_n:
+            mask = choose_hard(psi @ V[sample.cand].T, hard_n, rng)
+        loss, dpsi, dVt, dVc = sampled_softmax_loss(psi, V, t, sample.cand, sample.logq_t, sample.logq_c, mask)
+        out_rows.add(t, dVt)
+        out_rows.add(sample.cand, dVc)
+    if cfg.gravity:
+        lg, dpsi_g, dV_g = gravity_loss(psi, V, cfg.gravity)
+        loss += lg
+        dpsi = dpsi + dpsi_g
+        dV_dense = dV_g if dV_dense is None else dV_dense + dV_g
+    lap("loss")
+    grads: dict[str, Any] = {}
+    in_rows = out_rows if cfg.tied else _Rows()
+    tower_backward(P, batch, cfg, dpsi, Hs, Zs, grads, in_rows)
+    lap("tower")
+    d = V.shape[1]
+    if dV_dense is not None:
+        out_rows.into_dense(dV_dense)
+        grads["item_out"] = dV_dense
+    else:
+        grads["item_out"] = out_rows.merge(d, V.dtype)
+    if not cfg.tied:
+        grads["item_in"] = in_rows.merge(P["item_in"].shape[1], V.dtype)
+    lap("scatter")
+    if cfg.l2:
+        loss += _l2_term(P, grads, cfg.l2)
+        lap("loss")
+    return loss, grads
+
+
+def _l2_term(P: dict[str, np.ndarray], grads: dict, l2: float) -> float:
+    """(l2/2) * sum of squares of the weights in this step's gradient (embedding tables: the rows
+    touched; biases excluded); adds l2 * theta to each gradient in place. Returns the term."""
+    total = 0.0
+    for name, g in grads.items():
+        if name.startswith("b"):
+            continue
+        p = P[name]
+        if isinstance(g, RowGrad):
+            rows = p[g.rows]
+            g.values += l2 * rows
+            total += float(np.sum(rows * rows))
+        else:
+            g += l2 * p
+            total += float(np.sum(p * p))
+    return 0.5 * l2 * total
+
+
+# ------------------------------------------------------------------------------------------------
+# the model
+
+
+def parse_negatives(value: Any) -> str | int:
+    """'all' | int >= 0 (also from a string such as '50'); anything else is a ModelError."""
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v == "all":
+            return "all"
+        try:
+            value = int(v)
+        except ValueError:
+            raise ModelError(f"--negatives must be 'all', 0 (positives only) or a positive integer; "
+                             f"got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ModelError(f"--negatives must be 'all', 0 (positives only) or a positive integer; got {value!r}")
+    return int(value)
+
+
+def parse_hidden(value: Any) -> tuple[int, ...]:
+    """Layer widths from a tuple/list of ints or a comma-separated string ('' = no hidden layer)."""
+    if isinstance(value, str):
+        try:
+            value = [int(x) for x in value.split(",") if x.strip()]
+        except ValueError:
+            raise ModelError(f"--hidden expects comma-separated positive integers (or '' for none); "
+                             f"got {value!r}") from None
+    out = tuple(int(x) for x in value)
+    if any(w <= 0 for w in out):
+        raise ModelError(f"--hidden widths must be positive; got {list(out)}")
+    return out
+
+
+class SoftmaxDNN:
+    """Softmax DNN retriever: query tower over history + user features, dot product with item embeddings.
+
+    Parameters
+    ----------
+    dim : output embedding size d (psi and V).
+    hidden : ReLU hidden layer widths; () for none (a linear tower).
+    feature_dim : embedding size of each categorical user feature.
+    negatives : "all" (full softmax), N > 0 (sampled softmax with N negatives shared by the batch),
+        or 0 (positives only, logistic loss; folds groups).
+    sampler : "uniform" | "popularity" (with logQ correction) | "hard" (see ``sampling``).
+    hard_pool : uniform pool size per batch from which the hard sampler picks each example's N.
+    gravity : weight g of the gravity term g * mean_b psi_b^T (V^T V / n) psi_b.
+    epochs, batch_size, lr, optimizer ("adam" | "adagrad"), l2 : training.
+    patience : stop after this many epochs without a better validation recall@20 (0 = never stop
+        early); the best epoch's parameters are kept.
+    tie_embeddings : use V as the input item embeddings too.
+    history_dropout : fraction of training examples whose history is dropped (trains the empty-
+        history path used for cold users with features only).
+    feature_dropout : fraction of feature codes replaced by "unknown" in training (trains that row).
+    init_scale : standard deviation of the initial embeddings.
+    """
+
+    kind: ClassVar[str] = "softmax"
+
+    def __init__(self, dim: int = 32, hidden: Sequence[int] | str = (64,), feature_dim: int = 8,
+                 negatives: str | int = 50, sampler: str = "uniform", hard_pool: int = 500,
+                 gravity: float = 0.0, epochs: int = 30, batch_size: int = 256, lr: float = 0.005,
+                 optimizer: str = "adam", l2: float = 0.0, patience: int = 3, tie_embeddings: bool = False,
+                 history_dropout: float = 0.1, feature_dropout: float = 0.05, init_scale: float = 0.1) -> None:
+        self.dim = int(dim)
+        self.hidden = parse_hidden(hidden)
+        self.feature_dim = int(feature_dim)
+        self.negatives = parse_negatives(negatives)
+        self.sampler = sampler
+        self.hard_pool = int(hard_pool)
+        self.gravity = float(gravity)
+        self.epochs = int(epochs)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.optimizer = optimizer
+        self.l2 = float(l2)
+        self.patience = int(patience)
+        self.tie_embeddings = bool(tie_embeddings)
+        self.history_dropout = float(history_dropout)
+        self.feature_dropout = float(feature_dropout)
+        self.init_scale = float(init_scale)
+        self._validate()
+        self.params_: dict[str, np.ndarray] = {}
+        self.feature_names_: tuple[str, ...] = ()
+        self.history_: list[dict[str, float]] = []
+        self.train_seconds_ = 0.0
+        self.best_epoch_ = 0
+
+    def _validate(self) -> None:
+        checks = [
+            (self.dim > 0, f"--dim must be a positive integer, got {self.dim}"),
+            (self.feature_dim > 0, f"feature_dim must be positive, got {self.feature_dim}"),
+            (self.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}"),
+            (self.hard_pool > 0, f"hard_pool must be positive, got {self.hard_pool}"),
+            (np.isfinite(self.gravity) and self.gravity >= 0, f"--gravity must be >= 0, got {self.gravity}"),
+            (self.epochs > 0, f"--epochs must be a positive integer, got {self.epochs}"),
+            (self.batch_size > 0, f"--batch-size must be a positive integer, got {self.batch_size}"),
+            (np.isfinite(self.lr) and self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.optimizer in ("adam", "adagrad"), f"--optimizer must be 'adam' or 'adagrad', got {self.optimizer!r}"),
+            (np.isfinite(self.l2) and self.l2 >= 0, f"--l2 must be >= 0, got {self.l2}"),
+            (self.patience >= 0, f"--patience must be >= 0, got {self.patience}"),
+            (0 <= self.history_dropout < 1, f"history_dropout must be in [0, 1), got {self.history_dropout}"),
+            (0 <= self.feature_dropout < 1, f"feature_dropout must be in [0, 1), got {self.feature_dropout}"),
+            (self.init_scale > 0, f"init_scale must be > 0, got {self.init_scale}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ModelError(msg)
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "dim": self.dim, "hidden": list(self.hidden), "feature_dim": self.feature_dim,
+            "negatives": self.negatives, "sampler": self.sampler, "hard_pool": self.hard_pool,
+            "gravity": self.gravity, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+            "optimizer": self.optimizer, "l2": self.l2, "patience": self.patience,
+            "tie_embeddings": self.tie_embeddings, "history_dropout": self.history_dropout,
+            "feature_dropout": self.feature_dropout, "init_scale": self.init_scale,
+        }
+
+    # -- parameters ------------------------------------------------------------------------------
+
+    def _loss_config(self) -> LossConfig:
+        return LossConfig(negatives=self.negatives, gravity=self.gravity, l2=self.l2, tied=self.tie_embeddings,
+                          n_layers=len(self.hidden), feature_names=self.feature_names_)
+
+    def init_params(self, n_items: int, cardinalities: dict[str, int], rng: np.random.Generator,
+                    dtype: Any = np.float32) -> dict[str, np.ndarray]:
+        """Fresh parameters: embeddings N(0, init_scale^2); layers He-initialised; biases 0."""
+        self.feature_names_ = tuple(sorted(cardinalities))
+        s, d = self.init_scale, self.dim
+        P: dict[str, np.ndarray] = {"item_out": rng.normal(0, s, (n_items, d))}
+        if not self.tie_embeddings:
+            P["item_in"] = rng.normal(0, s, (n_items, d))
+        P["empty"] = rng.normal(0, s, d)
+        for f in self.feature_names_:
+            P[f"feat__{f}"] = rng.normal(0, s, (cardinalities[f] + 1, self.feature_dim))  # last row: unknown
+        width = d + self.feature_dim * len(self.feature_names_)
+        for layer, h in enumerate(self.hidden):
+            P[f"W{layer}"] = rng.normal(0, np.sqrt(2.0 / width), (width, h))
+            P[f"b{layer}"] = np.zeros(h)
+            width = h
+        P["W_out"] = rng.normal(0, np.sqrt(1.0 / width), (width, d))
+        P["b_out"] = np.zeros(d)
+        self.params_ = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in P.items()}
+        return self.params_
+
+    def _codes(self, features: dict[str, np.ndarray] | None, q: int) -> list[np.ndarray]:
+        """Feature codes mapped into each table (-1, missing or out of range -> the unknown row)."""
+        out = []
+        for f in self.feature_names_:
+            card = self.params_[f"feat__{f}"].shape[0] - 1
+            c = None if features is None else features.get(f)
+            if c is None:
+                out.append(np.full(q, card, dtype=np.int64))
+            else:
+                c = np.asarray(c, dtype=np.int64)
+                out.append(np.where((c < 0) | (c >= card), card, c))
+        return out
+
+    # -- training --------------------------------------------------------------------------------
+
+    def fit(self, train: TrainSet, rng: np.random.Generator, progress: ProgressFn = no_progress) -> SoftmaxDNN:
+        """Train on (user, target) pairs of ``train.matrix``; early stopping on validation recall@20."""
+        t_start = time.perf_counter()
+        X = train.matrix.tocsr()
+        n_users, n_items = X.shape
+        indptr, indices = X.indptr.astype(np.int64), X.indices.astype(np.int64)
+        if X.nnz == 0:
+            raise ModelError("no training interactions to fit the softmax DNN on")
+        self.init_params(n_items, {f: int(train.cardinalities.get(f, int(c.max(initial=-1)) + 1))
+                                   for f, c in train.features.items()}, rng)
+        P = self.params_
+        codes = self._codes(train.features, n_users)
+        pair_users = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
+        pair_items = indices
+        counts = np.bincount(indices, minlength=n_items)
+        sampler = make_sampler(self.sampler, counts) if isinstance(self.negatives, int) and self.negatives > 0 else None
+        n_draw = (self.hard_pool if self.sampler == "hard" else self.negatives) if sampler else 0
+        hard_n = self.negatives if sampler is not None and self.sampler == "hard" else 0
+        opt = make_optimizer(self.optimizer, self.lr)
+        cfg = self._loss_config()
+        has_valid = train.valid is not None and train.valid.nnz > 0
+        # Small products run faster on one BLAS thread (and do not stall when the cores are shared);
+        # threads are worth it only for the full softmax or gravity over a large corpus.
+        big = (self.negatives == "all" and self.batch_size * n_items * self.dim >= 1 << 24) or \
+            (self.gravity > 0 and n_items * self.dim * self.dim >= 1 << 24)
+        with contextlib.nullcontext() if big else threadpool_limits(1, user_api="blas"):
+            self._epochs(P, opt, cfg, train, indptr, indices, codes, pair_users, pair_items, rng, sampler,
+                         n_draw, hard_n, progress, has_valid)
+        self.train_seconds_ = time.perf_counter() - t_start
+        return self
+
+    def _epochs(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, train: TrainSet, indptr: np.ndarray,
+                indices: np.ndarray, codes: list[np.ndarray], pair_users: np.ndarray, pair_items: np.ndarray,
+                rng: np.random.Generator, sampler: Any, n_draw: int, hard_n: int, progress: ProgressFn,
+                has_valid: bool) -> None:
+        """The epoch loop with early stopping; leaves the best epoch's parameters in ``params_``."""
+        from ..evaluate import validation_recall
+
+        valid_seed = int(rng.integers(2**63))
+        best = (-np.inf, None, 0)
+        self.history_ = []
+        n_pairs = len(pair_users)
+        bad = 0
+        for epoch in range(1, self.epochs + 1):
+            t0 = time.perf_counter()
+            perm = rng.permutation(n_pairs)
+            total, seen = 0.0, 0
+            for s in range(0, n_pairs, self.batch_size):
+                idx = perm[s:s + self.batch_size]
+                loss = self._train_step(P, opt, cfg, indptr, indices, codes, pair_users[idx], pair_items[idx],
+                                        rng, sampler, n_draw, hard_n)
+                if not np.isfinite(loss):
+                    raise ModelError(f"training diverged at epoch {epoch} (loss {loss}); lower --lr")
+                total += loss * len(idx)
+                seen += len(idx)
+            rec = float(validation_recall(self, train, k=20, rng=np.random.default_rng(valid_seed))) \
+                if has_valid else float("nan")
+            row = {"epoch": epoch, "loss": total / max(seen, 1), "valid_recall@20": rec,
+                   "seconds": time.perf_counter() - t0}
+            self.history_.append(row)
+            progress(epoch, self.epochs, {"loss": row["loss"], "valid recall@20": rec})
+            score = rec if has_valid else -row["loss"]
+            if score > best[0]:
+                best = (score, copy.deepcopy(P), epoch)
+                bad = 0
+            else:
+                bad += 1
+                if self.patience and bad >= self.patience:
+                    break
+        self.params_ = best[1] if best[1] is not None else P
+        self.best_epoch_ = best[2]
+
+    def _train_step(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, indptr: np.ndarray,
+                    indices: np.ndarray, codes: list[np.ndarray], users: np.ndarray, targets: np.ndarray,
+                    rng: np.random.Generator, sampler: Any, n_draw: int, hard_n: int,
+                    timings: dict[str, float] | None = None) -> float:
+        """One optimiser step on the examples (users, targets). Returns the batch loss."""
+        tick = time.perf_counter()
+        B = len(users)
+        drop = rng.random(B) < self.history_dropout if self.history_dropout else None
+        batch = make_batch(indptr, indices, users, targets, codes, P["item_out"].dtype, drop)
+        if self.feature_dropout and batch.codes:
+            for j, f in enumerate(self.feature_names_):
+                unk = P[f"feat__{f}"].shape[0] - 1
+                batch.codes[j] = np.where(rng.random(B) < self.feature_dropout, unk, batch.codes[j])
+        sample = None
+        if sampler is not None:
+            cand = sampler.draw(rng, n_draw)
+            sample = Sample(cand, sampler.log_q(cand), sampler.log_q(targets))
+        if timings is not None:
+            timings["batch"] = timings.get("batch", 0.0) + time.perf_counter() - tick
+        loss, grads = loss_and_grads(P, batch, cfg, sample, rng, hard_n, timings)
+        tick = time.perf_counter()
+        opt.step(P, grads)
+        if timings is not None:
+            timings["optimizer"] = timings.get("optimizer", 0.0) + time.perf_counter() - tick
+        return loss
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    def query_vectors(self, histories: sp.csr_matrix, features: dict[str, np.ndarray] | None = None,
+                      users: np.ndarray | None = None, chunk_size: int = 8192) -> np.ndarray:
+        """Embed queries from their history and features (``users`` is ignored: the DNN has no
+        per-user state). An empty history uses the learned empty-history vector.
+
+        Parameters
+        ----------
+        histories : csr (q, n_items); nonzero = item in the history.
+        features : name -> (q,) int codes, -1 unknown; missing names or None -> unknown.
+
+        Returns
+        -------
+        (q, dim) float32.
+        """
+        if not self.params_:
+            raise ModelError("the softmax model is not fitted")
+        H = sp.csr_matrix(histories)
+        q = H.shape[0]
+        n_items = self.params_["item_out"].shape[0]
+        if H.shape[1] != n_items:
+            raise ModelError(f"histories have {H.shape[1]} item columns, the model {n_items}")
+        codes = self._codes(features, q)
+        cfg = self._loss_config()
+        E = self.params_["item_out"] if self.tie_embeddings else self.params_["item_in"]
+        out = np.empty((q, self.dim), dtype=np.float32)
+        for s in range(0, q, chunk_size):
+            e = min(q, s + chunk_size)
+            h = H[s:e]
+            h.sum_duplicates()
+            n = np.diff(h.indptr)
+            ex = np.repeat(np.arange(e - s, dtype=np.int64), n)
+            w = np.repeat(1.0 / np.maximum(n, 1), n).astype(E.dtype)
+            batch = Batch(targets=np.zeros(e - s, dtype=np.int64), bag_idx=h.indices.astype(np.int64), bag_ex=ex,
+                          bag_w=w, empty=n == 0, codes=[c[s:e] for c in codes])
+            psi, _, _ = tower_forward(self.params_, batch, cfg)
+            out[s:e] = psi
+        return out
+
+    @property
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, dim) float32 output item embeddings V."""
+        return np.asarray(self.params_["item_out"], dtype=np.float32)
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = dict(self.params_)
+        out["best_epoch"] = np.array(self.best_epoch_)
+        return out
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray], info: dict[str, Any]) -> SoftmaxDNN:
+        m = cls(**params)
+        arrays = dict(arrays)
+        m.best_epoch_ = int(arrays.pop("best_epoch", 0))
+        needed = ["item_out", "empty", "W_out", "b_out"] + ([] if m.tie_embeddings else ["item_in"])
+        needed += [f"{w}{i}" for i in range(len(m.hidden)) for w in ("W", "b")]
+        missing = [k for k in needed if k not in arrays]
+        if missing:
+            raise ModelError(f"softmax model state lacks arrays {missing}")
+        m.params_ = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        m.feature_names_ = tuple(sorted(k[len("feat__"):] for k in arrays if k.startswith("feat__")))
+        m.train_seconds_ = float(info.get("train_seconds", 0.0))
+        m.history_ = list(info.get("history", []))
+        return m

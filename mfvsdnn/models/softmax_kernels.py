@@ -1,0 +1,185 @@
+"""Numba kernels for the softmax DNN's hot loops: bag gather/scatter, row scatter, fused softmax
+cross-entropy gradient, and fused Adam / Adagrad updates.
+
+Each is a plain loop that numpy could only express by materialising an (entries x d) array or by
+``np.add.at`` (slow). All are compiled with ``cache=True``; they work for float32 (training) and
+float64 (gradient checks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# Below this many elements a kernel runs on the calling thread: on 2 shared cores, waking worker
+# threads for a small array costs more than the work (and stalls badly when the machine is busy).
+PAR_MIN = 1 << 20
+
+
+# bag forward:  out[ex[i], :] += w[i] * E[idx[i], :]      idx, ex (m,) int; w (m,); E (n, d); out (B, d)
+@njit(cache=True)
+def gather_weighted(idx: np.ndarray, ex: np.ndarray, w: np.ndarray, E: np.ndarray, out: np.ndarray) -> None:
+    d = E.shape[1]
+    for i in range(idx.shape[0]):
+        r, b, wi = idx[i], ex[i], w[i]
+        for k in range(d):
+            out[b, k] += wi * E[r, k]
+
+
+# bag backward: out[inv[i], :] += w[i] * G[ex[i], :]      inv (m,) into unique rows; G (B, d); out (u, d)
+@njit(cache=True)
+def scatter_weighted(inv: np.ndarray, ex: np.ndarray, w: np.ndarray, G: np.ndarray, out: np.ndarray) -> None:
+    d = G.shape[1]
+    for i in range(inv.shape[0]):
+        r, b, wi = inv[i], ex[i], w[i]
+        for k in range(d):
+            out[r, k] += wi * G[b, k]
+
+
+# row scatter: out[inv[i], :] += vals[i, :]                inv (m,); vals (m, d); out (u, d)
+@njit(cache=True)
+def scatter_rows(inv: np.ndarray, vals: np.ndarray, out: np.ndarray) -> None:
+    d = vals.shape[1]
+    for i in range(inv.shape[0]):
+        r = inv[i]
+        for k in range(d):
+            out[r, k] += vals[i, k]
+
+
+# Full softmax cross-entropy, in place.  logits Z (b, n), targets t (b,), scale s:
+#   loss_b = logsumexp(Z_b) - Z_b[t_b];   Z_b <- s * (softmax(Z_b) - onehot(t_b))   (dLoss/dZ for loss s*sum_b)
+# Three passes over each row (max, exp+sum, scale); rows in parallel.
+@njit(cache=True, fastmath=True)
+def _softmax_xent_ser(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
+    b, n = Z.shape
+    losses = np.empty(b, dtype=np.float64)
+    for i in prange(b):
+        row = Z[i]
+        zt = row[t[i]]
+        mx = row[0]
+        for j in range(1, n):
+            if row[j] > mx:
+                mx = row[j]
+        s = 0.0
+        for j in range(n):
+            e = np.exp(row[j] - mx)
+            row[j] = e
+            s += e
+        losses[i] = np.log(s) + mx - zt
+        inv = scale / s
+        for j in range(n):
+            row[j] *= inv
+        row[t[i]] -= scale
+    return losses
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _softmax_xent_par(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
+    b, n = Z.shape
+    losses = np.empty(b, dtype=np.float64)
+    for i in prange(b):
+        row = Z[i]
+        zt = row[t[i]]
+        mx = row[0]
+        for j in range(1, n):
+            if row[j] > mx:
+                mx = row[j]
+        s = 0.0
+        for j in range(n):
+            e = np.exp(row[j] - mx)
+            row[j] = e
+            s += e
+        losses[i] = np.log(s) + mx - zt
+        inv = scale / s
+        for j in range(n):
+            row[j] *= inv
+        row[t[i]] -= scale
+    return losses
+
+
+def softmax_xent_inplace(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
+    """Dispatch: threads only when the block is big enough to pay for them (PAR_MIN elements)."""
+    return (_softmax_xent_par if Z.size >= PAR_MIN else _softmax_xent_ser)(Z, t, scale)
+
+
+# Adam, dense: m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  p <- p - lr_t m / (sqrt(v) + eps)
+# (lr_t carries the bias correction lr sqrt(1-b2^t)/(1-b1^t)).  All arrays flattened, same size.
+@njit(cache=True, fastmath=True)
+def _adam_dense_ser(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float, b1: float, b2: float,
+               eps: float) -> None:
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        mi = b1 * m[i] + (1.0 - b1) * gi
+        vi = b2 * v[i] + (1.0 - b2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _adam_dense_par(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float, b1: float, b2: float,
+               eps: float) -> None:
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        mi = b1 * m[i] + (1.0 - b1) * gi
+        vi = b2 * v[i] + (1.0 - b2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
+
+
+def adam_dense(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float, b1: float, b2: float,
+               eps: float) -> None:
+    (_adam_dense_par if p.size >= PAR_MIN else _adam_dense_ser)(p, g, m, v, lr_t, b1, b2, eps)
+
+
+# Lazy Adam on rows: the same update applied only to rows[r] of p, m, v (p, m, v (n, d); g (u, d)).
+@njit(cache=True)
+def adam_rows(p: np.ndarray, rows: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float,
+              b1: float, b2: float, eps: float) -> None:
+    d = p.shape[1]
+    for r in range(rows.shape[0]):
+        j = rows[r]
+        for k in range(d):
+            gi = g[r, k]
+            mi = b1 * m[j, k] + (1.0 - b1) * gi
+            vi = b2 * v[j, k] + (1.0 - b2) * gi * gi
+            m[j, k] = mi
+            v[j, k] = vi
+            p[j, k] -= lr_t * mi / (np.sqrt(vi) + eps)
+
+
+# Adagrad, dense: a <- a + g^2;  p <- p - lr g / (sqrt(a) + eps).   Flattened arrays.
+@njit(cache=True, fastmath=True)
+def _adagrad_dense_ser(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        ai = a[i] + gi * gi
+        a[i] = ai
+        p[i] -= lr * gi / (np.sqrt(ai) + eps)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _adagrad_dense_par(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        ai = a[i] + gi * gi
+        a[i] = ai
+        p[i] -= lr * gi / (np.sqrt(ai) + eps)
+
+
+def adagrad_dense(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
+    (_adagrad_dense_par if p.size >= PAR_MIN else _adagrad_dense_ser)(p, g, a, lr, eps)
+
+
+# Adagrad on rows (exact for sparse gradients: untouched rows have g = 0).
+@njit(cache=True)
+def adagrad_rows(p: np.ndarray, rows: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
+    d = p.shape[1]
+    for r in range(rows.shape[0]):
+        j = rows[r]
+        for k in range(d):
+            gi = g[r, k]
+            ai = a[j, k] + gi * gi
+            a[j, k] = ai
+            p[j, k] -= lr * gi / (np.sqrt(ai) + eps)
