@@ -293,6 +293,84 @@ def recommend(
 # end of train-wals and recommend (issue 3)
 
 
+def _key_values(items: list[str] | None, option: str) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict; values parsed as JSON where possible (numbers, true/false), else text."""
+    out: dict[str, Any] = {}
+    for it in items or []:
+        if "=" not in it:
+            raise MfvsdnnError(f"{option} expects KEY=VALUE, got {it!r}")
+        key, val = it.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = val
+    return out
+
+
+@app.command()
+@with_data_options
+def compare(
+    data: DataArg,
+    wals: Annotated[Path | None, typer.Option("--wals", help="Load this WALS run directory instead of training one.",
+                                              rich_help_panel="Models")] = None,
+    softmax: Annotated[Path | None, typer.Option("--softmax", help="Load this softmax DNN run directory instead of "
+                                                 "training one.", rich_help_panel="Models")] = None,
+    report_dir: Annotated[Path, typer.Option(help="Where report.json, report.md and report.html are written.",
+                                             rich_help_panel="Output")] = Path("reports"),
+    runs_dir: Annotated[Path | None, typer.Option(help="Where models trained here are saved (default: "
+                                                  "REPORT_DIR/runs; reuse them with --wals/--softmax).",
+                                                  rich_help_panel="Output")] = None,
+    k: Annotated[str, typer.Option("--k", help="Cut-offs k, comma-separated; every metric at each.",
+                                   rich_help_panel="Evaluation")] = "10,20,50",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples over users for the 95% intervals and the "
+                                           "paired test (0 = none).", rich_help_panel="Evaluation")] = 1000,
+    serving_sample: Annotated[int, typer.Option(help="Users timed one request at a time for p50/p99 latency.",
+                                                rich_help_panel="Evaluation")] = 200,
+    dim: Annotated[int | None, typer.Option(help="Embedding dimension of both models (WALS factors, DNN dim). "
+                                            "Default: each model's own default.", rich_help_panel="Models")] = None,
+    w0: Annotated[float | None, typer.Option(help="WALS unobserved weight w0 (default: the model's, 0.1).",
+                                             rich_help_panel="Models")] = None,
+    negatives: Annotated[str | None, typer.Option(help="Softmax DNN negatives: 'all', N > 0 sampled, or 0 "
+                                                  "(default: the model's, 50).", rich_help_panel="Models")] = None,
+    wals_param: Annotated[list[str] | None, typer.Option(help="Any WALS hyper-parameter as KEY=VALUE "
+                                                         "(repeatable), e.g. iterations=10.",
+                                                         rich_help_panel="Models")] = None,
+    softmax_param: Annotated[list[str] | None, typer.Option(help="Any softmax DNN hyper-parameter as KEY=VALUE "
+                                                            "(repeatable), e.g. epochs=10.",
+                                                            rich_help_panel="Models")] = None,
+    json_out: JsonOpt = False,
+    *,
+    opts: DataOptions,
+) -> None:
+    """Train (or load) WALS and the softmax DNN on one split and compare them along the five trade-off axes.
+
+    Prints the verdict table and writes report.json, report.md and a self-contained report.html.
+    """
+    params = {"wals": _key_values(wals_param, "--wals-param"), "softmax": _key_values(softmax_param, "--softmax-param")}
+    if dim is not None:
+        params["wals"].setdefault("factors", dim)
+        params["softmax"].setdefault("dim", dim)
+    if w0 is not None:
+        params["wals"]["w0"] = w0
+    if negatives is not None:
+        params["softmax"]["negatives"] = negatives
+    result = api.compare(
+        data, opts.columns, opts.split, opts.test, runs={"wals": wals, "softmax": softmax}, params=params,
+        ks=_int_list(k, "--k"), n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
+        serving_sample=serving_sample, progress_factory=report.progress_bar,
+    )
+    if json_out:
+        _print_json(result.report)
+    else:
+        report.render_compare(result.report, out_console, result.paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# train-softmax (issue 4)
+
+_SM = "Softmax DNN"
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     app()
 

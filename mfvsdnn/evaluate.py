@@ -30,7 +30,8 @@ from .split import Split, TrainSet
 
 DEFAULT_KS = (10, 20, 50)
 MAIN_K = 20
-SCORE_BUDGET_BYTES = 64 << 20  # memory for one chunk of scores (chunk_size x n_items float32)
+SCORE_BUDGET_BYTES = 64 << 20
+PARALLEL_ROWS_WARM = 128  # >= topk_kernels.PARALLEL_MIN_ROWS: warms the parallel kernel too  # memory for one chunk of scores (chunk_size x n_items float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def auto_chunk_size(n_items: int, budget_bytes: int = SCORE_BUDGET_BYTES) -> int
 def top_k_with_scores(queries: np.ndarray, items: np.ndarray, exclude: sp.csr_matrix | None, k: int,
                       chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k item indices and their scores; see :func:`top_k`. Returns ((q, k) int64, (q, k) float32)."""
-    from .topk_kernels import topk_rows
+    from .topk_kernels import PARALLEL_MIN_ROWS, topk_rows, topk_rows_serial
 
     queries = np.asarray(queries, dtype=np.float32)
     q, n_items = queries.shape[0], items.shape[0]
@@ -67,7 +68,8 @@ def top_k_with_scores(queries: np.ndarray, items: np.ndarray, exclude: sp.csr_ma
         scores = buf[: stop - start]
         np.matmul(queries[start:stop], items_t, out=scores)  # (c, d) @ (d, n_items)
         ptr = ex_ptr[start:stop + 1]
-        topk_rows(scores, ptr - ptr[0], ex_ind[ptr[0]:ptr[-1]], k, out[start:stop], out_s[start:stop])
+        kernel = topk_rows if stop - start >= PARALLEL_MIN_ROWS else topk_rows_serial
+        kernel(scores, ptr - ptr[0], ex_ind[ptr[0]:ptr[-1]], k, out[start:stop], out_s[start:stop])
     return out, out_s
 
 
@@ -237,6 +239,7 @@ def item_popularity(split: Split) -> np.ndarray:
 def warm_up() -> None:
     """Load the numba top-k kernel (from its cache) so the first timed call is not a compile."""
     top_k(np.ones((2, 2), np.float32), np.ones((3, 2), np.float32), None, 2)
+    top_k(np.ones((PARALLEL_ROWS_WARM, 2), np.float32), np.ones((3, 2), np.float32), None, 2)
 
 
 def evaluate_model(model: Any, split: Split, ks: tuple[int, ...] = DEFAULT_KS,
@@ -441,3 +444,133 @@ def embedding_map(item_vectors: np.ndarray, rng: np.random.Generator, max_points
     var = s ** 2
     explained = (var[:2] / var.sum()) if var.sum() > 0 else np.zeros(2)
     return {"items": idx, "xy": xy, "explained": np.pad(explained, (0, 2 - len(explained)))}
+
+
+# ---------------------------------------------------------------------------------------------
+# the side-by-side verdict, row by row along the five axes of the trade-off table
+
+AXES = ("retrieval quality (warm users)", "query features", "cold start", "folding",
+        "training scalability", "serving scalability")
+
+
+TIMING_TIE = 0.10  # single timings within 10% of each other are called a tie (they are noisy)
+
+
+def _better(va: float | None, vb: float | None, names: tuple[str, str], direction: str,
+            target: float | None = None, tie_rel: float = 0.0) -> str | None:
+    """Which of two values is better: 'higher', 'lower', or 'closer' (to ``target``). None if undefined.
+
+    ``tie_rel``: values within this relative difference are a 'tie'.
+    """
+    if va is None or vb is None or any(isinstance(v, float) and math.isnan(v) for v in (va, vb)):
+        return None
+    if tie_rel and abs(va - vb) <= tie_rel * max(abs(va), abs(vb)):
+        return "tie"
+    if direction == "closer":
+        if target is None or math.isnan(target):
+            return None
+        va, vb = -abs(va - target), -abs(vb - target)
+    elif direction == "lower":
+        va, vb = -va, -vb
+    elif direction != "higher":
+        return None
+    if va == vb:
+        return "tie"
+    return names[0] if va > vb else names[1]
+
+
+def comparison_rows(models: dict[str, dict], paired: dict[str, dict], features: list[str],
+                    k: int = MAIN_K, level: float = 0.95) -> list[dict]:
+    """Rows of the verdict table, grouped by axis.
+
+    ``models``: kind -> the model's report section (warm, cold, serving, training); exactly two kinds.
+    ``paired``: population -> metric -> :func:`compare_models` output (first kind minus second).
+    Each row: axis, metric, population, unit, direction ('higher'/'lower'/'closer'/'info'),
+    values {kind: number}, ci {kind: [lo, hi]} (bootstrapped metrics only), better (kind, 'tie' or
+    None), significant (bool from the paired bootstrap at ``level``; None for single measurements),
+    p, diff (first − second) and a note.
+    """
+    names = tuple(models)
+    assert len(names) == 2, "comparison_rows compares exactly two models"
+    a, b = names
+    rows: list[dict] = []
+
+    def metric_row(axis: str, label: str, pop: str, key: str, direction: str = "higher",
+                   target: float | None = None, note: str = "") -> None:
+        secs = {n: (models[n]["warm"] if pop == "warm" else models[n]["cold"].get(pop)) for n in names}
+        if any(s is None or key not in s for s in secs.values()):
+            return
+        vals = {n: secs[n][key] for n in names}
+        pr = paired.get(pop, {}).get(key, {})
+        better = _better(vals[a], vals[b], names, direction, target)
+        sig = pr.get("significant")
+        if direction == "info":
+            sig = None
+        elif better in (None, "tie"):
+            sig = False
+        rows.append({
+            "axis": axis, "metric": label, "population": pop, "key": key, "unit": "share",
+            "direction": direction, "values": vals, "ci": {n: secs[n].get(f"{key}_ci") for n in names},
+            "better": better, "significant": sig,
+            "p": pr.get("p"), "diff": pr.get("diff"), "diff_ci": pr.get("ci"), "note": note,
+        })
+
+    def cost_row(axis: str, label: str, section: str, key: str, unit: str, direction: str = "lower",
+                 note: str = "") -> None:
+        vals = {n: models[n][section].get(key) for n in names}
+        better = _better(vals[a], vals[b], names, direction, tie_rel=TIMING_TIE if unit in ("s", "ms") else 0.0)
+        rows.append({
+            "axis": axis, "metric": label, "population": None, "key": key, "unit": unit,
+            "direction": direction, "values": vals, "ci": {n: None for n in names}, "better": better,
+            "significant": None, "p": None, "diff": None, "diff_ci": None, "note": note,
+        })
+
+    ax = AXES
+    for key, label in ((f"recall@{k}", f"recall@{k}"), (f"ndcg@{k}", f"NDCG@{k}"),
+                       (f"precision@{k}", f"precision@{k}"), (f"hit_rate@{k}", f"hit rate@{k}")):
+        metric_row(ax[0], label, "warm", key)
+    cost_row(ax[0], f"catalog coverage@{k}", "warm", f"coverage@{k}", "share", "higher",
+             note="share of items recommended to anyone; no interval (a catalogue-level count)")
+    metric_row(ax[0], f"popularity percentile@{k}", "warm", f"popularity@{k}", "info",
+               note="mean popularity percentile of recommended items; 1 = the most popular item")
+
+    fnote = (f"features used: {', '.join(features)}" if features
+             else "no user features given (pass --user-features): r=0 queries carry no information")
+    metric_row(ax[1], f"recall@{k}, cold r=0 (features only)", "r=0", f"recall@{k}", note=fnote)
+    metric_row(ax[1], f"NDCG@{k}, cold r=0 (features only)", "r=0", f"ndcg@{k}", note=fnote)
+
+    cold_pops = [p for p in models[a]["cold"] if p.startswith("r=")]
+    for p in cold_pops:
+        metric_row(ax[2], f"recall@{k}, cold {p}", p, f"recall@{k}",
+                   note=f"cold users with {p[2:]} revealed interactions")
+
+    for pop in ["warm"] + cold_pops[-1:]:
+        sec = models[a]["warm"] if pop == "warm" else models[a]["cold"][pop]
+        nat = sec.get("natural_cross_rate")
+        if nat is None:
+            continue
+        who = "warm" if pop == "warm" else f"cold {pop}"
+        metric_row(ax[3], f"leakage@{k}, {who} (natural {nat:.3f})", pop, f"leakage@{k}", "closer", nat,
+                   note=f"natural cross-group rate of the same users' held-out interactions: {nat:.3f}; "
+                        "leakage above it is folding")
+
+    cost_row(ax[4], "training time", "training", "train_seconds", "s")
+    cost_row(ax[4], "time per iteration/epoch", "training", "seconds_per_iteration", "s",
+             note="iterations for WALS, epochs for the DNN; growth with corpus size: mfvsdnn scale")
+    cost_row(ax[4], "iterations/epochs run", "training", "iterations", "count", "info")
+
+    cost_row(ax[5], "query embed, 1 request, p50", "serving", "query_ms_p50", "ms",
+             note="a warm user's query vector (WALS: a stored row; DNN: a tower forward pass)")
+    cost_row(ax[5], "query embed, 1 request, p99", "serving", "query_ms_p99", "ms")
+    cost_row(ax[5], "cold query embed, p50", "serving", "cold_query_ms_p50", "ms",
+             note="a new user at the largest r (WALS: fold-in solve; DNN: forward pass)")
+    cost_row(ax[5], "score + top-k, 1 request, p50", "serving", "topk_ms_p50", "ms",
+             note="score every item, exclude known ones, keep the top max(k)")
+    cost_row(ax[5], "score + top-k, 1 request, p99", "serving", "topk_ms_p99", "ms")
+    cost_row(ax[5], "batched embed + top-k / query", "serving", "batch_ms_per_query", "ms")
+    cost_row(ax[5], "candidate cache build", "serving", "cache_build_seconds", "s",
+             note="precompute-and-store top-k of every warm user; not applicable to the DNN "
+                  "(its query embedding depends on the request)")
+    cost_row(ax[5], "candidate cache size", "serving", "cache_bytes", "bytes")
+    cost_row(ax[5], "model size", "serving", "model_bytes", "bytes")
+    return rows

@@ -145,6 +145,360 @@ def render_train(summary: dict, console: Console) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# compare: one set of tables rendered three ways (terminal, Markdown, HTML) plus embedded plots
+
+MODEL_LABELS = {"wals": "WALS", "softmax": "softmax DNN"}
+
+
+def _label(kind: str) -> str:
+    return MODEL_LABELS.get(kind, kind)
+
+
+def _fmt_value(v: Any, unit: str) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and math.isnan(v):
+        return "n/a"
+    if unit == "bytes":
+        return fmt_bytes(float(v))
+    if unit == "s":
+        return f"{v:.3g} s"
+    if unit == "ms":
+        return f"{v:.3g} ms"
+    if unit == "count":
+        return fmt(int(v))
+    return f"{v:.4f}"
+
+
+def _fmt_ci(ci: Any, digits: int = 4) -> str:
+    if not ci or any(c is None or (isinstance(c, float) and math.isnan(c)) for c in ci):
+        return ""
+    return f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def _fmt_p(p: Any) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return ""
+    return f"p={p:.3f}" if p >= 0.001 else "p<0.001"
+
+
+def _verdict(row: dict) -> tuple[str, str]:
+    """(better, significance) text of a comparison row."""
+    better = row.get("better")
+    if row["direction"] == "info" or better is None:
+        b = "—"
+    elif better == "tie":
+        b = "tie"
+    else:
+        b = _label(better)
+    if row.get("significant") is None:
+        s = "—"
+    else:
+        p = _fmt_p(row.get("p"))
+        s = ("yes" if row["significant"] else "no") + (f" ({p})" if p else "")
+    return b, s
+
+
+def compare_tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Every table of the compare report as (title, header, rows of strings): one source for
+    the terminal, Markdown and HTML renderings."""
+    models = report["models"]
+    kinds = list(models)
+    cmp_ = report["comparison"]
+    tables: list[tuple[str, list[str], list[list[str]]]] = []
+    header = ["axis", "metric"] + [_label(k) for k in kinds] + ["better", "significant"]
+    rows = []
+    for r in cmp_["rows"]:
+        cells = [_fmt_value(r["values"][k], r["unit"]) + _fmt_ci(r["ci"].get(k), 3) for k in kinds]
+        b, s = _verdict(r)
+        rows.append([r["axis"], r["metric"]] + cells + [b, s])
+    tables.append(("Verdict along the trade-off axes (95% bootstrap intervals over users)", header, rows))
+
+    s = report["settings"]
+    pops = ["warm"] + list(models[kinds[0]]["cold"])
+    for pop in pops:
+        secs = {k: models[k]["warm"] if pop == "warm" else models[k]["cold"][pop] for k in kinds}
+        keys = [f"{m}@{k}" for m in ("recall", "ndcg", "precision", "hit_rate", "coverage", "popularity",
+                                     "leakage") for k in s["ks"]] + ["natural_cross_rate"]
+        keys = [k for k in keys if k in secs[kinds[0]]]
+        paired = cmp_["paired"].get(pop, {})
+        rows = []
+        for key in keys:
+            pr = paired.get(key)
+            d = (f"{pr['diff']:+.4f}{_fmt_ci(pr['ci'])} {_fmt_p(pr['p'])}" if pr else "")
+            rows.append([key] + [f"{secs[k][key]:.4f}{_fmt_ci(secs[k].get(f'{key}_ci'))}" for k in kinds] + [d])
+        title = ("Warm users" if pop == "warm" else f"Cold users, {pop[2:]} revealed") + \
+            f" ({secs[kinds[0]]['users']:,} users)"
+        tables.append((title, ["metric"] + [_label(k) for k in kinds] + [f"difference {cmp_['difference']}"], rows))
+
+    w = models[kinds[0]]["warm"]
+    if w.get("by_group"):
+        k20 = s["main_k"]
+        header = ["group", "users"] + [f"{_label(k)} {m}" for k in kinds for m in (f"recall@{k20}", f"leakage@{k20}")] \
+            + ["natural cross rate"]
+        rows = []
+        for g, row in w["by_group"].items():
+            cells = []
+            for k in kinds:
+                gr = models[k]["warm"]["by_group"].get(g, {})
+                cells += [f"{gr.get(f'recall@{k20}', float('nan')):.4f}", f"{gr.get(f'leakage@{k20}', float('nan')):.4f}"]
+            rows.append([g, fmt(row["users"])] + cells + [f"{row.get('natural_cross_rate', float('nan')):.4f}"])
+        tables.append((f"Warm users by group (group = {w.get('group_source', '')})", header, rows))
+
+    rows = []
+    for key in ("query_ms_p50", "query_ms_p99", "cold_query_ms_p50", "cold_query_ms_p99", "topk_ms_p50",
+                "topk_ms_p99", "batch_ms_per_query"):
+        rows.append([key] + [_fmt_value(models[k]["serving"].get(key), "ms") for k in kinds])
+    rows.append(["cache_build_seconds"] + [_fmt_value(models[k]["serving"].get("cache_build_seconds"), "s") for k in kinds])
+    rows.append(["cache_bytes"] + [_fmt_value(models[k]["serving"].get("cache_bytes"), "bytes") for k in kinds])
+    rows.append(["model_bytes"] + [_fmt_value(models[k]["serving"].get("model_bytes"), "bytes") for k in kinds])
+    rows.append(["train_seconds"] + [_fmt_value(models[k]["train_seconds"], "s") for k in kinds])
+    rows.append(["iterations / epochs"] + [fmt(models[k]["training"]["iterations"]) for k in kinds])
+    tables.append((f"Cost (serving latencies over {models[kinds[0]]['serving'].get('sample_users', 0)} "
+                   "single requests)", ["what"] + [_label(k) for k in kinds], rows))
+
+    rows = [[_label(k), models[k].get("run_dir") or "", str(models[k].get("seed")),
+             ", ".join(f"{p}={v}" for p, v in models[k]["params"].items())] for k in kinds]
+    tables.append(("Models: run directory, seed, hyper-parameters", ["model", "run", "seed", "hyper-parameters"], rows))
+    sp_ = report["split"]
+    rows = [[k, str(v)] for k, v in sp_["config"].items()] + [
+        ["fingerprint", sp_["fingerprint"]], ["data", str(report["dataset"].get("source"))],
+        ["warm users evaluated", fmt(sp_["warm_eval_users"])], ["cold users evaluated", fmt(sp_["cold_eval_users"])],
+        ["user features", ", ".join(s["user_features"]) or "none"], ["bootstrap resamples", fmt(s["bootstrap"])],
+        ["cut-offs k", ", ".join(map(str, s["ks"]))]]
+    tables.append(("Split and settings", ["setting", "value"], rows))
+    return tables
+
+
+def render_compare(report: dict, console: Console, paths: dict | None = None) -> None:
+    """The side-by-side verdict table (rows grouped by axis) and where the reports were written."""
+    from rich import box
+
+    kinds = list(report["models"])
+    t = Table(title="WALS vs softmax DNN: the trade-off axes, measured (95% bootstrap intervals over users)",
+              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("metric", overflow="fold", min_width=22)
+    for k in kinds:
+        t.add_column(_label(k), justify="right", min_width=14)
+    t.add_column("better", justify="left")
+    t.add_column("significant", justify="left")
+    axis = None
+    for r in report["comparison"]["rows"]:
+        if r["axis"] != axis:
+            if axis is not None:
+                t.add_section()
+            axis = r["axis"]
+            t.add_row(f"[bold cyan]{axis}[/bold cyan]", *[""] * (len(kinds) + 2))
+        cells = []
+        for k in kinds:
+            v = _fmt_value(r["values"][k], r["unit"])
+            ci = _fmt_ci(r["ci"].get(k), 3).strip()
+            cells.append(f"{v}\n[dim]{ci}[/dim]" if ci else v)
+        better, sig = _verdict(r)
+        style = {"WALS": "green", "softmax DNN": "magenta"}.get(better)
+        t.add_row("  " + r["metric"], *cells, f"[{style}]{better}[/{style}]" if style else better, sig)
+    console.print(t)
+    s = report["settings"]
+    sp_ = report["split"]
+    console.print(f"seed {s['seed']}, split {sp_['fingerprint']}, {s['bootstrap']} bootstrap resamples. "
+                  "better = higher recall/NDCG, lower cost, leakage closer to the natural cross-group rate; "
+                  "significant = the paired 95% interval of the difference excludes 0.", highlight=False)
+    if paths:
+        console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def compare_markdown(report: dict) -> str:
+    """report.md: the same tables as the terminal and HTML reports."""
+    kinds = list(report["models"])
+    lines = [f"# WALS vs softmax DNN on {report['dataset'].get('source')}", "",
+             f"{' vs '.join(_label(k) for k in kinds)}; seed {report['settings']['seed']}; "
+             f"split fingerprint `{report['split']['fingerprint']}`. Intervals are 95% bootstrap intervals over "
+             f"users ({report['settings']['bootstrap']} resamples); differences are paired over the same users.", ""]
+    for title, header, rows in compare_tables(report):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ----- plots (matplotlib's object API: no global state, no display needed)
+
+
+def _png(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _colors(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+MODEL_COLORS = {"wals": "#1b9e77", "softmax": "#7570b3"}
+
+
+def compare_plots(report: dict, plots: dict) -> dict[str, tuple[str, bytes]]:
+    """name -> (caption, PNG bytes) for every plot of the HTML report."""
+    from matplotlib.figure import Figure
+
+    models = report["models"]
+    kinds = list(models)
+    s = report["settings"]
+    k20 = s["main_k"]
+    out: dict[str, tuple[str, bytes]] = {}
+
+    groups = plots.get("item_groups")
+    names = plots.get("group_names") or []
+    for kind in kinds:
+        m = plots["maps"][kind]
+        fig = Figure(figsize=(5.2, 4.6))
+        ax = fig.subplots()
+        xy = m["xy"]
+        if groups is not None:
+            g = groups[m["items"]]
+            for gi, col in zip(range(len(names)), _colors(len(names)), strict=False):
+                sel = g == gi
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.6, color=col, label=names[gi], linewidths=0)
+            ax.legend(title="item group", markerscale=2.5, fontsize=8, loc="best")
+        else:
+            ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.6, color=MODEL_COLORS.get(kind), linewidths=0)
+        ev = m["explained"]
+        ax.set_title(f"{_label(kind)}: item embeddings, PCA to 2-D")
+        ax.set_xlabel(f"PC1 ({ev[0]:.0%} of variance)")
+        ax.set_ylabel(f"PC2 ({ev[1]:.0%} of variance)")
+        out[f"map_{kind}"] = (f"{_label(kind)} item embeddings coloured by item group: separated clusters = "
+                              "groups kept apart; mixed clusters = folding.", _png(fig))
+
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.subplots()
+    cold = list(models[kinds[0]]["cold"])
+    pops = ["warm"] + cold[-1:]
+    for kind in kinds:
+        for pop, ls in zip(pops, ("-", "--"), strict=False):
+            sec = models[kind]["warm"] if pop == "warm" else models[kind]["cold"][pop]
+            y = [sec[f"recall@{k}"] for k in s["ks"]]
+            lo = [sec[f"recall@{k}_ci"][0] for k in s["ks"]]
+            hi = [sec[f"recall@{k}_ci"][1] for k in s["ks"]]
+            lab = f"{_label(kind)}, " + ("warm users" if pop == "warm" else f"cold, {pop[2:]} revealed")
+            ax.plot(s["ks"], y, ls, marker="o", color=MODEL_COLORS.get(kind), label=lab)
+            ax.fill_between(s["ks"], lo, hi, color=MODEL_COLORS.get(kind), alpha=0.15)
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.set_title("recall@k (bands: 95% bootstrap intervals)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    out["recall_at_k"] = ("Recall@k for warm users (solid) and the most-revealed cold users (dashed).", _png(fig))
+
+    if cold:
+        fig = Figure(figsize=(6, 4.2))
+        ax = fig.subplots()
+        rs = [int(p[2:]) for p in cold]
+        for kind in kinds:
+            secs = [models[kind]["cold"][p] for p in cold]
+            y = [c[f"recall@{k20}"] for c in secs]
+            ax.plot(rs, y, "-o", color=MODEL_COLORS.get(kind), label=f"{_label(kind)}, cold users")
+            ax.fill_between(rs, [c[f"recall@{k20}_ci"][0] for c in secs], [c[f"recall@{k20}_ci"][1] for c in secs],
+                            color=MODEL_COLORS.get(kind), alpha=0.15)
+            ax.axhline(models[kind]["warm"][f"recall@{k20}"], color=MODEL_COLORS.get(kind), ls=":", lw=1,
+                       label=f"{_label(kind)}, warm users")
+        ax.set_xticks(rs)
+        ax.set_xlabel("revealed interactions r (0 = features only)")
+        ax.set_ylabel(f"recall@{k20}")
+        ax.set_title(f"Cold start: recall@{k20} against revealed history")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        out["cold_start"] = ("The cold-start curve: how fast each model recovers as a new user reveals "
+                             "interactions (dotted: warm users).", _png(fig))
+
+    key = f"leakage@{k20}"
+    if key in models[kinds[0]]["warm"]:
+        import numpy as np
+
+        pops = ["warm"] + cold
+        fig = Figure(figsize=(max(6, 1.3 * len(pops) + 2), 4.2))
+        ax = fig.subplots()
+        x = np.arange(len(pops))
+        width = 0.8 / (len(kinds) + 1)
+        for i, kind in enumerate(kinds):
+            secs = [models[kind]["warm"] if p == "warm" else models[kind]["cold"][p] for p in pops]
+            y = np.array([c[key] for c in secs])
+            err = np.array([[c[key] - c[f"{key}_ci"][0], c[f"{key}_ci"][1] - c[key]] for c in secs]).T
+            ax.bar(x + i * width, y, width, yerr=np.nan_to_num(err), capsize=3, color=MODEL_COLORS.get(kind),
+                   label=f"{_label(kind)} leakage@{k20}")
+        nat = [(models[kinds[0]]["warm"] if p == "warm" else models[kinds[0]]["cold"][p])["natural_cross_rate"]
+               for p in pops]
+        ax.bar(x + len(kinds) * width, nat, width, color="#bbbbbb", label="natural cross-group rate")
+        ax.set_xticks(x + width * len(kinds) / 2)
+        ax.set_xticklabels(["warm" if p == "warm" else f"cold {p}" for p in pops])
+        ax.set_ylabel("share of recommendations outside the user's group")
+        ax.set_title("Folding: cross-group leakage against the natural rate")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+        out["leakage"] = ("Leakage above the grey bar (the users' own held-out cross-group rate) is folding.",
+                          _png(fig))
+    return out
+
+
+_HTML_STYLE = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em 0;font-size:13px}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}th{background:#f3f3f3}
+td:first-child,td:nth-child(2),th:first-child{text-align:left}
+figure{display:inline-block;margin:0.5em;vertical-align:top;max-width:560px}
+figcaption{font-size:12px;color:#555}img{max-width:100%}
+.axis td{background:#eef5fb;font-weight:bold;text-align:left}
+"""
+
+
+def compare_html(report: dict, plots: dict) -> str:
+    """report.html: one self-contained file (plots embedded as data:image/png;base64 URIs)."""
+    import base64
+    import html
+
+    kinds = list(report["models"])
+    esc = html.escape
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+             f"<title>mfvsdnn compare: {esc(str(report['dataset'].get('source')))}</title>",
+             f"<style>{_HTML_STYLE}</style></head><body>",
+             f"<h1>{' vs '.join(_label(k) for k in kinds)} on {esc(str(report['dataset'].get('source')))}</h1>",
+             f"<p>Seed {report['settings']['seed']}; split fingerprint <code>{esc(report['split']['fingerprint'])}"
+             f"</code>; 95% bootstrap intervals over users ({report['settings']['bootstrap']} resamples); "
+             "differences paired over the same users. Better = higher recall/NDCG, lower cost, leakage "
+             "closer to the natural cross-group rate.</p>"]
+    tables = compare_tables(report)
+    for i, (title, header, rows) in enumerate(tables):
+        parts.append(f"<h2>{esc(title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header[1 if i == 0 else 0:])
+                     + "</tr>")
+        axis = None
+        for r in rows:
+            cells = r
+            if i == 0:
+                if r[0] != axis:
+                    axis = r[0]
+                    parts.append(f"<tr class='axis'><td colspan='{len(header) - 1}'>{esc(axis)}</td></tr>")
+                cells = r[1:]
+            parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+        parts.append("</table>")
+        if i == 0:
+            parts.append("<h2>Plots</h2>")
+            for name, (caption, png) in compare_plots(report, plots).items():
+                b64 = base64.b64encode(png).decode("ascii")
+                parts.append(f"<figure id='{name}'><img alt='{esc(name)}' src='data:image/png;base64,{b64}'>"
+                             f"<figcaption>{esc(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
 # train-wals objective line and recommend (issue 3)
 
 

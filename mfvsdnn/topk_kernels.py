@@ -48,8 +48,7 @@ def _sift_up(hs: np.ndarray, hi: np.ndarray, pos: int) -> None:
             return
 
 
-@njit(parallel=True, cache=True)
-def topk_rows(scores: np.ndarray, ex_indptr: np.ndarray, ex_indices: np.ndarray, k: int,
+def _topk_rows(scores: np.ndarray, ex_indptr: np.ndarray, ex_indices: np.ndarray, k: int,
               out_idx: np.ndarray, out_score: np.ndarray) -> None:
     """Best k items of each row of ``scores``, excluding the given items; writes ``out_idx``/``out_score``.
 
@@ -88,3 +87,10 @@ def topk_rows(scores: np.ndarray, ex_indptr: np.ndarray, ex_indices: np.ndarray,
         for p in range(size, k):
             hs[p] = -np.inf
             hi[p] = -1
+
+
+# the same kernel twice: parallel over rows for batches, serial for a handful of rows (one request),
+# where starting the thread pool costs more than the work
+topk_rows = njit(parallel=True, cache=True)(_topk_rows)
+topk_rows_serial = njit(cache=True)(_topk_rows)
+PARALLEL_MIN_ROWS = 64
