@@ -73,19 +73,26 @@ def _structure(m: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     return m.indptr.astype(np.int64, copy=False), m.indices.astype(np.int32, copy=False)
 
 
+# Y^T Y accumulated in float64 over row blocks (no full float64 copy of Y):  (m, d) -> (d, d)
+def gram(Y: np.ndarray, block: int = 16384) -> np.ndarray:
+    out = np.zeros((Y.shape[1], Y.shape[1]))
+    for start in range(0, Y.shape[0], block):
+        Yb = Y[start:start + block].astype(np.float64)
+        out += Yb.T @ Yb
+    return out
+
+
 # G = w0 * Y^T Y + reg * I     Y (m, d) float32  ->  (d, d) float64
 def gram_term(Y: np.ndarray, w0: float, reg: float) -> np.ndarray:
-    Y64 = Y.astype(np.float64, copy=False)
-    return w0 * (Y64.T @ Y64) + reg * np.eye(Y.shape[1])
+    return w0 * gram(Y) + reg * np.eye(Y.shape[1])
 
 
-# f = sum_Omega [(1 - s)^2 - w0 s^2] + w0 <U^T U, V^T V> + reg (||U||^2 + ||V||^2),  s = u_i . v_j
+# f = sum_Omega [(1 - s)^2 - w0 s^2] + w0 <U^T U, V^T V> + reg (tr U^T U + tr V^T V),  s = u_i . v_j
 def objective(indptr: np.ndarray, indices: np.ndarray, U: np.ndarray, V: np.ndarray, w0: float,
               reg: float) -> float:
-    U64, V64 = U.astype(np.float64), V.astype(np.float64)
-    gram = float(np.sum((U64.T @ U64) * (V64.T @ V64)))
-    l2 = float(np.sum(U64 * U64) + np.sum(V64 * V64))
-    return float(kernels.observed_loss(indptr, indices, U, V, float(w0))) + w0 * gram + reg * l2
+    gu, gv = gram(U), gram(V)
+    return (float(kernels.observed_loss(indptr, indices, U, V, float(w0))) + w0 * float(np.sum(gu * gv))
+            + reg * float(np.trace(gu) + np.trace(gv)))
 
 
 class WALS:
@@ -254,8 +261,8 @@ class WALS:
         u_ptr, u_idx = _structure(R)
         i_ptr, i_idx = _structure(R.T.tocsr())
         d = self.factors
-        U = (rng.standard_normal((n_users, d)) * self.init_scale).astype(np.float32)
-        V = (rng.standard_normal((n_items, d)) * self.init_scale).astype(np.float32)
+        U = rng.standard_normal((n_users, d), dtype=np.float32) * np.float32(self.init_scale)
+        V = rng.standard_normal((n_items, d), dtype=np.float32) * np.float32(self.init_scale)
         history: list[dict[str, float]] = []
         with numba_threads(self.num_threads):
             for it in range(1, self.iterations + 1):
