@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/mfvsdnn compare $(DATA) --report-dir $(REPORT_DIR)
+	$(BIN)/mfvsdnn compare $(DATA) --report-dir $(REPORT_DIR) --user-features country,age_band
 
 compare: $(STAMP)
 	$(BIN)/mfvsdnn compare $(DATA) --report-dir $(REPORT_DIR)
