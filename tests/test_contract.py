@@ -19,6 +19,7 @@ from mfvsdnn.synthetic import SyntheticConfig, write_csv
 
 MODELS = [
     pytest.param("wals", {"factors": 8, "iterations": 3}, id="wals"),
+    pytest.param("softmax", {"dim": 8, "hidden": [16], "epochs": 2, "negatives": 10}, id="softmax"),
 ]
 
 

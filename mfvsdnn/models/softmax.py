@@ -199,7 +199,6 @@ def make_batch(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, targe
     users, targets : (B,) int. ``codes`` : per feature (n_users,) codes (unknown mapped).
     drop : (B,) bool, examples whose history is dropped (bag = empty vector), or None.
     """
-    B = len(users)
     n = (indptr[users + 1] - indptr[users]).astype(np.int64)
     keep = n > 1
     if drop is not None:
