@@ -1,0 +1,255 @@
+"""Rendering of ``sweep`` and ``scale`` results: rich tables, Markdown, self-contained HTML plots.
+
+Like ``report.py`` it never computes a metric: it reads sweep.json / scale.json content.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+
+from rich.console import Console
+from rich.table import Table
+
+from .report import _HTML_STYLE, MODEL_COLORS, _png, fmt
+
+MAIN = "recall@20"
+LEAK = "leakage@20"
+FAMILY_COLORS = {("wals", "w0"): "#1b9e77", ("softmax", "negatives"): "#7570b3",
+                 ("softmax", "sampler"): "#d95f02", ("softmax", "gravity"): "#e7298a"}
+
+
+def _get(block: dict | None, key: str) -> float:
+    v = (block or {}).get(key)
+    return float(v) if isinstance(v, int | float) else float("nan")
+
+
+def _cold_key(doc: dict) -> str | None:
+    revealed = doc.get("split", {}).get("config", {}).get("revealed") or []
+    return f"r={min(revealed)}" if revealed else None
+
+
+def sweep_rows(doc: dict, compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the sweep table (one row per point); ``compact`` for the terminal."""
+    ck = _cold_key(doc)
+    header = ["family", "value", "recall@20", "95% CI", "ndcg@20", "leakage@20", "natural",
+              f"cold {ck} recall@20" if ck else "cold", "train s"]
+    rows = []
+    for p in doc["points"]:
+        w = p["warm"]
+        ci = w.get(f"{MAIN}_ci") or [float("nan")] * 2
+        rows.append([f"{p['model']} {p['knob']}", str(p["value"]), fmt(_get(w, MAIN)),
+                     f"{fmt(ci[0], 3)}–{fmt(ci[1], 3)}", fmt(_get(w, "ndcg@20")),
+                     fmt(_get(w, LEAK)), fmt(_get(w, "natural_cross_rate")),
+                     fmt(_get(p["cold"].get(ck) if ck else None, MAIN)), f"{p['train_seconds']:.1f}"])
+    if compact:
+        drop = header.index("ndcg@20")
+        header = header[:drop] + header[drop + 1:]
+        rows = [r[:drop] + r[drop + 1:] for r in rows]
+    return header, rows
+
+
+def render_sweep(doc: dict, console: Console, paths: dict | None = None) -> None:
+    header, rows = sweep_rows(doc, compact=True)
+    t = Table(title=f"Sweep on {doc['dataset']['source']} (seed {doc['seed']}, split {doc['split']['fingerprint']})",
+              title_justify="left")
+    for i, h in enumerate(header):
+        t.add_column(h, justify="left" if i < 2 else "right", no_wrap=i < 4)
+    last = None
+    for r in rows:
+        if last is not None and r[0] != last:
+            t.add_section()
+        last = r[0]
+        t.add_row(*r)
+    console.print(t)
+    resumed = sum(1 for p in doc["points"] if p.get("resumed"))
+    if resumed:
+        console.print(f"[dim]{resumed} point(s) reused from an earlier run of this sweep.[/dim]")
+    if not doc["dataset"].get("groups"):
+        console.print("[dim]No item groups in the data: leakage (folding) cannot be measured.[/dim]")
+    if paths:
+        console.print("reports: " + ", ".join(str(p) for p in paths.values()))
+
+
+def sweep_markdown(doc: dict) -> str:
+    header, rows = sweep_rows(doc)
+    lines = [f"# mfvsdnn sweep: {doc['dataset']['source']}", "",
+             f"Seed {doc['seed']}; split fingerprint `{doc['split']['fingerprint']}`; every point trained and "
+             "evaluated on the same split by the shared evaluator.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _families(doc: dict) -> dict[tuple[str, str], list[dict]]:
+    fam: dict[tuple[str, str], list[dict]] = {}
+    for p in doc["points"]:
+        fam.setdefault((p["model"], p["knob"]), []).append(p)
+    return fam
+
+
+def _natural(doc: dict) -> float:
+    vals = [_get(p["warm"], "natural_cross_rate") for p in doc["points"]]
+    vals = [v for v in vals if not math.isnan(v)]
+    return vals[0] if vals else float("nan")
+
+
+def sweep_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
+    """name -> (caption, PNG): the frontier, then each metric against each knob."""
+    from matplotlib.figure import Figure
+
+    out: dict[str, tuple[str, bytes]] = {}
+    fam = _families(doc)
+    nat = _natural(doc)
+    has_groups = not math.isnan(nat)
+    if has_groups:
+        fig = Figure(figsize=(6.2, 4.4), layout="constrained")
+        ax = fig.subplots()
+        for (model, knob), pts in fam.items():
+            xs = [_get(p["warm"], LEAK) for p in pts]
+            ys = [_get(p["warm"], MAIN) for p in pts]
+            c = FAMILY_COLORS.get((model, knob), MODEL_COLORS.get(model))
+            ax.plot(xs, ys, "o-", color=c, label=f"{model}: {knob}", alpha=0.85)
+            for p, x, y in zip(pts, xs, ys):
+                ax.annotate(str(p["value"]), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.axvline(nat, color="grey", ls="--", lw=1, label=f"natural cross-group rate {nat:.3f}")
+        ax.set_xlabel("warm cross-group leakage@20 (lower = less folding)")
+        ax.set_ylabel("warm recall@20")
+        ax.set_title("Trade-off frontier: recall against leakage")
+        ax.legend(fontsize=7)
+        out["frontier"] = ("Each family's points from its knob's values: up and to the left is better; "
+                           "leakage at the dashed line is the data's own cross-group rate, above it is folding.",
+                           _png(fig))
+    ck = _cold_key(doc)
+    metrics = [("warm", MAIN, "warm recall@20"), ("warm", LEAK, "warm leakage@20")] if has_groups else \
+        [("warm", MAIN, "warm recall@20")]
+    if ck:
+        metrics.append((ck, MAIN, f"cold ({ck}) recall@20"))
+    for (model, knob), pts in fam.items():
+        fig = Figure(figsize=(3.4 * len(metrics), 3.4), layout="constrained")
+        axes = fig.subplots(1, len(metrics))
+        axes = list(axes) if len(metrics) > 1 else [axes]
+        labels = [str(p["value"]) for p in pts]
+        numeric = all(isinstance(p["value"], int | float) for p in pts)
+        xs = [float(p["value"]) for p in pts] if numeric else list(range(len(pts)))
+        symlog = numeric and knob in ("w0", "gravity") and max(xs) > 0
+        for ax, (pop, key, title) in zip(axes, metrics):
+            ys = [_get(p["warm"] if pop == "warm" else p["cold"].get(pop), key) for p in pts]
+            ax.plot(xs, ys, "o-", color=FAMILY_COLORS.get((model, knob), "#333"))
+            if key == LEAK:
+                ax.axhline(nat, color="grey", ls="--", lw=1, label="natural rate")
+                ax.set_ylim(bottom=0)
+                ax.legend(fontsize=7)
+            if symlog:
+                pos = [x for x in xs if x > 0]
+                ax.set_xscale("symlog", linthresh=min(pos) if pos else 1e-3)
+            if not numeric:
+                ax.set_xticks(xs, labels)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel(knob)
+        fig.suptitle(f"{model}: metrics against {knob}", fontsize=10)
+        out[f"{model}-{knob}"] = (f"{model}: warm recall@20, leakage@20 (dashed: natural cross-group rate) "
+                                  f"and cold recall@20 against {knob}.", _png(fig))
+    return out
+
+
+def _html_page(title: str, intro: str, tables: list[tuple[str, list[str], list[list[str]]]],
+               plots: dict[str, tuple[str, bytes]]) -> str:
+    esc = html.escape
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{esc(title)}</title>",
+             f"<style>{_HTML_STYLE}</style></head><body>", f"<h1>{esc(title)}</h1>", f"<p>{esc(intro)}</p>"]
+    for name, header, rows in tables:
+        parts.append(f"<h2>{esc(name)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
+        parts.append("</table>")
+    parts.append("<h2>Plots</h2>")
+    for name, (caption, png) in plots.items():
+        b64 = base64.b64encode(png).decode("ascii")
+        parts.append(f"<figure id='{esc(name)}'><img alt='{esc(name)}' src='data:image/png;base64,{b64}'>"
+                     f"<figcaption>{esc(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def sweep_html(doc: dict) -> str:
+    header, rows = sweep_rows(doc)
+    return _html_page(f"mfvsdnn sweep: {doc['dataset']['source']}",
+                      f"Seed {doc['seed']}; split fingerprint {doc['split']['fingerprint']}. Every point trained "
+                      "and evaluated on the same split by the shared evaluator (95% bootstrap intervals over users).",
+                      [("Points", header, rows)], sweep_plots(doc))
+
+
+# ---------------------------------------------------------------------------------------------
+# scale
+
+
+def scale_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
+    from .scale import CURVES
+
+    header = ["items", "users", "interactions", *[CURVES[k] for k in CURVES]]
+    rows = [[fmt(p["items"]), fmt(p["users"]), fmt(p["interactions"]),
+             *[fmt(p.get(k), 3) for k in CURVES]] for p in doc["points"]]
+    rows.append(["growth exponent b", "", "", *[fmt(doc["fits"][k]["exponent"], 3) for k in CURVES]])
+    return header, rows
+
+
+def render_scale(doc: dict, console: Console, paths: dict | None = None) -> None:
+    from .scale import CURVES
+
+    t = Table(title=f"Cost against corpus size (x = {doc['x']})", title_justify="left")
+    for c in ("curve", *[fmt(p["items"]) + " items" for p in doc["points"]], "growth b", "R²"):
+        t.add_column(c, justify="left" if c == "curve" else "right")
+    for key, label in CURVES.items():
+        f = doc["fits"][key]
+        t.add_row(label, *[fmt(p.get(key), 3) for p in doc["points"]], fmt(f["exponent"], 3), fmt(f["r2"], 3))
+    console.print(t)
+    console.print("[dim]t = a·n^b fitted on log-log axes; b ≈ 1 linear, ≈ 2 quadratic, ≈ 0 flat. Softmax epochs "
+                  "are timed on a subsample of examples and scaled to a full epoch (see scale.json).[/dim]")
+    if paths:
+        console.print("reports: " + ", ".join(str(p) for p in paths.values()))
+
+
+def scale_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
+    from matplotlib.figure import Figure
+
+    from .scale import CURVES
+
+    items = [p["items"] for p in doc["points"]]
+    out = {}
+    groups = {"training": [k for k in CURVES if "seconds_per" in k], "serving": [k for k in CURVES if "_ms_" in k]}
+    for name, keys in groups.items():
+        fig = Figure(figsize=(6.2, 4.4), layout="constrained")
+        ax = fig.subplots()
+        for key in keys:
+            ys = [p.get(key) for p in doc["points"]]
+            f = doc["fits"][key]
+            ax.loglog(items, ys, "o-", label=f"{CURVES[key]} (b = {f['exponent']:.2f})")
+        ax.set_xlabel("items (users and interactions grow in proportion)")
+        ax.set_ylabel("seconds" if name == "training" else "milliseconds per query")
+        ax.set_title(f"{name.capitalize()} cost against corpus size (log-log)")
+        ax.legend(fontsize=7)
+        out[name] = (f"{name.capitalize()} cost; the slope b of each line is its growth exponent.", _png(fig))
+    return out
+
+
+def scale_markdown(doc: dict) -> str:
+    header, rows = scale_rows(doc)
+    lines = ["# mfvsdnn scale", "", f"x = {doc['x']}; seed {doc['config']['seed']}.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def scale_html(doc: dict) -> str:
+    header, rows = scale_rows(doc)
+    return _html_page("mfvsdnn scale: cost against corpus size",
+                      f"x = {doc['x']}; seed {doc['config']['seed']}. Growth exponents b of t = a·n^b fitted on "
+                      "log-log axes.", [("Measurements", header, rows)], scale_plots(doc))
+
+
+def curve_files(kind: str, doc: dict) -> dict[str, str]:
+    """file name -> text for ``sweep`` or ``scale`` (the JSON is written by the caller)."""
+    if kind == "sweep":
+        return {"sweep.md": sweep_markdown(doc), "sweep.html": sweep_html(doc)}
+    return {"scale.md": scale_markdown(doc), "scale.html": scale_html(doc)}
