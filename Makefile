@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
 	$(BIN)/mfvsdnn compare $(DATA) --report-dir $(REPORT_DIR) --user-features country,age_band

@@ -420,3 +420,43 @@ def train_from_csv(kind: str, data: str | Path, columns: ColumnSpec, split_cfg: 
     split = prepare_split(data, columns, split_cfg, test_path)
     return train_model(kind, split, params, split_cfg.seed, out, progress)
 # end of recommend / train_from_csv (issue 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep and scale (issue 6)
+
+
+def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None,
+          cfg: Any, report_dir: str | Path, jobs: int = 1, progress_factory: Any = None,
+          on_point: Any = None) -> tuple[dict, dict[str, Path]]:
+    """Run (or resume) a sweep on one split; write sweep.json, sweep.md and sweep.html to ``report_dir``."""
+    from .report_curves import curve_files
+    from .store import write_text_atomic
+    from .sweep import run_sweep
+
+    split = prepare_split(data, columns, split_cfg, test_path)
+    data_args = (str(data), columns.as_dict(), split_cfg.as_dict(), str(test_path) if test_path else None)
+    doc = run_sweep(split, cfg, report_dir, jobs=jobs, data_args=data_args, on_point=on_point,
+                    progress_factory=progress_factory)
+    out = Path(report_dir)
+    paths = {"json": out / "sweep.json"}
+    for name, text in curve_files("sweep", doc).items():
+        write_text_atomic(out / name, text)
+        paths[name.split(".")[-1]] = out / name
+    return doc, paths
+
+
+def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress) -> tuple[dict, dict[str, Path]]:
+    """Measure cost against corpus size; write scale.json, scale.md and scale.html to ``report_dir``."""
+    from .report_curves import curve_files
+    from .scale import run_scale
+    from .store import write_json_atomic, write_text_atomic
+
+    doc = run_scale(cfg, progress)
+    out = Path(report_dir)
+    paths = {"json": out / "scale.json"}
+    write_json_atomic(paths["json"], doc)
+    for name, text in curve_files("scale", doc).items():
+        write_text_atomic(out / name, text)
+        paths[name.split(".")[-1]] = out / name
+    return doc, paths

@@ -371,6 +371,170 @@ def compare(
 _SM = "Softmax DNN"
 
 
+@app.command("train-softmax")
+@with_data_options
+def train_softmax(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write (model.json, model.npz, data.npz); "
+                                      "replaced atomically.", rich_help_panel=_SM)] = Path("runs/softmax"),
+    negatives: Annotated[str, typer.Option(help="'all' = full softmax; N > 0 = sampled softmax with N negatives "
+                                           "shared by each mini-batch; 0 = positives only (logistic loss on "
+                                           "positive pairs: folds groups together).", rich_help_panel=_SM)] = "50",
+    sampler: Annotated[str, typer.Option(help="Negative sampler for N > 0: 'uniform', 'popularity' (with logQ "
+                                         "correction) or 'hard' (each example picks its N highest-scoring "
+                                         "from a uniform pool of --hard-pool).", rich_help_panel=_SM)] = "uniform",
+    hard_pool: Annotated[int, typer.Option(help="Pool size per mini-batch for --sampler hard.",
+                                           rich_help_panel=_SM)] = 500,
+    gravity: Annotated[float, typer.Option(help="Gravity weight g: adds g*mean_b psi_b^T (V^T V / n) psi_b, "
+                                           "pushing all scores towards 0.", rich_help_panel=_SM)] = 0.0,
+    dim: Annotated[int, typer.Option(help="Embedding dimension d (query output psi and item embeddings V).",
+                                     rich_help_panel=_SM)] = 32,
+    hidden: Annotated[str, typer.Option(help="ReLU hidden layer widths, comma-separated; '' = no hidden layer.",
+                                        rich_help_panel=_SM)] = "64",
+    feature_dim: Annotated[int, typer.Option(help="Embedding size of each user feature.",
+                                             rich_help_panel=_SM)] = 8,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (passes over the training pairs).",
+                                        rich_help_panel=_SM)] = 30,
+    batch_size: Annotated[int, typer.Option(help="Training examples per mini-batch.", rich_help_panel=_SM)] = 256,
+    lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=_SM)] = 0.005,
+    optimizer: Annotated[str, typer.Option(help="'adam' (lazy Adam on embedding rows) or 'adagrad'.",
+                                           rich_help_panel=_SM)] = "adam",
+    l2: Annotated[float, typer.Option(help="L2 weight on the weights and on the embedding rows each step touches.",
+                                      rich_help_panel=_SM)] = 0.0,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation "
+                                          "recall@20 (0 = run all epochs); the best epoch is kept.",
+                                          rich_help_panel=_SM)] = 3,
+    tie_embeddings: Annotated[bool, typer.Option("--tie-embeddings", help="Use the output item embeddings V as "
+                                                 "the input (history) embeddings too.", rich_help_panel=_SM)] = False,
+    history_dropout: Annotated[float, typer.Option(help="Fraction of training examples whose history is dropped, "
+                                                   "so the empty-history (features-only) path is learned.",
+                                                   rich_help_panel=_SM)] = 0.1,
+    json_out: JsonOpt = False,
+    *,
+    opts: DataOptions,
+) -> None:
+    """Train the softmax DNN (query tower over history + user features) on DATA and save the run to --out."""
+    from .models.softmax import SoftmaxDNN
+
+    params = {"negatives": negatives, "sampler": sampler, "hard_pool": hard_pool, "gravity": gravity, "dim": dim,
+              "hidden": hidden, "feature_dim": feature_dim, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+              "optimizer": optimizer, "l2": l2, "patience": patience, "tie_embeddings": tie_embeddings,
+              "history_dropout": history_dropout}
+    params = SoftmaxDNN(**params).get_params()  # validates every option before the data is read
+    with report.progress_bar("softmax DNN") as bar:
+        result = api.train_from_csv("softmax", data, opts.columns, opts.split, opts.test, params, out, bar)
+    if json_out:
+        _print_json(result.summary)
+    else:
+        report.render_train(result.summary, out_console)
+# end of train-softmax (issue 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep and scale (issue 6)
+
+
+def _float_list(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise MfvsdnnError(f"{option} expects comma-separated numbers, got {text!r}") from None
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+_SW = "Sweep"
+
+
+@app.command()
+@with_data_options
+def sweep(
+    data: DataArg,
+    w0: Annotated[str, typer.Option(help="WALS unobserved weights to try, comma-separated ('' skips WALS).",
+                                    rich_help_panel=_SW)] = "0,0.001,0.01,0.1,0.5",
+    negatives: Annotated[str, typer.Option(help="Softmax negatives to try: 0 (positives only), N sampled, 'all' "
+                                           "(full softmax); '' skips.", rich_help_panel=_SW)] = "0,5,50,all",
+    sampler: Annotated[str, typer.Option(help="Negative samplers to try at --sampler-negatives: uniform, "
+                                         "popularity (logQ-corrected), hard; '' skips.",
+                                         rich_help_panel=_SW)] = "uniform,popularity,hard",
+    gravity: Annotated[str, typer.Option(help="Gravity weights g to try at --gravity-negatives; '' skips.",
+                                         rich_help_panel=_SW)] = "0,0.1,1",
+    sampler_negatives: Annotated[int, typer.Option(help="Negatives used by the sampler family.",
+                                                   rich_help_panel=_SW)] = 50,
+    gravity_negatives: Annotated[str, typer.Option(help="Negatives used by the gravity family (0 shows gravity "
+                                                   "alone against folding).", rich_help_panel=_SW)] = "0",
+    wals_param: Annotated[list[str] | None, typer.Option(help="Fixed WALS hyper-parameter for every WALS point, "
+                                                         "KEY=VALUE (repeatable).", rich_help_panel=_SW)] = None,
+    softmax_param: Annotated[list[str] | None, typer.Option(help="Fixed softmax hyper-parameter for every softmax "
+                                                            "point, KEY=VALUE (repeatable), e.g. epochs=10.",
+                                                            rich_help_panel=_SW)] = None,
+    k: Annotated[str, typer.Option("--k", help="Cut-offs k, comma-separated.", rich_help_panel=_SW)] = "10,20,50",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples over users for each point's 95% intervals.",
+                                           rich_help_panel=_SW)] = 200,
+    jobs: Annotated[int, typer.Option(help="Points trained in parallel processes (each holds its own copy of "
+                                      "the data; 1 = in this process with progress bars).",
+                                      rich_help_panel=_SW)] = 1,
+    report_dir: Annotated[Path, typer.Option(help="Where sweep.json, sweep.md and sweep.html are written; a "
+                                             "sweep.json already there on the same split is resumed.",
+                                             rich_help_panel="Output")] = Path("reports/sweep"),
+    json_out: JsonOpt = False,
+    *,
+    opts: DataOptions,
+) -> None:
+    """Trade-off curves: train and evaluate every knob value on one split (resumable)."""
+    from .sweep import SweepConfig
+
+    cfg = SweepConfig(w0=_float_list(w0, "--w0"), negatives=_str_list(negatives), sampler=_str_list(sampler),
+                      gravity=_float_list(gravity, "--gravity"), sampler_negatives=sampler_negatives,
+                      gravity_negatives=gravity_negatives, wals_params=_key_values(wals_param, "--wals-param"),
+                      softmax_params=_key_values(softmax_param, "--softmax-param"), ks=_int_list(k, "--k"),
+                      bootstrap=bootstrap)
+    with report.progress_bar("sweep points") as overall:
+        doc, paths = api.sweep(data, opts.columns, opts.split, opts.test, cfg, report_dir, jobs=jobs,
+                               progress_factory=report.progress_bar if jobs <= 1 else None,
+                               on_point=lambda done, total, p: overall(done, total, {}))
+    if json_out:
+        _print_json(doc)
+    else:
+        from .report_curves import render_sweep
+
+        render_sweep(doc, out_console, paths)
+
+
+@app.command()
+def scale(
+    sizes: Annotated[str, typer.Option(help="Catalogue sizes (items), comma-separated; users and interactions "
+                                       "grow in proportion.")] = "1000,3000,10000,30000,100000",
+    users_per_item: Annotated[float, typer.Option(help="Users per item at every size.")] = 2.0,
+    mean_interactions: Annotated[float, typer.Option(help="Mean interactions per user.")] = 20.0,
+    factors: Annotated[int, typer.Option(help="WALS factors and softmax dimension.")] = 32,
+    negatives: Annotated[int, typer.Option(help="Negatives of the sampled softmax curve.")] = 50,
+    examples_timed: Annotated[int, typer.Option(help="At most this many training examples are timed per softmax "
+                                                "point and scaled to a full epoch.")] = 60_000,
+    latency_queries: Annotated[int, typer.Option(help="Single queries timed per model and size.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data, split and models.")] = 0,
+    report_dir: Annotated[Path, typer.Option(help="Where scale.json, scale.md and scale.html are written.")]
+    = Path("reports/scale"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Training and serving cost against corpus size on grouped synthetic data, with growth exponents."""
+    from .scale import ScaleConfig
+
+    cfg = ScaleConfig(sizes=_int_list(sizes, "--sizes"), users_per_item=users_per_item,
+                      mean_interactions=mean_interactions, factors=factors, negatives=negatives,
+                      examples_timed=examples_timed, latency_queries=latency_queries, seed=seed)
+    with report.progress_bar("corpus sizes") as prog:
+        doc, paths = api.scale(cfg, report_dir, prog)
+    if json_out:
+        _print_json(doc)
+    else:
+        from .report_curves import render_scale
+
+        render_scale(doc, out_console, paths)
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     app()
 
