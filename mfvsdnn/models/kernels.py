@@ -54,9 +54,14 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, chunk):
                 continue
             for a in range(d):
                 x[a] = X[i, a]
-            # r = -G x
+            # r = -G x  (G symmetric: accumulate rows scaled by x, vertical SIMD, no horizontal sums)
             for a in range(d):
-                r[a] = -_dot32(G[a], x, d)
+                r[a] = 0.0
+            for b in range(d):
+                xb = -x[b]
+                gb = G[b]
+                for a in range(d):
+                    r[a] += xb * gb[a]
             for jj in range(lo, hi):
                 y = Y[indices[jj]]
                 coef = np.float32(1.0) - s32 * _dot32(y, x, d)
@@ -69,7 +74,12 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, chunk):
                 p[a] = r[a]
             for _ in range(cg_steps):
                 for a in range(d):
-                    ap[a] = _dot32(G[a], p, d)
+                    ap[a] = 0.0
+                for b in range(d):
+                    pb = p[b]
+                    gb = G[b]
+                    for a in range(d):
+                        ap[a] += pb * gb[a]
                 for jj in range(lo, hi):
                     y = Y[indices[jj]]
                     coef = s32 * _dot32(y, p, d)
