@@ -5,6 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= data/sample.csv
 REPORT_DIR ?= reports
+# the shipped sample's user features; for your own file: make compare DATA=x.csv FEATURES="--user-features a,b"
+ifeq ($(DATA),data/sample.csv)
+FEATURES ?= --user-features country,age_band
+endif
+ARGS ?=
 
 .PHONY: install test demo compare sweep scale lint bench clean
 
@@ -20,16 +25,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/mfvsdnn compare $(DATA) --report-dir $(REPORT_DIR) --user-features country,age_band
+	$(BIN)/mfvsdnn compare $(DATA) $(FEATURES) --report-dir $(REPORT_DIR) $(ARGS)
 
 compare: $(STAMP)
-	$(BIN)/mfvsdnn compare $(DATA) --report-dir $(REPORT_DIR)
+	$(BIN)/mfvsdnn compare $(DATA) $(FEATURES) --report-dir $(REPORT_DIR) $(ARGS)
 
 sweep: $(STAMP)
-	$(BIN)/mfvsdnn sweep $(DATA) --report-dir $(REPORT_DIR)/sweep
+	$(BIN)/mfvsdnn sweep $(DATA) $(FEATURES) --report-dir $(REPORT_DIR)/sweep $(ARGS)
 
 scale: $(STAMP)
-	$(BIN)/mfvsdnn scale --report-dir $(REPORT_DIR)/scale
+	$(BIN)/mfvsdnn scale --report-dir $(REPORT_DIR)/scale $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check mfvsdnn tests benchmarks
