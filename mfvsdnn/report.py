@@ -276,12 +276,12 @@ def render_compare(report: dict, console: Console, paths: dict | None = None) ->
 
     kinds = list(report["models"])
     t = Table(title="WALS vs softmax DNN: the trade-off axes, measured (95% bootstrap intervals over users)",
-              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    t.add_column("metric", overflow="fold", min_width=22)
+              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    t.add_column("metric", overflow="fold", min_width=18, ratio=3)
     for k in kinds:
-        t.add_column(_label(k), justify="right", min_width=14)
-    t.add_column("better", justify="left")
-    t.add_column("significant", justify="left")
+        t.add_column(_label(k), justify="right", min_width=14, overflow="fold")
+    t.add_column("better", justify="left", overflow="fold")
+    t.add_column("significant", justify="left", overflow="fold", min_width=8)
     axis = None
     for r in report["comparison"]["rows"]:
         if r["axis"] != axis:

@@ -17,7 +17,7 @@ def _worse(s_a: float, i_a: int, s_b: float, i_b: int) -> bool:
     return s_a < s_b or (s_a == s_b and i_a > i_b)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sift_down(hs: np.ndarray, hi: np.ndarray, pos: int, size: int) -> None:
     # min-heap on "worse": the root is the worst of the kept items
     while True:
@@ -36,7 +36,7 @@ def _sift_down(hs: np.ndarray, hi: np.ndarray, pos: int, size: int) -> None:
             return
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sift_up(hs: np.ndarray, hi: np.ndarray, pos: int) -> None:
     while pos > 0:
         parent = (pos - 1) // 2
