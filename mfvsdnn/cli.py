@@ -396,7 +396,7 @@ def train_softmax(
     epochs: Annotated[int, typer.Option(help="Maximum epochs (passes over the training pairs).",
                                         rich_help_panel=_SM)] = 30,
     batch_size: Annotated[int, typer.Option(help="Training examples per mini-batch.", rich_help_panel=_SM)] = 256,
-    lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=_SM)] = 0.005,
+    lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=_SM)] = 0.002,
     optimizer: Annotated[str, typer.Option(help="'adam' (lazy Adam on embedding rows) or 'adagrad'.",
                                            rich_help_panel=_SM)] = "adam",
     l2: Annotated[float, typer.Option(help="L2 weight on the weights and on the embedding rows each step touches.",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..errors import ModelError
 from ..split import TrainSet
@@ -44,6 +45,24 @@ from . import softmax_kernels as K
 from .base import ProgressFn, no_progress
 from .optim import RowGrad, make_optimizer
 from .sampling import SAMPLERS, choose_hard, make_sampler
+
+# ------------------------------------------------------------------------------------------------
+# BLAS threading: training runs on one BLAS thread (its products are small, and on shared cores
+# waking threads for them stalls), except the big products of the full softmax and gravity.
+
+_CONTROLLER: ThreadpoolController | None = None
+BIG_PRODUCT = 1 << 24  # multiply-adds from which threads pay off
+
+
+def blas_threads(work: int | None) -> contextlib.AbstractContextManager:
+    """Context: all cores for BLAS if ``work`` >= BIG_PRODUCT, one thread if ``work`` is None, else as is."""
+    global _CONTROLLER
+    if work is not None and work < BIG_PRODUCT:
+        return contextlib.nullcontext()
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1 if work is None else (os.cpu_count() or 1), user_api="blas")
+
 
 # ------------------------------------------------------------------------------------------------
 # layers
@@ -73,27 +92,34 @@ def relu_backward(dH: np.ndarray, Z: np.ndarray) -> np.ndarray:
 
 
 def full_softmax_loss(psi: np.ndarray, V: np.ndarray, t: np.ndarray,
-                      max_chunk_elems: int = 1 << 23) -> tuple[float, np.ndarray, np.ndarray]:
+                      max_chunk_elems: int = 1 << 25) -> tuple[float, np.ndarray, np.ndarray]:
     """Full softmax cross-entropy.
 
     L = (1/B) sum_b [ logsumexp_j(psi_b . V_j) - psi_b . V_{t_b} ]         psi (B, d), V (n, d), t (B,)
     G = (softmax(Z) - onehot(t)) / B   (B, n);   dpsi = G V (B, d);   dV = G^T psi (n, d) (dense)
 
-    The batch is processed in row chunks of at most ``max_chunk_elems`` logits (bounded memory);
-    softmax and its gradient are one fused in-place kernel over each chunk.
+    The batch is processed in row chunks of at most ``max_chunk_elems`` logits (bounded memory: one
+    reused buffer); softmax and its gradient are one fused in-place kernel over each chunk.
     """
     B, n = psi.shape[0], V.shape[0]
     rows = max(1, min(B, max_chunk_elems // max(n, 1)))
+    buf = np.empty((rows, n), dtype=np.result_type(psi, V))
     dpsi = np.empty_like(psi)
-    dV = np.zeros_like(V)
+    dV = np.empty_like(V)
+    tmp = np.empty_like(V) if rows < B else None
     total = 0.0
     for s in range(0, B, rows):
         e = min(B, s + rows)
-        Z = psi[s:e] @ V.T
+        Z = buf[:e - s]
+        np.matmul(psi[s:e], V.T, out=Z)
         losses = K.softmax_xent_inplace(Z, t[s:e], 1.0 / B)  # Z <- G
         total += float(losses.sum())
-        dpsi[s:e] = Z @ V
-        dV += Z.T @ psi[s:e]
+        np.matmul(Z, V, out=dpsi[s:e])
+        if s == 0:
+            np.matmul(Z.T, psi[s:e], out=dV)
+        else:
+            np.matmul(Z.T, psi[s:e], out=tmp)
+            dV += tmp
     return total / B, dpsi, dV
 
 
@@ -331,7 +357,8 @@ def loss_and_grads(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, samp
     out_rows = _Rows()
     dV_dense = None
     if cfg.negatives == "all":
-        loss, dpsi, dV_dense = full_softmax_loss(psi, V, t)
+        with blas_threads(psi.shape[0] * V.shape[0] * V.shape[1]):
+            loss, dpsi, dV_dense = full_softmax_loss(psi, V, t)
     elif cfg.negatives == 0:
         loss, dpsi, dVt = positives_only_loss(psi, V, t)
         out_rows.add(t, dVt)
@@ -345,7 +372,8 @@ def loss_and_grads(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, samp
         out_rows.add(t, dVt)
         out_rows.add(sample.cand, dVc)
     if cfg.gravity:
-        lg, dpsi_g, dV_g = gravity_loss(psi, V, cfg.gravity)
+        with blas_threads(V.shape[0] * V.shape[1] ** 2):
+            lg, dpsi_g, dV_g = gravity_loss(psi, V, cfg.gravity)
         loss += lg
         dpsi = dpsi + dpsi_g
         dV_dense = dV_g if dV_dense is None else dV_dense + dV_g
@@ -448,7 +476,7 @@ class SoftmaxDNN:
 
     def __init__(self, dim: int = 32, hidden: Sequence[int] | str = (64,), feature_dim: int = 8,
                  negatives: str | int = 50, sampler: str = "uniform", hard_pool: int = 500,
-                 gravity: float = 0.0, epochs: int = 30, batch_size: int = 256, lr: float = 0.005,
+                 gravity: float = 0.0, epochs: int = 30, batch_size: int = 256, lr: float = 0.002,
                  optimizer: str = "adam", l2: float = 0.0, patience: int = 3, tie_embeddings: bool = False,
                  history_dropout: float = 0.1, feature_dropout: float = 0.05, init_scale: float = 0.1) -> None:
         self.dim = int(dim)
@@ -569,11 +597,7 @@ class SoftmaxDNN:
         opt = make_optimizer(self.optimizer, self.lr)
         cfg = self._loss_config()
         has_valid = train.valid is not None and train.valid.nnz > 0
-        # Small products run faster on one BLAS thread (and do not stall when the cores are shared);
-        # threads are worth it only for the full softmax or gravity over a large corpus.
-        big = (self.negatives == "all" and self.batch_size * n_items * self.dim >= 1 << 24) or \
-            (self.gravity > 0 and n_items * self.dim * self.dim >= 1 << 24)
-        with contextlib.nullcontext() if big else threadpool_limits(1, user_api="blas"):
+        with blas_threads(None):  # one BLAS thread, except inside the full softmax / gravity products
             self._epochs(P, opt, cfg, train, indptr, indices, codes, pair_users, pair_items, rng, sampler,
                          n_draw, hard_n, progress, has_valid)
         self.train_seconds_ = time.perf_counter() - t_start
