@@ -9,6 +9,7 @@ import base64
 import html
 import math
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -43,24 +44,31 @@ def sweep_rows(doc: dict, compact: bool = False) -> tuple[list[str], list[list[s
                      f"{fmt(ci[0], 3)}–{fmt(ci[1], 3)}", fmt(_get(w, "ndcg@20")),
                      fmt(_get(w, LEAK)), fmt(_get(w, "natural_cross_rate")),
                      fmt(_get(p["cold"].get(ck) if ck else None, MAIN)), f"{p['train_seconds']:.1f}"])
-    if compact:
-        drop = header.index("ndcg@20")
-        header = header[:drop] + header[drop + 1:]
-        rows = [r[:drop] + r[drop + 1:] for r in rows]
+    if compact:  # fits 80 columns: one "point" column, the natural rate goes to the caption
+        header = ["point", "recall@20", "95% CI", "leak@20", f"cold {ck}" if ck else "cold", "train s"]
+        short = {"wals": "WALS", "softmax": "DNN"}
+        rows = [[f"{short[p['model']]} {p['knob']}={p['value']}", f"{_get(p['warm'], MAIN):.3f}", r[3],
+                 f"{_get(p['warm'], LEAK):.3f}", f"{_get(p['cold'].get(ck) if ck else None, MAIN):.3f}", r[8]]
+                for p, r in zip(doc["points"], rows)]
     return header, rows
 
 
 def render_sweep(doc: dict, console: Console, paths: dict | None = None) -> None:
     header, rows = sweep_rows(doc, compact=True)
+    nat = _natural(doc)
     t = Table(title=f"Sweep on {doc['dataset']['source']} (seed {doc['seed']}, split {doc['split']['fingerprint']})",
-              title_justify="left")
+              title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD,
+              caption=(f"natural cross-group rate of the held-out interactions: {nat:.4f}; leakage above it is "
+                       "folding. Cold: recall@20 of users known by their features only." if not math.isnan(nat) else None))
     for i, h in enumerate(header):
-        t.add_column(h, justify="left" if i < 2 else "right", no_wrap=i < 4)
+        t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i in (0, 2),
+                     min_width=max(len(w) for w in h.split()))
     last = None
     for r in rows:
-        if last is not None and r[0] != last:
+        family = r[0].split("=")[0]
+        if last is not None and family != last:
             t.add_section()
-        last = r[0]
+        last = family
         t.add_row(*r)
     console.print(t)
     resumed = sum(1 for p in doc["points"] if p.get("resumed"))
@@ -114,7 +122,9 @@ def sweep_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
             for p, x, y in zip(pts, xs, ys):
                 ax.annotate(str(p["value"]), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
         ax.axvline(nat, color="grey", ls="--", lw=1, label=f"natural cross-group rate {nat:.3f}")
-        ax.set_xlabel("warm cross-group leakage@20 (lower = less folding)")
+        ax.set_xscale("symlog", linthresh=max(nat / 2, 1e-3), linscale=0.5)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("warm cross-group leakage@20 (symlog axis; right of the dashed line = folding)")
         ax.set_ylabel("warm recall@20")
         ax.set_title("Trade-off frontier: recall against leakage")
         ax.legend(fontsize=7)
