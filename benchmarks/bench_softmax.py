@@ -16,6 +16,7 @@ step; the query tower and the scatter never dominate the step (breakdown printed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -96,11 +97,20 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=20000)
     ap.add_argument("--per-user", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=3.0, help="time budget per measurement")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="1 = everything (step and bare product) on one thread: far less sensitive to other "
+                         "load on shared cores; 0 = as fit() runs (all cores for the big products)")
     args = ap.parse_args()
+    if args.threads == 1:
+        import mfvsdnn.models.softmax as S
+        import mfvsdnn.models.softmax_kernels as K
+
+        S.BIG_PRODUCT = 1 << 62
+        K.PAR_MIN = 1 << 62
     rng = np.random.default_rng(0)
     d = 32
     print(f"batch {args.batch}, dim {d}, hidden 64, 2 features, {args.users} users x {args.per_user} items; "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores; load average before {os.getloadavg()[0]:.1f} (other processes slow every figure)")
     header = (f"{'items':>8} {'negatives':>9} {'ms/step':>9} {'examples/s':>11} {'Q@V.T ms':>9} {'(out=)':>7} "
               f"{'step/QV':>8} {'(out=)':>7}  "
               + " ".join(f"{p:>9}" for p in PHASES))
@@ -109,7 +119,8 @@ def main() -> None:
     for n_items in [int(x) for x in args.items.split(",")]:
         X = _data(n_items, args.users, args.per_user, rng)
         codes = [rng.integers(0, 10, args.users), rng.integers(0, 5, args.users)]
-        qv, qv_out = _time_product(args.batch, n_items, d, args.seconds, rng)
+        with blas_threads(None) if args.threads == 1 else contextlib.nullcontext():
+            qv, qv_out = _time_product(args.batch, n_items, d, args.seconds, rng)
         for neg in ("all", 50):
             model = SoftmaxDNN(negatives=neg, dim=d, hidden=(64,), batch_size=args.batch)
             with blas_threads(None):  # as in fit(): one BLAS thread except the full softmax products
