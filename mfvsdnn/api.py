@@ -239,6 +239,9 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
                        "significance": "paired bootstrap over the same users; significant = the 95% interval "
                                        "of the difference excludes 0"},
     }
+    from .tradeoff import measured_table
+
+    report["tradeoff"] = measured_table(report)
     plots = {"maps": {kind: E.embedding_map(models[kind].item_vectors, np.random.default_rng(map_seed))
                       for kind in COMPARE_KINDS},
              "item_groups": ds.item_groups, "group_names": list(ds.group_names)}

@@ -303,8 +303,39 @@ def render_compare(report: dict, console: Console, paths: dict | None = None) ->
     console.print(f"seed {s['seed']}, split {sp_['fingerprint']}, {s['bootstrap']} bootstrap resamples. "
                   "better = higher recall/NDCG, lower cost, leakage closer to the natural cross-group rate; "
                   "significant = the paired 95% interval of the difference excludes 0.", highlight=False)
+    render_tradeoff(report.get("tradeoff") or [], console)
     if paths:
         console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
+VERDICT_STYLE = {"agrees": "green", "disagrees": "red", "cannot tell": "yellow"}
+
+
+def render_tradeoff(rows: list[dict], console: Console) -> None:
+    """The trade-off table, measured: each row's claim, this run's evidence and the verdict."""
+    if not rows:
+        return
+    from rich import box
+
+    t = Table(title="The trade-off table, measured on this data", title_justify="left", box=box.SIMPLE_HEAD,
+              show_lines=True)
+    t.add_column("row", style="bold", ratio=1)
+    t.add_column("claim / evidence from this run", ratio=5)
+    t.add_column("this data", ratio=1)
+    for r in rows:
+        style = VERDICT_STYLE.get(r["verdict"], "")
+        t.add_row(r["axis"], f"{r['claim']}\n[dim]{r['evidence']}[/dim]", f"[{style}]{r['verdict']}[/{style}]")
+    console.print(t)
+
+
+def tradeoff_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["## The trade-off table, measured on this data", "", "| row | claim | evidence from this run | this data |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['axis']} | {_md_escape(r['claim'])} | {_md_escape(r['evidence'])} | **{r['verdict']}** |"
+              for r in rows]
+    return lines + [""]
 
 
 def _md_escape(s: str) -> str:
@@ -322,6 +353,7 @@ def compare_markdown(report: dict) -> str:
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
         lines.append("")
+    lines += tradeoff_markdown(report.get("tradeoff") or [])
     return "\n".join(lines)
 
 
@@ -494,6 +526,16 @@ def compare_html(report: dict, plots: dict) -> str:
                 b64 = base64.b64encode(png).decode("ascii")
                 parts.append(f"<figure id='{name}'><img alt='{esc(name)}' src='data:image/png;base64,{b64}'>"
                              f"<figcaption>{esc(caption)}</figcaption></figure>")
+    rows = report.get("tradeoff") or []
+    if rows:
+        parts.append("<h2>The trade-off table, measured on this data</h2><table><tr><th>row</th><th>claim</th>"
+                     "<th>evidence from this run</th><th>this data</th></tr>")
+        colors = {"agrees": "#1a7f37", "disagrees": "#c0392b", "cannot tell": "#9a6700"}
+        for r in rows:
+            parts.append(f"<tr><td>{esc(r['axis'])}</td><td>{esc(r['claim'])}</td><td>{esc(r['evidence'])}</td>"
+                         f"<td style='color:{colors.get(r['verdict'], '#000')};font-weight:bold'>"
+                         f"{esc(r['verdict'])}</td></tr>")
+        parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -125,3 +125,23 @@ def test_runs_from_different_splits_refused(compared, csv, tmp_path):
     res = runner.invoke(app, ["compare", str(csv), "--report-dir", str(other), "--wals", str(out / "runs/softmax")]
                         + FAST)
     assert res.exit_code == 1 and "not 'wals'" in res.output
+
+
+def test_measured_tradeoff_section_in_every_report(compared):
+    out, output = compared
+    rep = json.loads((out / "report.json").read_text())
+    assert [r["axis"] for r in rep["tradeoff"]] == ["query features", "cold start", "folding",
+                                                    "training scalability", "serving scalability"]
+    assert all(r["verdict"] in ("agrees", "disagrees", "cannot tell") for r in rep["tradeoff"])
+    assert "trade-off table, measured" in output
+    assert "trade-off table, measured" in (out / "report.md").read_text()
+    assert "trade-off table, measured" in (out / "report.html").read_text()
+
+
+def test_folding_cannot_tell_without_groups(csv, tmp_path):
+    res = runner.invoke(app, ["compare", str(csv), "--report-dir", str(tmp_path), "--item-group-col", "",
+                              "--user-group-col", ""] + FAST)
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    folding = next(r for r in rep["tradeoff"] if r["axis"] == "folding")
+    assert folding["verdict"] == "cannot tell" and "no item groups" in folding["evidence"]
