@@ -167,7 +167,7 @@ def solve_rows_cholesky(indptr, indices, Y, G, s, out, chunk):
 # Observed part of the objective via  sum_{(i,j) in Omega} [(1 - u_i.v_j)^2 - w0 (u_i.v_j)^2];
 # the caller adds w0 * <U^T U, V^T V> (= w0 * sum over ALL pairs of (u.v)^2) and the L2 term.
 # Shapes: indptr (n+1,), indices (nnz,), U (n, d) f32, V (m, d) f32.  Returns a float64 sum.
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=True)
 def observed_loss(indptr, indices, U, V, w0):
     n, d = U.shape
     total = 0.0
