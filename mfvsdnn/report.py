@@ -558,12 +558,14 @@ def render_recommendations(result: dict, console: Console) -> None:
     """Table for ``mfvsdnn recommend --user`` / ``--history``."""
     q = result["query"]
     if "user" in q:
-        title = f"Top {result['k']} for user {q['user']} ({q['known_items']} known items excluded)"
+        title = f"Top {result['k']} for user {q['user']}"
+        caption = f"{q['known_items']} known items excluded"
     else:
         feats = ", ".join(f"{k}={v}" for k, v in q["features"].items())
-        title = f"Top {result['k']} for a new user (history: {len(q['history'])} items" + \
-            (f"; {feats}" if feats else "") + ")"
-    t = Table(title=f"{title} — {result['kind']} run {result['run']}", title_justify="left")
+        title = f"Top {result['k']} for a new user"
+        caption = f"history: {len(q['history'])} items (excluded)" + (f"; features: {feats}" if feats else "")
+    t = Table(title=title, caption=f"{caption}; {result['kind']} run {result['run']}", title_justify="left",
+              caption_justify="left")
     t.add_column("rank", justify="right")
     t.add_column("item id")
     t.add_column("score", justify="right")
