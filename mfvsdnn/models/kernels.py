@@ -164,6 +164,11 @@ def solve_rows_cholesky(indptr, indices, Y, G, s, out, chunk):
                 out[i, a] = b[a]
 
 
+# The same solve compiled without threads: a request of a few rows (serving a new user) would
+# otherwise pay the thread pool's start-up, which costs more than the solve itself.
+solve_rows_cholesky_serial = njit(cache=True)(solve_rows_cholesky.py_func)
+
+
 # Observed part of the objective via  sum_{(i,j) in Omega} [(1 - u_i.v_j)^2 - w0 (u_i.v_j)^2];
 # the caller adds w0 * <U^T U, V^T V> (= w0 * sum over ALL pairs of (u.v)^2) and the L2 term.
 # Shapes: indptr (n+1,), indices (nnz,), U (n, d) f32, V (m, d) f32.  Returns a float64 sum.

@@ -287,6 +287,10 @@ class WALS:
             self._G_items = gram_term(self.item_factors_, self.w0, self.reg)
         ptr, idx = _structure(histories)
         out = np.zeros((histories.shape[0], self.factors), dtype=np.float32)
+        if histories.shape[0] <= kernels.CHUNK:  # a request: one serial block, no thread start-up
+            kernels.solve_rows_cholesky_serial(ptr, idx, self.item_factors_, self._G_items, 1.0 - self.w0, out,
+                                               kernels.CHUNK)
+            return out
         with numba_threads(self.num_threads):
             kernels.solve_rows_cholesky(ptr, idx, self.item_factors_, self._G_items, 1.0 - self.w0, out,
                                         kernels.CHUNK)
