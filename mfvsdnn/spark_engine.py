@@ -62,8 +62,8 @@ from .errors import DataError, MfvsdnnError, ModelError
 from .models.base import ProgressFn, no_progress
 from .split import Split, SplitConfig, make_split
 
-INSTALL_HINT = ("install the Spark extra with  pip install 'mfvsdnn[spark]'  (it brings pyspark) and a Java "
-                "runtime 17 or newer (java on PATH, or JAVA_HOME set)")
+INSTALL_HINT = ("install the Spark extra with  pip install 'mfvsdnn[spark]'  (it brings pyspark) and Java 17 "
+                "or newer (java on PATH, or JAVA_HOME set)")
 PANDAS_MAX_BYTES = 2 << 30  # local CSV files above this are parsed by Spark, not pandas
 READERS = ("auto", "pandas", "spark")
 ENGINES = ("local", "spark")
@@ -390,16 +390,29 @@ def _to_double(col: str) -> Any:
     return F.expr(f"try_cast(`{c}` AS DOUBLE)")
 
 
-def _codes_of(frame: Any, col: str, out_col: str, spark: Any, fill: str | None = None) -> tuple[Any, np.ndarray]:
-    """Join integer codes of ``col`` (sorted distinct string values, as the local loader) onto ``frame``."""
+def _distinct_values(frame: Any, cols: list[str]) -> dict[str, np.ndarray]:
+    """Sorted distinct string values of every column, in one Spark job (sorted as the local loader)."""
     from pyspark.sql import functions as F
 
-    vals = [r[0] for r in frame.select(col).distinct().collect()]
-    cats = np.asarray(sorted(str(v) for v in vals), dtype=object)
-    lookup = spark.createDataFrame([(str(v), i) for i, v in enumerate(cats)], f"`{col}` string, `{out_col}` int")
-    if len(cats) <= 100_000:
-        lookup = F.broadcast(lookup)
-    return frame.join(lookup, on=col, how="inner").drop(col), cats
+    pairs = F.explode(F.array(*[F.struct(F.lit(k).alias("k"), F.col(c).alias("v")) for k, c in enumerate(cols)]))
+    got: dict[int, list[str]] = {k: [] for k in range(len(cols))}
+    for row in frame.select(pairs.alias("p")).select("p.k", "p.v").distinct().toLocalIterator(True):
+        got[row[0]].append(str(row[1]))
+    return {c: np.asarray(sorted(got[k]), dtype=object) for k, c in enumerate(cols)}
+
+
+MAP_MAX = 20_000  # columns with at most this many values are coded by a literal map, larger ones by a join
+
+
+def _code_column(frame: Any, col: str, cats: np.ndarray, out_col: str, spark: Any) -> Any:
+    """Replace ``col`` by its integer code (index into the sorted ``cats``)."""
+    from pyspark.sql import functions as F
+
+    if len(cats) <= MAP_MAX:
+        lookup = F.create_map(*[x for i, v in enumerate(cats) for x in (F.lit(str(v)), F.lit(i))])
+        return frame.withColumn(out_col, lookup[F.col(col)]).drop(col)
+    table = spark.createDataFrame([(str(v), i) for i, v in enumerate(cats)], f"`{col}` string, `{out_col}` int")
+    return frame.join(table, on=col, how="inner").drop(col)
 
 
 def read_dataset_spark(spark: Any, source: str, columns: ColumnSpec = ColumnSpec()) -> Dataset:
@@ -456,10 +469,14 @@ def read_dataset_spark(spark: Any, source: str, columns: ColumnSpec = ColumnSpec
             .select(spec.weight_col).first()[0]
         raise DataError(f"{s}: column {spec.weight_col!r} (the weight) is not a number: {bad!r}")
     file_hash = _source_hash(spark, s, sel, cats_cols + num_cols)
-    if spec.weight_col:
+    kept = "__kept"  # 1 where the weight passes the filter: ids and per-user values come from all rows,
+    if spec.weight_col:  # as in the local loader; only kept rows become interactions
         w = _to_double(spec.weight_col)
         keep = w >= F.lit(float(spec.min_weight)) if spec.min_weight is not None else w > 0
-        sel = sel.filter(keep)
+        sel = sel.withColumn(kept, F.coalesce(keep, F.lit(False)).cast("int"))
+        if sel.filter(F.col(kept) == 1).limit(1).count() == 0:
+            thr = f">= {spec.min_weight}" if spec.min_weight is not None else "> 0"
+            raise DataError(f"{s}: no interaction left: no row has {spec.weight_col!r} {thr}; lower --min-weight")
     for f in spec.user_features:
         sel = sel.withColumn(f, F.coalesce(F.col(f), F.lit("<missing>")))
     if spec.time_col:
@@ -470,16 +487,15 @@ def read_dataset_spark(spark: Any, source: str, columns: ColumnSpec = ColumnSpec
         if n_bad:
             raise DataError(f"{s}: column {spec.time_col!r} (the time) is empty or neither a number nor a date "
                             f"on {n_bad:,} rows")
-    keep_cols = cats_cols + ([spec.time_col] if spec.time_col else [])
+    keep_cols = cats_cols + ([spec.time_col] if spec.time_col else []) + ([kept] if spec.weight_col else [])
     sel = sel.select(*keep_cols).distinct()
-    code_cols, cats = [], {}
+    cats = _distinct_values(sel, cats_cols)
+    code_cols = []
     for k, c in enumerate(cats_cols):
-        sel, cats[c] = _codes_of(sel, c, f"_c{k}", spark)
+        sel = _code_column(sel, c, cats[c], f"_c{k}", spark)
         code_cols.append(f"_c{k}")
-    if len(cats[spec.user_col]) == 0:
-        raise DataError(f"{s}: no interaction left after filtering on {spec.weight_col!r}; lower --min-weight")
-    # one row per user: "item:g:f...:t,item:..." in any order (the Dataset sorts)
-    rest = code_cols[1:] + ([spec.time_col] if spec.time_col else [])
+    # one row per user: "item:g:f...:t:kept,item:..." in any order (the Dataset sorts)
+    rest = code_cols[1:] + ([spec.time_col] if spec.time_col else []) + ([kept] if spec.weight_col else [])
     enc = F.concat_ws(":", *[F.col(c).cast("string") for c in rest])
     per_user = sel.groupBy("_c0").agg(F.concat_ws(",", F.collect_list(enc)).alias("r"))
     ncol = len(rest)
@@ -497,7 +513,7 @@ def read_dataset_spark(spark: Any, source: str, columns: ColumnSpec = ColumnSpec
         users.clear()
         parts.clear()
 
-    for row in per_user.toLocalIterator():
+    for row in per_user.toLocalIterator(True):
         users.append(row[0])
         parts.append(row[1])
         pending += len(row[1])
@@ -513,10 +529,13 @@ def read_dataset_spark(spark: Any, source: str, columns: ColumnSpec = ColumnSpec
     for j, c in enumerate(cats_cols[1:]):
         frame[c] = pd.Categorical.from_codes(vals[:, j].astype(np.int32), categories=cats[c])
     if spec.time_col:
-        frame[spec.time_col] = vals[:, -1]
+        frame[spec.time_col] = vals[:, len(cats_cols) - 1]
+    if spec.weight_col:
+        frame[kept] = vals[:, -1].astype(np.float64)
     from .data import _dataset_from_frame
 
-    build_spec = ColumnSpec(**{**spec.__dict__, "weight_col": None, "min_weight": None})
+    build_spec = ColumnSpec(**{**spec.__dict__, "weight_col": kept if spec.weight_col else None,
+                               "min_weight": None})
     ds = _dataset_from_frame(pd.DataFrame(frame), build_spec, Path(s), file_hash, None)
     ds.columns = spec  # the fingerprint records the options as given, like the local loader's
     ds.source = s
