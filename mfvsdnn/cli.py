@@ -219,6 +219,19 @@ def train_wals(
                                          "Results do not depend on it.")] = 0,
     min_support: Annotated[int, typer.Option(help="Cold start: fewest training users a feature combination needs "
                                              "before its mean embedding is used (else back off).")] = 5,
+    engine: Annotated[str, typer.Option(help="'local' (this machine) or 'spark' (Spark MLlib implicit ALS with "
+                                        "alpha = 1/w0 - 1; needs pip install 'mfvsdnn\\[spark]' and Java 17+).",
+                                        rich_help_panel="Engine")] = "local",
+    spark_master: Annotated[str, typer.Option(help="Spark master: local[*], local[N], spark://host:port, yarn, "
+                                              "k8s://... (--engine spark).", rich_help_panel="Engine")] = "local[*]",
+    spark_conf: Annotated[list[str] | None, typer.Option(help="Spark setting KEY=VALUE, repeatable (e.g. "
+                                                         "spark.driver.memory=8g).", rich_help_panel="Engine")] = None,
+    spark_reader: Annotated[str, typer.Option(help="Who parses DATA with --engine spark: 'auto' (pandas for local "
+                                              "CSV files up to 2 GiB, else Spark), 'pandas' or 'spark'.",
+                                              rich_help_panel="Engine")] = "auto",
+    spark_reg_param: Annotated[float | None, typer.Option(help="Spark regParam as given, instead of the mapping "
+                                                          "reg*(users+items)/(2*w0*nnz).",
+                                                          rich_help_panel="Engine")] = None,
     json_out: JsonOpt = False,
     *,
     opts: DataOptions,
@@ -226,6 +239,24 @@ def train_wals(
     """Train WALS (weighted ALS with unobserved weight w0) on DATA and save the run to --out."""
     params = {"factors": factors, "w0": w0, "reg": reg, "iterations": iterations, "solver": solver,
               "cg_steps": cg_steps, "num_threads": threads, "min_support": min_support}
+    if engine not in ("local", "spark"):
+        raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
+    if engine == "spark":  # issue 7
+        from . import spark_engine
+
+        conf = spark_engine.parse_conf(spark_conf)
+        spark_engine.spark_alpha(w0)  # refuse w0 outside Spark before anything starts
+        with report.progress_bar("WALS on Spark") as bar:
+            result = spark_engine.train_wals_spark(
+                spark_engine.restore_uri(data), opts.columns, opts.split, opts.test, params, out,
+                master=spark_master, conf=conf, reader=spark_reader,
+                reg_param=spark_reg_param, progress=bar)
+        if json_out:
+            _print_json(result.summary)
+        else:
+            report.render_train(result.summary, out_console)
+            report.render_spark_train(result.summary, out_console)
+        return
     with report.progress_bar("WALS") as bar:
         result = api.train_from_csv("wals", data, opts.columns, opts.split, opts.test, params, out, bar)
     if json_out:

@@ -588,3 +588,26 @@ def render_recommend_all(summary: dict, console: Console) -> None:
     console.print(f"[green]wrote[/green] {summary['path']}: {summary['rows']:,} rows (top {summary['k']} for "
                   f"{summary['users']:,} training users) in {summary['seconds']:.1f} s", highlight=False)
 # end of recommend rendering (issue 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# train-wals --engine spark (issue 7)
+
+
+def render_spark_train(summary: dict, console: Console) -> None:
+    """Lines after ``train-wals --engine spark``: where it ran, the ALS parameters, the lambda relation."""
+    sp_ = summary.get("spark") or {}
+    ap = sp_.get("als_params") or {}
+    rel = sp_.get("lambda_relation") or {}
+    console.print(f"Spark {sp_.get('version', '?')} on {sp_.get('master', '?')} (data read by {sp_.get('reader', '?')}): "
+                  f"ALS implicitPrefs alpha={fmt(ap.get('alpha'))} rank={ap.get('rank')} maxIter={ap.get('maxIter')} "
+                  f"regParam={fmt(ap.get('regParam'))}; fit {fmt(sp_.get('fit_seconds'))} s, "
+                  f"total {fmt(sp_.get('total_seconds'))} s", highlight=False)
+    eu, ei = rel.get("effective_reg_users") or {}, rel.get("effective_reg_items") or {}
+    if eu:
+        console.print(f"reg is per row in Spark (w0*regParam*n): users {fmt(eu.get('min'))}..{fmt(eu.get('max'))} "
+                      f"(median {fmt(eu.get('median'))}), items {fmt(ei.get('min'))}..{fmt(ei.get('max'))} "
+                      f"(median {fmt(ei.get('median'))}); --reg {fmt(rel.get('reg'))} is their mean", highlight=False)
+    last = (summary.get("history") or [{}])[-1]
+    if "objective" in last:
+        console.print(f"WALS objective at Spark's factors: {fmt(last['objective'])}", highlight=False)

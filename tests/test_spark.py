@@ -279,3 +279,21 @@ def test_spark_reader_bad_input(spark, tmp_path):
     assert ds.nnz == local.nnz == 1 and (ds.matrix != local.matrix).nnz == 0
     with pytest.raises(DataError, match="no interaction left"):
         S.read_dataset_spark(spark, str(f), ColumnSpec(weight_col="rating", min_weight=9))
+
+
+def test_cli_engine_refusals_without_spark(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mfvsdnn.cli import app
+
+    monkeypatch.setattr(S, "spark_session", lambda *a, **k: (_ for _ in ()).throw(AssertionError("no Spark")))
+    f = tmp_path / "a.csv"
+    f.write_text("user_id,item_id\nu,i\n")
+    runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+    for args, why in ((["--engine", "spark", "--w0", "0"], "infinite at w0 = 0"),
+                      (["--engine", "spark", "--w0", "1.5"], "negative"),
+                      (["--engine", "spark", "--spark-conf", "nokey"], "KEY=VALUE"),
+                      (["--engine", "dask"], "'local' or 'spark'")):
+        res = runner.invoke(app, ["train-wals", str(f), "--out", str(tmp_path / "r"), *args])
+        assert res.exit_code == 1 and why in res.output, (args, res.output)
+        assert not (tmp_path / "r").exists()
