@@ -70,19 +70,27 @@ def synthetic(n_inter: int, n_users: int, n_items: int, groups: int, cross: floa
     rng = np.random.default_rng(seed)
     user_group = rng.integers(0, groups, n_users)
     item_group = rng.integers(0, groups, n_items)
-    counts = np.maximum(3, rng.geometric(1.0 / (n_inter / n_users), n_users))
-    counts = np.minimum(counts, n_items // (2 * groups))
-    rows = np.repeat(np.arange(n_users), counts)
-    # each interaction: own group with prob 1 - cross, else a random group; inside it, Zipf(1) popularity
-    g = np.where(rng.random(len(rows)) < cross, rng.integers(0, groups, len(rows)), user_group[rows])
     members = [np.flatnonzero(item_group == k) for k in range(groups)]
-    cols = np.empty(len(rows), dtype=np.int64)
-    for k in range(groups):
-        sel = np.flatnonzero(g == k)
-        m = members[k]
-        w = 1.0 / np.arange(1, len(m) + 1)
-        cols[sel] = m[np.searchsorted(np.cumsum(w) / w.sum(), rng.random(len(sel)))]
-    key = np.unique(rows * n_items + cols)
+    cdfs = [np.cumsum(1.0 / np.arange(1, len(m) + 1)) for m in members]
+
+    def draw(mean: float) -> np.ndarray:  # unique keys user * n_items + item
+        counts = np.minimum(np.maximum(3, rng.geometric(1.0 / mean, n_users)), n_items // (2 * groups))
+        rows = np.repeat(np.arange(n_users), counts)
+        # own group with prob 1 - cross, else a random group; inside it, Zipf(1) popularity
+        g = np.where(rng.random(len(rows)) < cross, rng.integers(0, groups, len(rows)), user_group[rows])
+        cols = np.empty(len(rows), dtype=np.int64)
+        for k in range(groups):
+            sel = np.flatnonzero(g == k)
+            cols[sel] = members[k][np.searchsorted(cdfs[k] / cdfs[k][-1], rng.random(len(sel)))]
+        return np.unique(rows * n_items + cols)
+
+    mean = n_inter / n_users
+    key = draw(mean)
+    for _ in range(4):  # duplicates of popular items collapse: draw again with a larger mean
+        if len(key) >= 0.97 * n_inter:
+            break
+        mean *= n_inter / len(key)
+        key = draw(mean)
     r, c = (key // n_items).astype(np.int32), (key % n_items).astype(np.int32)
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(r, minlength=n_users), out=indptr[1:])
