@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .numba_util import compile_twin
+
 
 @njit(cache=True, inline="always")
 def _worse(s_a: float, i_a: int, s_b: float, i_b: int) -> bool:
@@ -92,5 +94,5 @@ def _topk_rows(scores: np.ndarray, ex_indptr: np.ndarray, ex_indices: np.ndarray
 # the same kernel twice: parallel over rows for batches, serial for a handful of rows (one request),
 # where starting the thread pool costs more than the work
 topk_rows = njit(parallel=True, cache=True)(_topk_rows)
-topk_rows_serial = njit(cache=True)(_topk_rows)
+topk_rows_serial = compile_twin(_topk_rows, "serial", cache=True)
 PARALLEL_MIN_ROWS = 64

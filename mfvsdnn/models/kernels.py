@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..numba_util import compile_twin
+
 CHUNK = 64
 
 
@@ -166,7 +168,7 @@ def solve_rows_cholesky(indptr, indices, Y, G, s, out, chunk):
 
 # The same solve compiled without threads: a request of a few rows (serving a new user) would
 # otherwise pay the thread pool's start-up, which costs more than the solve itself.
-solve_rows_cholesky_serial = njit(cache=True)(solve_rows_cholesky.py_func)
+solve_rows_cholesky_serial = compile_twin(solve_rows_cholesky.py_func, "serial", cache=True)
 
 
 # Observed part of the objective via  sum_{(i,j) in Omega} [(1 - u_i.v_j)^2 - w0 (u_i.v_j)^2];

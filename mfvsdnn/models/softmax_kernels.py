@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..numba_util import compile_twin
+
 # Below this many elements a kernel runs on the calling thread: on 2 shared cores, waking worker
 # threads for a small array costs more than the work (and stalls badly when the machine is busy).
 PAR_MIN = 1 << 20
@@ -49,8 +51,7 @@ def scatter_rows(inv: np.ndarray, vals: np.ndarray, out: np.ndarray) -> None:
 # Full softmax cross-entropy, in place.  logits Z (b, n), targets t (b,), scale s:
 #   loss_b = logsumexp(Z_b) - Z_b[t_b];   Z_b <- s * (softmax(Z_b) - onehot(t_b))   (dLoss/dZ for loss s*sum_b)
 # Three passes over each row (max, exp+sum, scale); rows in parallel.
-@njit(cache=True, fastmath=True)
-def _softmax_xent_ser(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
+def _softmax_xent(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
     b, n = Z.shape
     losses = np.empty(b, dtype=np.float64)
     for i in prange(b):
@@ -73,28 +74,9 @@ def _softmax_xent_ser(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
     return losses
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _softmax_xent_par(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
-    b, n = Z.shape
-    losses = np.empty(b, dtype=np.float64)
-    for i in prange(b):
-        row = Z[i]
-        zt = row[t[i]]
-        mx = row[0]
-        for j in range(1, n):
-            if row[j] > mx:
-                mx = row[j]
-        s = 0.0
-        for j in range(n):
-            e = np.exp(row[j] - mx)
-            row[j] = e
-            s += e
-        losses[i] = np.log(s) + mx - zt
-        inv = scale / s
-        for j in range(n):
-            row[j] *= inv
-        row[t[i]] -= scale
-    return losses
+# one body, compiled twice: serial for small batches (no thread start-up), parallel over rows for big ones
+_softmax_xent_ser = compile_twin(_softmax_xent, "ser", cache=True, fastmath=True)
+_softmax_xent_par = compile_twin(_softmax_xent, "par", cache=True, parallel=True, fastmath=True)
 
 
 def softmax_xent_inplace(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
@@ -104,9 +86,8 @@ def softmax_xent_inplace(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarr
 
 # Adam, dense: m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  p <- p - lr_t m / (sqrt(v) + eps)
 # (lr_t carries the bias correction lr sqrt(1-b2^t)/(1-b1^t)).  All arrays flattened, same size.
-@njit(cache=True, fastmath=True)
-def _adam_dense_ser(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float, b1: float, b2: float,
-               eps: float) -> None:
+def _adam_dense(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float, b1: float, b2: float,
+                eps: float) -> None:
     for i in prange(p.shape[0]):
         gi = g[i]
         mi = b1 * m[i] + (1.0 - b1) * gi
@@ -116,16 +97,8 @@ def _adam_dense_ser(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, 
         p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _adam_dense_par(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float, b1: float, b2: float,
-               eps: float) -> None:
-    for i in prange(p.shape[0]):
-        gi = g[i]
-        mi = b1 * m[i] + (1.0 - b1) * gi
-        vi = b2 * v[i] + (1.0 - b2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
+_adam_dense_ser = compile_twin(_adam_dense, "ser", cache=True, fastmath=True)
+_adam_dense_par = compile_twin(_adam_dense, "par", cache=True, parallel=True, fastmath=True)
 
 
 def adam_dense(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float, b1: float, b2: float,
@@ -150,8 +123,7 @@ def adam_rows(p: np.ndarray, rows: np.ndarray, g: np.ndarray, m: np.ndarray, v: 
 
 
 # Adagrad, dense: a <- a + g^2;  p <- p - lr g / (sqrt(a) + eps).   Flattened arrays.
-@njit(cache=True, fastmath=True)
-def _adagrad_dense_ser(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
+def _adagrad_dense(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
     for i in prange(p.shape[0]):
         gi = g[i]
         ai = a[i] + gi * gi
@@ -159,13 +131,8 @@ def _adagrad_dense_ser(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, e
         p[i] -= lr * gi / (np.sqrt(ai) + eps)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _adagrad_dense_par(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
-    for i in prange(p.shape[0]):
-        gi = g[i]
-        ai = a[i] + gi * gi
-        a[i] = ai
-        p[i] -= lr * gi / (np.sqrt(ai) + eps)
+_adagrad_dense_ser = compile_twin(_adagrad_dense, "ser", cache=True, fastmath=True)
+_adagrad_dense_par = compile_twin(_adagrad_dense, "par", cache=True, parallel=True, fastmath=True)
 
 
 def adagrad_dense(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
