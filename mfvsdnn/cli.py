@@ -369,6 +369,16 @@ def compare(
     softmax_param: Annotated[list[str] | None, typer.Option(help="Any softmax DNN hyper-parameter as KEY=VALUE "
                                                             "(repeatable), e.g. epochs=10.",
                                                             rich_help_panel="Models")] = None,
+    engine: Annotated[str, typer.Option(help="'local', or 'spark': warm-user recall@k, NDCG@k and leakage@k "
+                                        "scored in Spark (WALS trained on Spark unless --wals; softmax only "
+                                        "with --softmax RUN); no intervals, cold start, serving or plots.",
+                                        rich_help_panel="Engine")] = "local",
+    spark_master: Annotated[str, typer.Option(help="Spark master (--engine spark): local[*], spark://host:port, "
+                                              "yarn, ...", rich_help_panel="Engine")] = "local[*]",
+    spark_conf: Annotated[list[str] | None, typer.Option(help="Spark setting KEY=VALUE, repeatable.",
+                                                         rich_help_panel="Engine")] = None,
+    spark_reader: Annotated[str, typer.Option(help="Who parses DATA with --engine spark: auto, pandas or spark.",
+                                              rich_help_panel="Engine")] = "auto",
     json_out: JsonOpt = False,
     *,
     opts: DataOptions,
@@ -385,6 +395,21 @@ def compare(
         params["wals"]["w0"] = w0
     if negatives is not None:
         params["softmax"]["negatives"] = negatives
+    if engine not in ("local", "spark"):
+        raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
+    if engine == "spark":  # issue 7
+        from . import spark_engine
+
+        doc, paths = spark_engine.compare_spark(
+            spark_engine.restore_uri(data), opts.columns, opts.split, opts.test,
+            runs={"wals": wals, "softmax": softmax}, params=params, ks=_int_list(k, "--k"),
+            report_dir=report_dir, runs_dir=runs_dir, master=spark_master,
+            conf=spark_engine.parse_conf(spark_conf), reader=spark_reader)
+        if json_out:
+            _print_json(doc)
+        else:
+            report.render_spark_compare(doc, out_console, paths)
+        return
     result = api.compare(
         data, opts.columns, opts.split, opts.test, runs={"wals": wals, "softmax": softmax}, params=params,
         ks=_int_list(k, "--k"), n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,

@@ -611,3 +611,21 @@ def render_spark_train(summary: dict, console: Console) -> None:
     last = (summary.get("history") or [{}])[-1]
     if "objective" in last:
         console.print(f"WALS objective at Spark's factors: {fmt(last['objective'])}", highlight=False)
+
+
+def render_spark_compare(report: dict, console: Console, paths: dict | None = None) -> None:
+    """Table for ``compare --engine spark``: warm-user means per model, then what this mode leaves out."""
+    models = report.get("models") or {}
+    kinds = list(models)
+    t = Table(title=f"Warm users, scored in Spark ({report.get('spark', {}).get('master', '?')})", title_justify="left")
+    t.add_column("metric", style="bold")
+    for kind in kinds:
+        t.add_column(f"{_label(kind)} ({models[kind].get('engine', 'local')})", justify="right")
+    names = list(dict.fromkeys(n for m in models.values() for n in m["warm"]["means"]))
+    for n in names:
+        t.add_row(n, *[fmt(models[kind]["warm"]["means"].get(n)) for kind in kinds])
+    t.add_row("users scored", *[fmt(models[kind]["warm"]["users"]) for kind in kinds])
+    console.print(t)
+    console.print(f"Not in this mode: {report.get('not_available', '')}.", highlight=False)
+    for what, p in (paths or {}).items():
+        console.print(f"{what}: {p}", highlight=False)

@@ -688,3 +688,166 @@ def train_wals_spark(data: str | os.PathLike, columns: ColumnSpec, split_cfg: Sp
         "split": split.summary(), "spark": spark_meta,
     }
     return TrainResult(model, split, run_dir, fit_secs, vr, summary)
+
+
+# ---------------------------------------------------------------------------------------------
+# compare --engine spark: warm-user metrics scored in Spark
+
+
+def _score_chunk(chunk: tuple, V: np.ndarray, item_groups: np.ndarray | None, ks: tuple[int, ...],
+                 item_percentile: np.ndarray) -> list[tuple]:
+    """One chunk of warm users, on an executor: top-max(k) and the local evaluator's metric functions.
+
+    chunk = (user indices (q,), Q (q, d), exclude indptr/indices, target indptr/indices, user_group (q,)).
+    Returns one tuple per user: (user, recall@k, ndcg@k, leakage@k for each k ..., natural cross rate).
+    """
+    from .evaluate import metric_arrays, top_k
+
+    users, Q, ex_ptr, ex_idx, tg_ptr, tg_idx, ug = chunk
+    n_items = V.shape[0]
+    exclude = sp.csr_matrix((np.ones(len(ex_idx), np.float32), ex_idx, ex_ptr), shape=(len(users), n_items))
+    targets = sp.csr_matrix((np.ones(len(tg_idx), np.float32), tg_idx, tg_ptr), shape=(len(users), n_items))
+    tk = top_k(Q, V, exclude, max(ks))
+    per, _ = metric_arrays(tk, targets, ks, item_percentile, item_groups, ug)
+    names = metric_names(ks, item_groups is not None and ug is not None)
+    cols = [per[n] for n in names]
+    return [(int(u), *[float(c[i]) for c in cols]) for i, u in enumerate(users)]
+
+
+def metric_names(ks: tuple[int, ...], groups: bool) -> list[str]:
+    """The warm-user metrics ``compare --engine spark`` computes, in column order."""
+    names = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")]
+    if groups:
+        names += [f"leakage@{k}" for k in ks] + ["natural_cross_rate"]
+    return names
+
+
+def warm_metrics_spark(spark: Any, model: Any, split: Split, ks: tuple[int, ...] = (10, 20, 50),
+                       users_per_task: int = 2048) -> dict:
+    """Warm-user recall@k, NDCG@k and leakage@k with the scoring in Spark.
+
+    The driver embeds the warm test users (``model.query_vectors``, as the local evaluator) and ships
+    them in chunks of ``users_per_task``; each Spark task scores its chunk against the broadcast item
+    vectors with the local evaluator's ``top_k`` and ``metric_arrays`` (so the definitions are the
+    same), and Spark averages the per-user values (NaN = undefined, left out, as ``nanmean``).
+    Returns {"users": q, "means": {metric: mean}, "seconds": ...}.
+    """
+    from pyspark.sql import functions as F
+
+    from .evaluate import item_popularity, populations
+
+    t0 = time.perf_counter()
+    pop = populations(split)[0]
+    Q = np.asarray(model.query_vectors(pop.histories, pop.features, users=pop.model_users), dtype=np.float32)
+    V = np.asarray(model.item_vectors, dtype=np.float32)
+    groups = split.dataset.item_groups if pop.user_group is not None else None
+    pct = item_popularity(split)
+    chunks = []
+    for s in range(0, len(pop.users), users_per_task):
+        e = min(len(pop.users), s + users_per_task)
+        ex, tg = pop.exclude[s:e], pop.targets[s:e]
+        ug = pop.user_group[s:e] if pop.user_group is not None else None
+        chunks.append((pop.users[s:e], Q[s:e], ex.indptr, ex.indices, tg.indptr, tg.indices, ug))
+    sc = spark.sparkContext
+    bV, bG, bP = sc.broadcast(V), sc.broadcast(groups), sc.broadcast(pct)
+    ks_ = tuple(ks)
+    rows = sc.parallelize(chunks, max(1, len(chunks))).flatMap(
+        lambda c: _score_chunk(c, bV.value, bG.value, ks_, bP.value))
+    names = metric_names(ks_, groups is not None)
+    schema = "user long, " + ", ".join(f"`{n}` double" for n in names)
+    df = spark.createDataFrame(rows, schema)
+    aggs = [F.avg(F.when(~F.isnan(F.col(f"`{n}`")), F.col(f"`{n}`"))).alias(n) for n in names]
+    res = df.agg(F.count(F.lit(1)).alias("users"), *aggs).collect()[0].asDict()
+    for b in (bV, bG, bP):
+        b.unpersist()
+    return {"users": int(res.pop("users")), "means": {k: (float(v) if v is not None else float("nan"))
+                                                       for k, v in res.items()},
+            "seconds": time.perf_counter() - t0}
+
+
+def compare_spark(data: str | os.PathLike, columns: ColumnSpec, split_cfg: SplitConfig,
+                  test_path: str | os.PathLike | None, *, runs: dict[str, Any] | None = None,
+                  params: dict[str, dict] | None = None, ks: tuple[int, ...] = (10, 20, 50),
+                  report_dir: str | os.PathLike = "reports", runs_dir: str | os.PathLike | None = None,
+                  master: str = "local[*]", conf: dict[str, str] | None = None, reader: str = "auto",
+                  spark: Any = None) -> tuple[dict, dict[str, Path]]:
+    """``compare --engine spark``: warm-user recall@k, NDCG@k, leakage@k of each run, scored in Spark.
+
+    Runs given in ``runs`` (kind -> run directory) are loaded and checked against DATA's split
+    fingerprint; without a WALS run, WALS is trained here on Spark (``params["wals"]``) into
+    ``runs_dir/wals``. The softmax DNN is evaluated only when its run is given (it is not trained on
+    Spark). Writes report.json and report.md to ``report_dir``; returns (report, paths).
+    """
+    from .api import _check_runs
+    from .data import summarize
+    from .errors import EvaluationError
+    from .store import load_run, write_json_atomic, write_text_atomic
+
+    runs = {k: v for k, v in (runs or {}).items() if v}
+    params = dict(params or {})
+    ks = tuple(sorted(set(int(k) for k in ks)))
+    if not ks or ks[0] < 1:
+        raise EvaluationError(f"--k must be positive integers, got {ks}")
+    loaded = {kind: load_run(runs[kind]) if kind in runs else None for kind in ("wals", "softmax")}
+    _check_runs(loaded, None, data)
+    if loaded["wals"] is None:  # validate before Spark starts
+        from .models.wals import WALS
+
+        spark_alpha(WALS(**params.get("wals", {})).w0)
+    choose_reader(data, reader, test_path)
+    runs_dir = Path(runs_dir) if runs_dir else Path(report_dir) / "runs"
+    models: dict[str, dict] = {}
+    with _session_or(spark, master, conf) as s:
+        split, route = read_split(s, str(data), columns, split_cfg, test_path, reader)
+        _check_runs(loaded, split, data)
+        for kind in ("wals", "softmax"):
+            info: dict[str, Any]
+            if loaded[kind] is not None:
+                r = loaded[kind]
+                model = r.model
+                info = {"run_dir": str(r.path), "trained_here": False, "engine": r.meta.get("engine", "local"),
+                        "params": r.meta["params"], "train_seconds": r.meta.get("train_seconds")}
+            elif kind == "wals":
+                res = train_wals_spark(data, columns, split_cfg, test_path, params.get("wals", {}), runs_dir / "wals",
+                                       reader=reader, spark=s)
+                model = res.model
+                info = {"run_dir": str(res.run_dir), "trained_here": True, "engine": "spark",
+                        "params": res.summary["params"], "train_seconds": res.train_seconds}
+            else:
+                continue
+            ev = warm_metrics_spark(s, model, split, ks)
+            models[kind] = {"kind": kind, **info, "warm": ev}
+        sc = s.sparkContext
+        spark_info = {"master": sc.master, "version": s.version, "reader": route}
+    report = {
+        "engine": "spark", "spark": spark_info, "dataset": summarize(split.dataset), "split": split.summary(),
+        "settings": {"seed": split_cfg.seed, "ks": list(ks)},
+        "models": models,
+        "available": "warm users: recall@k, NDCG@k, leakage@k and the natural cross-group rate (means over "
+                     "users, the local evaluator's definitions)",
+        "not_available": "with --engine spark: bootstrap intervals and paired tests, precision, hit rate, "
+                         "coverage, popularity, the cold-start populations, serving cost, embedding maps and "
+                         "plots (report.html); run compare without --engine spark for those",
+    }
+    out = Path(report_dir)
+    paths = {"json": out / "report.json", "md": out / "report.md"}
+    write_json_atomic(paths["json"], report)
+    write_text_atomic(paths["md"], spark_compare_markdown(report))
+    return report, paths
+
+
+def spark_compare_markdown(report: dict) -> str:
+    """report.md of ``compare --engine spark``: one table of warm-user means per model."""
+    ks = report["settings"]["ks"]
+    kinds = list(report["models"])
+    names = sorted({n for m in report["models"].values() for n in m["warm"]["means"]},
+                   key=lambda n: (n.split("@")[0], int(n.split("@")[1]) if "@" in n else 0))
+    lines = [f"# mfvsdnn compare (--engine spark, {report['spark']['master']})", "",
+             f"Warm test users, k in {ks}. {report['available']}.", "",
+             "| metric | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
+    for n in names:
+        vals = [report["models"][k]["warm"]["means"].get(n, float("nan")) for k in kinds]
+        lines.append(f"| {n} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+    lines += ["", "Users scored: " + ", ".join(f"{k} {report['models'][k]['warm']['users']:,}" for k in kinds), "",
+              f"Not in this mode: {report['not_available']}.", ""]
+    return "\n".join(lines)

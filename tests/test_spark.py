@@ -297,3 +297,19 @@ def test_cli_engine_refusals_without_spark(tmp_path, monkeypatch):
         res = runner.invoke(app, ["train-wals", str(f), "--out", str(tmp_path / "r"), *args])
         assert res.exit_code == 1 and why in res.output, (args, res.output)
         assert not (tmp_path / "r").exists()
+
+
+def test_compare_spark_equals_the_local_evaluator(spark, trained, data, tmp_path):
+    from mfvsdnn.evaluate import evaluate_model
+
+    report, paths = S.compare_spark(data / "g.csv", FEATS, SplitConfig(seed=5), None, runs={"wals": data / "run"},
+                                    ks=(10, 20), report_dir=tmp_path / "rep", spark=spark)
+    warm = report["models"]["wals"]["warm"]
+    local = evaluate_model(trained.model, trained.split, (10, 20))["warm"]
+    assert warm["users"] == len(local.users) and "softmax" not in report["models"]
+    for name in ("recall@10", "recall@20", "ndcg@20", "leakage@20", "natural_cross_rate"):
+        assert warm["means"][name] == pytest.approx(float(np.nanmean(local.per_user[name])), abs=1e-9), name
+    assert paths["json"].exists() and "recall@20" in paths["md"].read_text()
+    with pytest.raises(MfvsdnnError, match="split fingerprint"):  # a run of another split is refused
+        S.compare_spark(data / "g.csv", FEATS, SplitConfig(seed=6), None, runs={"wals": data / "run"},
+                        report_dir=tmp_path / "rep2", spark=spark)
