@@ -203,8 +203,12 @@ def _optional(path: Path, header: list[str], explicit: str | None, default: str 
 def resolve_columns(path: str | os.PathLike, spec: ColumnSpec) -> ColumnSpec:
     """Fill in detected column names; every named column must exist."""
     path = Path(path)
+    return resolve_header(path, read_header(path, parse_sep(spec.sep)), spec)
+
+
+def resolve_header(path: Path, header: list[str], spec: ColumnSpec) -> ColumnSpec:
+    """Column detection on a header already read (also used by the Spark reader). ``path`` names the source."""
     sep = parse_sep(spec.sep)
-    header = read_header(path, sep)
     user = _resolve(path, header, spec.user_col, USER_ALIASES, "user", "--user-col")
     item = _resolve(path, header, spec.item_col, ITEM_ALIASES, "item", "--item-col")
     if user == item:

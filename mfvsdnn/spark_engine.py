@@ -331,30 +331,10 @@ def _session_or(spark: Any, master: str, conf: dict[str, str] | None) -> Iterato
 
 
 def _resolve_header(source: str, header: list[str], spec: ColumnSpec) -> ColumnSpec:
-    """:func:`mfvsdnn.data.resolve_columns` on a header Spark read."""
-    from .data import ITEM_ALIASES, USER_ALIASES, _optional, _resolve
+    """:func:`mfvsdnn.data.resolve_header` on a header Spark read."""
+    from .data import resolve_header
 
-    p = Path(source)
-    user = _resolve(p, header, spec.user_col, USER_ALIASES, "user", "--user-col")
-    item = _resolve(p, header, spec.item_col, ITEM_ALIASES, "item", "--item-col")
-    if user == item:
-        raise DataError(f"{source}: the user and item columns are both {user!r}")
-    weight = _optional(p, header, spec.weight_col, None, "--weight-col")
-    tcol = _optional(p, header, spec.time_col, None, "--time-col")
-    igroup = _optional(p, header, spec.item_group_col, "item_group", "--item-group-col")
-    ugroup = _optional(p, header, spec.user_group_col, "user_group", "--user-group-col")
-    feats = []
-    for f in (x.strip() for x in spec.user_features):
-        if not f:
-            continue
-        if f not in header:
-            raise DataError(f"{source}: no column {f!r} (given by --user-features); the header has {', '.join(header)}")
-        if f in (user, item):
-            raise DataError(f"{source}: --user-features names {f!r}, which is the user or item column")
-        feats.append(f)
-    if spec.min_weight is not None and weight is None:
-        raise DataError("--min-weight needs --weight-col (the column holding the weight)")
-    return ColumnSpec(user, item, weight, spec.min_weight, tcol, igroup, ugroup, tuple(feats), parse_sep(spec.sep))
+    return resolve_header(Path(source), header, spec)
 
 
 def _source_hash(spark: Any, source: str, frame: Any, cols: list[str]) -> str:
