@@ -317,6 +317,7 @@ def render_tradeoff(rows: list[dict], console: Console) -> None:
         return
     from rich import box
 
+    console.print()
     t = Table(title="The trade-off table, measured on this data", title_justify="left", box=box.SIMPLE_HEAD,
               show_lines=True)
     t.add_column("row", style="bold", ratio=1)
