@@ -323,3 +323,44 @@ def test_trainset_without_features_or_validation():
     for sampler in ("popularity", "uniform"):
         S.SoftmaxDNN(dim=4, epochs=1, negatives=5, sampler=sampler, optimizer="adagrad",
                      gravity=0.1).fit(tr, np.random.default_rng(0))
+
+
+def test_vectorised_float32_exp_is_accurate():
+    from mfvsdnn.models import softmax_kernels as K
+
+    x = np.linspace(-87.0, 0.0, 1_000_003).astype(np.float32)  # dense grid, not a multiple of any block
+    e = x.copy()
+    K.exp_shift_f32(e, np.float32(0.0), np.empty(x.size, np.int32))
+    rel = np.abs(e / np.exp(x.astype(np.float64)) - 1.0)
+    assert rel.max() < 2e-7
+    e = np.array([3.0, 1.0, -100.0], np.float32)  # shifted; far below the clamp stays finite and tiny
+    K.exp_shift_f32(e, np.float32(3.0), np.empty(3, np.int32))
+    np.testing.assert_allclose(e[:2], np.exp([0.0, -2.0]), rtol=2e-7)
+    assert 0.0 <= e[2] < 1e-37
+
+
+@pytest.mark.parametrize("kernel", ["_softmax_xent_f32_ser", "_softmax_xent_f32_par"])
+def test_fused_float32_softmax_matches_float64(kernel):
+    from mfvsdnn.models import softmax_kernels as K
+
+    rng = np.random.default_rng(0)
+    Z = (rng.normal(size=(7, 5003)) * 8.0).astype(np.float32)  # rows longer than one exp block
+    Z[3, :] = -1e3  # constant row: uniform softmax
+    Z[4, 17] = 60.0  # one dominant logit: others underflow
+    t = rng.integers(0, Z.shape[1], 7)
+    Z64 = Z.astype(np.float64)
+    p = np.exp(Z64 - Z64.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    loss = np.log(np.exp(Z64 - Z64.max(axis=1, keepdims=True)).sum(axis=1)) + Z64.max(axis=1) \
+        - Z64[np.arange(7), t]
+    G = Z.copy()
+    got = getattr(K, kernel)(G, t, 1.0)
+    G[np.arange(7), t] += 1.0  # back to softmax(Z)
+    np.testing.assert_allclose(G.sum(axis=1, dtype=np.float64), 1.0, atol=1e-5)
+    np.testing.assert_allclose(G, p, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(got, loss, rtol=1e-5, atol=1e-5)
+    # the dispatcher takes the same path for float32 and the exact one for float64
+    G2 = Z.copy()
+    np.testing.assert_allclose(K.softmax_xent_inplace(G2, t, 1.0), got, rtol=1e-6)
+    G64 = Z64.copy()
+    np.testing.assert_allclose(K.softmax_xent_inplace(G64, t, 1.0), loss, rtol=1e-12)
