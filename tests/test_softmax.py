@@ -330,13 +330,16 @@ def test_vectorised_float32_exp_is_accurate():
 
     x = np.linspace(-87.0, 0.0, 1_000_003).astype(np.float32)  # dense grid, not a multiple of any block
     e = x.copy()
-    K.exp_shift_f32(e, np.float32(0.0), np.empty(x.size, np.int32))
+    K.exp_shift_f32(e, np.float32(0.0))
     rel = np.abs(e / np.exp(x.astype(np.float64)) - 1.0)
     assert rel.max() < 2e-7
     e = np.array([3.0, 1.0, -100.0], np.float32)  # shifted; far below the clamp stays finite and tiny
-    K.exp_shift_f32(e, np.float32(3.0), np.empty(3, np.int32))
+    K.exp_shift_f32(e, np.float32(3.0))
     np.testing.assert_allclose(e[:2], np.exp([0.0, -2.0]), rtol=2e-7)
     assert 0.0 <= e[2] < 1e-37
+    z = np.array([-1.0, 2.5, -7.0, 2.25], np.float32)
+    assert K._softmax_xent_f32_ser(z[None, :].copy(), np.array([0]), 1.0)[0] == pytest.approx(
+        np.log(np.exp(z.astype(np.float64)).sum()) + 1.0, rel=1e-6)  # the max is found wherever it is
 
 
 @pytest.mark.parametrize("kernel", ["_softmax_xent_f32_ser", "_softmax_xent_f32_par"])

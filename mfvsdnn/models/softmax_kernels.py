@@ -9,7 +9,9 @@ float64 (gradient checks).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ..numba_util import compile_twin
 
@@ -48,12 +50,31 @@ def scatter_rows(inv: np.ndarray, vals: np.ndarray, out: np.ndarray) -> None:
             out[r, k] += vals[i, k]
 
 
+# Two LLVM operations numba does not expose on scalars, as inlinable intrinsics:
+#   f32_from_bits(i): the float32 whose bit pattern is the int32 i (a bitcast, no conversion)
+#   fmax_f32(a, b):   llvm.maxnum (max ignoring NaN); unlike numba's max(), a max-reduction over it vectorises
+@intrinsic
+def f32_from_bits(typingctx, i):  # noqa: ARG001
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def fmax_f32(typingctx, a, b):  # noqa: ARG001
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        f = ir.FloatType()
+        fn = builder.module.declare_intrinsic("llvm.maxnum", [f], ir.FunctionType(f, [f, f]))
+        return builder.call(fn, args)
+    return types.float32(types.float32, types.float32), codegen
+
+
 # Vectorisable float32 exp for x <= 0 (Cephes expf scheme; numba's np.exp on float32 is a scalar libm
 # call, ~2.3 ns/element here).  exp(x) = 2^n * exp(r):
 #   x <- max(x, -87)  (exp(-87) ~ 1.6e-38 is still a normal float32; 2^n needs n >= -126)
 #   n = floor(x log2(e) + 1/2);   r = x - n C1 - n C2   (Cody-Waite: C1 + C2 = ln 2, C1 exact in 9 bits)
 #   exp(r) ~ 1 + r + r^2 P(r),  P degree 5 (minimax on |r| <= ln(2)/2)
-#   2^n = float32 with bits (n + 127) << 23, built in an int32 scratch buffer viewed as float32
+#   2^n = the float32 with bits (n + 127) << 23
 # Max relative error vs exp in float64 on [-87, 0]: ~8e-8 (numpy's float32 exp: ~2e-7).
 _LOG2E = np.float32(1.4426950408889634)
 _C1 = np.float32(0.693359375)
@@ -65,17 +86,16 @@ _P3 = np.float32(4.1665795894e-2)
 _P4 = np.float32(1.6666665459e-1)
 _P5 = np.float32(5.0000001201e-1)
 _EXP_LO = np.float32(-87.0)
-_EXP_BLOCK = 2048  # elements per block: block + int32 scratch stay in L1
+_EXP_BLOCK = 4096  # elements per block of a row: the exp's output is summed while still in L1
 
 # No "reassoc" flag: it would let LLVM fold the Cody-Waite split (x - n C1) - n C2 into x - n (C1 + C2).
 _EXP_MATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
 
 
-# seg <- exp(seg - shift) in place, float32.  seg (m,) contiguous; scratch (>= m,) int32.
+# seg <- exp(seg - shift) in place, float32, for seg - shift <= 0.  seg (m,)
 @njit(cache=True, fastmath=_EXP_MATH)
-def exp_shift_f32(seg: np.ndarray, shift: np.float32, scratch: np.ndarray) -> None:
-    m = seg.shape[0]
-    for j in range(m):
+def exp_shift_f32(seg: np.ndarray, shift: np.float32) -> None:
+    for j in range(seg.shape[0]):
         x = max(seg[j] - shift, _EXP_LO)
         fn = np.floor(x * _LOG2E + np.float32(0.5))
         r = x - fn * _C1
@@ -86,11 +106,7 @@ def exp_shift_f32(seg: np.ndarray, shift: np.float32, scratch: np.ndarray) -> No
         p = p * r + _P3
         p = p * r + _P4
         p = p * r + _P5
-        seg[j] = p * r * r + r + np.float32(1.0)
-        scratch[j] = (np.int32(fn) + np.int32(127)) << np.int32(23)
-    pow2 = scratch.view(np.float32)
-    for j in range(m):
-        seg[j] *= pow2[j]
+        seg[j] = (p * r * r + r + np.float32(1.0)) * f32_from_bits((np.int32(fn) + np.int32(127)) << np.int32(23))
 
 
 # Full softmax cross-entropy, in place.  logits Z (b, n), targets t (b,), scale s:
@@ -119,33 +135,30 @@ def _softmax_xent(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
     return losses
 
 
-# The same for float32 Z with the vectorised exp: rows split into contiguous chunks (one per prange
-# iteration, each with its own scratch buffer); each row's exp runs in L1-sized blocks.
+# The same for float32 Z with the vectorised exp and a vectorised max; the exp runs over L1-sized
+# blocks of the row and each block is summed right after.  Rows in parallel.
 def _softmax_xent_f32(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
     b, n = Z.shape
     losses = np.empty(b, dtype=np.float64)
-    nch = min(b, 64)
-    for c in prange(nch):
-        scratch = np.empty(_EXP_BLOCK, dtype=np.int32)
-        for i in range(c * b // nch, (c + 1) * b // nch):
-            row = Z[i]
-            zt = row[t[i]]
-            mx = row[0]
-            for j in range(1, n):
-                mx = max(mx, row[j])
-            s = 0.0
-            for j0 in range(0, n, _EXP_BLOCK):
-                seg = row[j0:min(n, j0 + _EXP_BLOCK)]
-                exp_shift_f32(seg, mx, scratch)
-                sb = np.float32(0.0)
-                for j in range(seg.shape[0]):
-                    sb += seg[j]
-                s += sb
-            losses[i] = np.log(s) + mx - zt
-            inv = np.float32(scale / s)
-            for j in range(n):
-                row[j] *= inv
-            row[t[i]] -= scale
+    for i in prange(b):
+        row = Z[i]
+        zt = row[t[i]]
+        mx = row[0]
+        for j in range(1, n):
+            mx = fmax_f32(mx, row[j])
+        s = 0.0
+        for j0 in range(0, n, _EXP_BLOCK):
+            seg = row[j0:min(n, j0 + _EXP_BLOCK)]
+            exp_shift_f32(seg, mx)
+            sb = np.float32(0.0)
+            for j in range(seg.shape[0]):
+                sb += seg[j]
+            s += sb
+        losses[i] = np.log(s) + mx - zt
+        inv = np.float32(scale / s)
+        for j in range(n):
+            row[j] *= inv
+        row[t[i]] -= scale
     return losses
 
 
