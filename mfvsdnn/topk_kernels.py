@@ -3,6 +3,16 @@
 The matrix product ``Q_chunk @ Vᵀ`` is left to BLAS; these kernels then make one pass over each row of
 scores, keeping the k best in a bounded heap (O(n_items + k log k) per row, no full sort), in parallel
 over rows.
+
+Each kept item is one int64 key, ordered exactly as the ranking (higher score first, then lower item
+index), so the heap compares single integers (no two-array swaps, no two-part comparisons: the sift
+loops compile to conditional moves instead of unpredictable branches):
+
+    key(s, j) = ord(s) * 2^32 + (2^32 - 1 - j)        ord: float32 bits -> int32, monotone in s
+    ord(b)    = b XOR ((b >> 31) AND 0x7fffffff)      (b the int32 bit pattern of s; -0 < +0)
+
+Most scores cannot enter the heap: a first vectorised pass takes each block's max, the k-th largest
+block max bounds the k-th best score from below, and only blocks reaching it are scanned.
 """
 
 from __future__ import annotations
@@ -10,51 +20,55 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .models.softmax_kernels import fmax_f32
 from .numba_util import compile_twin
 
-
-@njit(cache=True, inline="always")
-def _worse(s_a: float, i_a: int, s_b: float, i_b: int) -> bool:
-    # a ranks below b: lower score, or the same score and a larger item index (ties go to the lower index)
-    return s_a < s_b or (s_a == s_b and i_a > i_b)
+_BLOCK = 64  # scores per block of the skip test (8 AVX2 vectors)
+_LOW = 0xFFFFFFFF  # the low 32 bits of a key: 2^32 - 1 - item index
 
 
 @njit(cache=True, inline="always")
-def _sift_down(hs: np.ndarray, hi: np.ndarray, pos: int, size: int) -> None:
-    # min-heap on "worse": the root is the worst of the kept items
+def _key(bits: np.ndarray, j: int) -> np.int64:
+    b = np.int64(bits[j])
+    return ((b ^ ((b >> 31) & 0x7FFFFFFF)) << 32) + (_LOW - j)
+
+
+@njit(cache=True, inline="always")
+def _sift_down(h: np.ndarray, key: np.int64, size: int) -> None:
+    # min-heap of keys (root = the worst kept item): put ``key`` at the root, sink it (hole method)
+    pos = 0
     while True:
-        left = 2 * pos + 1
-        if left >= size:
-            return
-        child = left
-        right = left + 1
-        if right < size and _worse(hs[right], hi[right], hs[left], hi[left]):
-            child = right
-        if _worse(hs[child], hi[child], hs[pos], hi[pos]):
-            hs[pos], hs[child] = hs[child], hs[pos]
-            hi[pos], hi[child] = hi[child], hi[pos]
-            pos = child
+        c = 2 * pos + 1
+        if c >= size:
+            break
+        if c + 1 < size and h[c + 1] < h[c]:
+            c += 1
+        if h[c] < key:
+            h[pos] = h[c]
+            pos = c
         else:
-            return
+            break
+    h[pos] = key
 
 
 @njit(cache=True, inline="always")
-def _sift_up(hs: np.ndarray, hi: np.ndarray, pos: int) -> None:
+def _sift_up(h: np.ndarray, pos: int) -> None:
+    key = h[pos]
     while pos > 0:
         parent = (pos - 1) // 2
-        if _worse(hs[pos], hi[pos], hs[parent], hi[parent]):
-            hs[pos], hs[parent] = hs[parent], hs[pos]
-            hi[pos], hi[parent] = hi[parent], hi[pos]
+        if key < h[parent]:
+            h[pos] = h[parent]
             pos = parent
         else:
-            return
+            break
+    h[pos] = key
 
 
 def _topk_rows(scores: np.ndarray, ex_indptr: np.ndarray, ex_indices: np.ndarray, k: int,
               out_idx: np.ndarray, out_score: np.ndarray) -> None:
     """Best k items of each row of ``scores``, excluding the given items; writes ``out_idx``/``out_score``.
 
-    scores : (r, n_items) float32, modified in place (excluded entries set to -inf).
+    scores : (r, n_items) float32, C-contiguous, modified in place (excluded entries set to -inf).
     ex_indptr, ex_indices : CSR parts (r + 1,), (nnz,) of the items to exclude per row.
     out_idx : (r, k) int64, best first, -1 where fewer than k items have a finite score.
     out_score : (r, k) float32, the matching scores (-inf for -1).
@@ -63,32 +77,59 @@ def _topk_rows(scores: np.ndarray, ex_indptr: np.ndarray, ex_indices: np.ndarray
     n_rows, n_items = scores.shape
     for r in prange(n_rows):
         row = scores[r]
+        bits = row.view(np.int32)
         for p in range(ex_indptr[r], ex_indptr[r + 1]):
             row[ex_indices[p]] = -np.inf
-        hs = out_score[r]
-        hi = out_idx[r]
+        # a threshold no higher than the k-th best score: the k-th largest block max (k blocks reach it,
+        # so k scores do).  Block maxima via llvm.maxnum (vectorises; ignores NaN; an all-NaN or
+        # all -inf block gets -inf).
+        nb = (n_items + _BLOCK - 1) // _BLOCK
+        bmax = np.empty(nb, dtype=np.float32)
+        for bi in range(nb):
+            j0 = bi * _BLOCK
+            m = row[j0]
+            if j0 + _BLOCK <= n_items:
+                for q in range(_BLOCK):
+                    m = fmax_f32(m, row[j0 + q])
+            else:
+                for q in range(j0, n_items):
+                    m = fmax_f32(m, row[q])
+            bmax[bi] = m if m > -np.inf else -np.inf
+        thr = -np.inf
+        if nb > k:
+            thr = np.partition(bmax, nb - k)[nb - k]
+        # then only the blocks reaching it, in item order, through a bounded heap of keys (the first k
+        # finite candidates fill it; later ones replace the root when better: an equal score has a
+        # larger index, hence a smaller key, and never wins -- ties go to the lower index)
+        h = out_idx[r]  # the heap of keys lives in the output row
         size = 0
-        for j in range(n_items):
-            s = row[j]
-            if not s > -np.inf:  # -inf (excluded) or NaN
+        for bi in range(nb):
+            if not bmax[bi] >= thr or bmax[bi] == -np.inf:
                 continue
-            if size < k:
-                hs[size] = s
-                hi[size] = j
-                _sift_up(hs, hi, size)
-                size += 1
-            elif s > hs[0]:  # j is larger than every kept index, so an equal score never wins
-                hs[0] = s
-                hi[0] = j
-                _sift_down(hs, hi, 0, size)
-        # heap-sort in place: repeatedly move the worst to the end -> best first
-        for end in range(size - 1, 0, -1):
-            hs[0], hs[end] = hs[end], hs[0]
-            hi[0], hi[end] = hi[end], hi[0]
-            _sift_down(hs, hi, 0, end)
+            for q in range(bi * _BLOCK, min(n_items, (bi + 1) * _BLOCK)):
+                s = row[q]
+                if not (s >= thr and s > -np.inf):  # below the threshold, -inf (excluded) or NaN
+                    continue
+                if size < k:
+                    h[size] = _key(bits, q)
+                    _sift_up(h, size)
+                    size += 1
+                else:
+                    key = _key(bits, q)
+                    if key > h[0]:
+                        _sift_down(h, key, size)
+        # best first: sort the keys, read them back from the top
+        h[:size].sort()
+        hs = out_score[r]
+        for p in range(size // 2):
+            h[p], h[size - 1 - p] = h[size - 1 - p], h[p]
+        for p in range(size):
+            idx = _LOW - (h[p] & _LOW)
+            h[p] = idx
+            hs[p] = row[idx]
         for p in range(size, k):
             hs[p] = -np.inf
-            hi[p] = -1
+            h[p] = -1
 
 
 # the same kernel twice: parallel over rows for batches, serial for a handful of rows (one request),

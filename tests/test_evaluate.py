@@ -281,3 +281,34 @@ def test_embedding_map_separates_groups():
     x = m["xy"][:, 0]
     assert np.sign(x[:50]).std() == 0 and np.sign(x[50:]).std() == 0 and np.sign(x[0]) != np.sign(x[-1])
     assert m["explained"][0] > 0.9
+
+
+@pytest.mark.parametrize("k", [1, 7, 40])
+def test_top_k_kernel_long_rows_ties_nan_inf_match_reference(k):
+    # rows long enough for the block-max threshold (many 64-score blocks per k), heavy ties, NaN and
+    # +-inf scores, a fully NaN block, a fully excluded block and rows with fewer than k eligible items
+    from mfvsdnn.topk_kernels import topk_rows, topk_rows_serial
+
+    rng = np.random.default_rng(11)
+    r, n = 9, 3001
+    S = rng.integers(-20, 21, (r, n)).astype(np.float32)
+    S[rng.random((r, n)) < 0.02] = np.nan
+    S[rng.random((r, n)) < 0.01] = np.inf
+    S[rng.random((r, n)) < 0.01] = -np.inf
+    S[0, 128:192] = np.nan
+    S[1, :] = np.nan
+    S[1, [5, 2000]] = [3.0, 3.0]
+    S[2, :] = -np.inf
+    S[3, 2900:] = 50.0  # the best items at the end of the row (the tail block)
+    ex = sp.random(r, n, density=0.05, format="csr", random_state=2)
+    ex = sp.csr_matrix(ex + sp.csr_matrix((np.ones(64), (np.full(64, 4), np.arange(640, 704))), shape=(r, n)))
+    ref_S = np.where(np.isnan(S), -np.inf, S)
+    ref_S[ex.nonzero()] = -np.inf
+    ref = np.argsort(-ref_S, axis=1, kind="stable")[:, :k]
+    ref_s = np.take_along_axis(ref_S, ref, axis=1)
+    ref[ref_s == -np.inf] = -1
+    for kernel in (topk_rows, topk_rows_serial):
+        idx, sc = np.empty((r, k), np.int64), np.empty((r, k), np.float32)
+        kernel(S.copy(), ex.indptr.astype(np.int64), ex.indices.astype(np.int64), k, idx, sc)
+        np.testing.assert_array_equal(idx, ref)
+        np.testing.assert_array_equal(sc, ref_s)
