@@ -133,7 +133,9 @@ def _topk_rows(scores: np.ndarray, ex_indptr: np.ndarray, ex_indices: np.ndarray
 
 
 # the same kernel twice: parallel over rows for batches, serial for a handful of rows (one request),
-# where starting the thread pool costs more than the work
+# where starting the thread pool costs more than the work.  The serial one releases the GIL, so that
+# chunks can also be run from several Python threads, each with a one-thread BLAS product (no spinning
+# BLAS workers competing with numba's threads; see .notes/perf.md).
 topk_rows = njit(parallel=True, cache=True)(_topk_rows)
-topk_rows_serial = compile_twin(_topk_rows, "serial", cache=True)
+topk_rows_serial = compile_twin(_topk_rows, "serial", cache=True, nogil=True)
 PARALLEL_MIN_ROWS = 64
