@@ -9,11 +9,9 @@ float64 (gradient checks).
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
-from ..numba_util import compile_twin
+from ..numba_util import compile_twin, f32_from_bits, fmax_f32
 
 # Below this many elements a kernel runs on the calling thread: on 2 shared cores, waking worker
 # threads for a small array costs more than the work (and stalls badly when the machine is busy).
@@ -48,25 +46,6 @@ def scatter_rows(inv: np.ndarray, vals: np.ndarray, out: np.ndarray) -> None:
         r = inv[i]
         for k in range(d):
             out[r, k] += vals[i, k]
-
-
-# Two LLVM operations numba does not expose on scalars, as inlinable intrinsics:
-#   f32_from_bits(i): the float32 whose bit pattern is the int32 i (a bitcast, no conversion)
-#   fmax_f32(a, b):   llvm.maxnum (max ignoring NaN); unlike numba's max(), a max-reduction over it vectorises
-@intrinsic
-def f32_from_bits(typingctx, i):  # noqa: ARG001
-    def codegen(context, builder, signature, args):  # noqa: ARG001
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def fmax_f32(typingctx, a, b):  # noqa: ARG001
-    def codegen(context, builder, signature, args):  # noqa: ARG001
-        f = ir.FloatType()
-        fn = builder.module.declare_intrinsic("llvm.maxnum", [f], ir.FunctionType(f, [f, f]))
-        return builder.call(fn, args)
-    return types.float32(types.float32, types.float32), codegen
 
 
 # Vectorisable float32 exp for x <= 0 (Cephes expf scheme; numba's np.exp on float32 is a scalar libm
