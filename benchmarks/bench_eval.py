@@ -19,6 +19,8 @@ users x items float32 matrix it never builds.
 
 from __future__ import annotations
 
+import mfvsdnn  # noqa: F401  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
+
 import argparse
 import os
 import sys

@@ -9,6 +9,8 @@ the parsed columns (two int32 code arrays + the unique id strings), and the time
 
 from __future__ import annotations
 
+import mfvsdnn  # noqa: F401  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
+
 import argparse
 import os
 import sys

@@ -15,6 +15,8 @@ step; the query tower and the scatter never dominate the step (breakdown printed
 
 from __future__ import annotations
 
+import mfvsdnn  # noqa: F401  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
+
 import argparse
 import contextlib
 import os

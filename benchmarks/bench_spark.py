@@ -16,6 +16,8 @@ total fit seconds, peak resident memory of this process plus its children (the J
 
 from __future__ import annotations
 
+import mfvsdnn  # noqa: F401  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
+
 import argparse
 import json
 import threading

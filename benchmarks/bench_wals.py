@@ -17,6 +17,8 @@ Targets (issue 3): ours <= 0.8x implicit's time per iteration; recall@20 within 
 
 from __future__ import annotations
 
+import mfvsdnn  # noqa: F401  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
+
 import argparse
 import os
 import sys
