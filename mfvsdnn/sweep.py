@@ -21,7 +21,6 @@ split fingerprint, ks and bootstrap count), so an interrupted sweep resumes wher
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -132,7 +131,6 @@ _WORKER: dict[str, Any] = {}
 def _worker_init(data: str, columns: dict, split_cfg: dict, test: str | None) -> None:
     from .api import prepare_split
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     cols = ColumnSpec(**{**columns, "user_features": tuple(columns["user_features"])})
     sc = SplitConfig(**{**split_cfg, "revealed": tuple(split_cfg["revealed"])})
     _WORKER["split"] = prepare_split(data, cols, sc, test)
