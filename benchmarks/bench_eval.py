@@ -31,8 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from mfvsdnn import evaluate as E  # noqa: E402
-from mfvsdnn import metrics as M  # noqa: E402
+from mfvsdnn.evaluation import evaluator as E  # noqa: E402
+from mfvsdnn.evaluation import metrics as M  # noqa: E402
 
 
 def random_interactions(rng: np.random.Generator, n_users: int, n_items: int, per_user: int) -> sp.csr_matrix:

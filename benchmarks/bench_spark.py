@@ -27,11 +27,11 @@ import numpy as np
 import psutil
 import scipy.sparse as sp
 
-from mfvsdnn import spark_engine as S
+from mfvsdnn.engines.spark import engine as S
 from mfvsdnn.data import Dataset
-from mfvsdnn.evaluate import evaluate_population, item_popularity, populations, warm_up
+from mfvsdnn.evaluation.evaluator import evaluate_population, item_popularity, populations, warm_up
 from mfvsdnn.models.wals import WALS
-from mfvsdnn.split import SplitConfig, make_split
+from mfvsdnn.data.split import SplitConfig, make_split
 
 
 class PeakRSS:

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from .core.errors import DataError
 from .data import ColumnSpec, read_interactions, summarize
-from .errors import DataError
+from .data.split import Split, SplitConfig, make_split
+from .data.synthetic import SyntheticConfig, write_csv
 from .models.base import ProgressFn, model_class, no_progress
-from .split import Split, SplitConfig, make_split
-from .store import save_run
-from .synthetic import SyntheticConfig, write_csv
+from .models.store import save_run
 
 
 def prepare_split(data: str | Path, columns: ColumnSpec, split: SplitConfig,
@@ -65,7 +65,7 @@ def train_model(kind: str, split: Split, params: dict[str, Any], seed: int, out:
     The model's random generator is ``np.random.default_rng(seed)``; the seed and every
     hyper-parameter are recorded in the run's ``model.json``.
     """
-    from .evaluate import validation_recall
+    from .evaluation.evaluator import validation_recall
 
     cls = model_class(kind)
     model = cls(**params)
@@ -113,7 +113,7 @@ def _null_bar(description: str):  # a progress-bar factory that shows nothing
 
 def _check_runs(runs: dict[str, Any], split: Split | None, data: str | Path) -> None:
     """Refuse runs trained on a different split than each other or than DATA with the given options."""
-    from .errors import EvaluationError
+    from .core.errors import EvaluationError
 
     loaded = {k: r for k, r in runs.items() if r is not None}
     for kind, r in loaded.items():
@@ -160,10 +160,10 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
 
     The seed (``split_cfg.seed``) drives the split, the models' generators and the bootstrap.
     """
-    from . import evaluate as E
-    from .errors import EvaluationError
-    from .report import compare_html, compare_markdown
-    from .store import load_run, write_json_atomic, write_text_atomic
+    from .core.errors import EvaluationError
+    from .evaluation import evaluator as E
+    from .models.store import load_run, write_json_atomic, write_text_atomic
+    from .report.compare import compare_html, compare_markdown
 
     bar = progress_factory or _null_bar
     runs = dict(runs or {})
@@ -239,7 +239,7 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
                        "significance": "paired bootstrap over the same users; significant = the 95% interval "
                                        "of the difference excludes 0"},
     }
-    from .tradeoff import measured_table
+    from .experiment.verdicts import measured_table
 
     report["tradeoff"] = measured_table(report)
     plots = {"maps": {kind: E.embedding_map(models[kind].item_vectors, np.random.default_rng(map_seed))
@@ -265,7 +265,7 @@ def _version() -> str:
 
 def _rank(run: Any, queries: np.ndarray, exclude: Any, k: int) -> list[list[dict]]:
     """Top-k rows of dicts (rank, item_id, score, item_group) for (q, d) query vectors."""
-    from .evaluate import top_k_with_scores
+    from .evaluation.evaluator import top_k_with_scores
 
     idx, scores = top_k_with_scores(queries, run.model.item_vectors, exclude, k)
     out = []
@@ -294,7 +294,7 @@ def recommend_user(run_dir: str | Path, user_id: str, k: int = 10) -> dict:
     A held-out (cold) user of the split has no training items: the model embeds them from their
     stored features only, and the result says so in ``notes``.
     """
-    from .store import load_run
+    from .models.store import load_run
 
     _check_k(k)
     run = load_run(run_dir)
@@ -321,7 +321,7 @@ def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, s
     """
     import scipy.sparse as sp
 
-    from .store import load_run
+    from .models.store import load_run
 
     _check_k(k)
     run = load_run(run_dir)
@@ -377,8 +377,8 @@ def recommend_all(run_dir: str | Path, k: int, out: str | Path, progress: Progre
     import os
     import tempfile
 
-    from .evaluate import top_k_with_scores
-    from .store import load_run
+    from .evaluation.evaluator import top_k_with_scores
+    from .models.store import load_run
 
     _check_k(k)
     t0 = time.perf_counter()
@@ -433,9 +433,9 @@ def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_pa
           cfg: Any, report_dir: str | Path, jobs: int = 1, progress_factory: Any = None,
           on_point: Any = None) -> tuple[dict, dict[str, Path]]:
     """Run (or resume) a sweep on one split; write sweep.json, sweep.md and sweep.html to ``report_dir``."""
-    from .report_curves import curve_files
-    from .store import write_text_atomic
-    from .sweep import run_sweep
+    from .experiment.sweep import run_sweep
+    from .models.store import write_text_atomic
+    from .report.curves import curve_files
 
     split = prepare_split(data, columns, split_cfg, test_path)
     data_args = (str(data), columns.as_dict(), split_cfg.as_dict(), str(test_path) if test_path else None)
@@ -451,9 +451,9 @@ def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_pa
 
 def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress) -> tuple[dict, dict[str, Path]]:
     """Measure cost against corpus size; write scale.json, scale.md and scale.html to ``report_dir``."""
-    from .report_curves import curve_files
-    from .scale import run_scale
-    from .store import write_json_atomic, write_text_atomic
+    from .experiment.scale import run_scale
+    from .models.store import write_json_atomic, write_text_atomic
+    from .report.curves import curve_files
 
     doc = run_scale(cfg, progress)
     out = Path(report_dir)

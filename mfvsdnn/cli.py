@@ -1,6 +1,6 @@
 """The ``mfvsdnn`` command line. Commands are thin: parse options, call one library function, render.
 
-Only this module turns an :class:`~mfvsdnn.errors.MfvsdnnError` (or a usage error) into a message on
+Only this module turns an :class:`~mfvsdnn.core.errors.MfvsdnnError` (or a usage error) into a message on
 stderr and exit status 1.
 """
 
@@ -16,11 +16,12 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from . import __version__, api, report
+from . import __version__, api
+from .core.errors import MfvsdnnError
 from .data import ColumnSpec
-from .errors import MfvsdnnError
-from .split import SplitConfig
-from .synthetic import SyntheticConfig
+from .data.split import SplitConfig
+from .data.synthetic import SyntheticConfig
+from .report import compare as report
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -154,7 +155,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def _print_json(obj: Any) -> None:
-    from .store import _json_default
+    from .models.store import _json_default
 
     sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
 
@@ -242,7 +243,7 @@ def train_wals(
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
     if engine == "spark":  # issue 7
-        from . import spark_engine
+        from .engines.spark import engine as spark_engine
 
         conf = spark_engine.parse_conf(spark_conf)
         spark_engine.spark_alpha(w0)  # refuse w0 outside Spark before anything starts
@@ -398,7 +399,7 @@ def compare(
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
     if engine == "spark":  # issue 7
-        from . import spark_engine
+        from .engines.spark import engine as spark_engine
 
         doc, paths = spark_engine.compare_spark(
             spark_engine.restore_uri(data), opts.columns, opts.split, opts.test,
@@ -540,7 +541,7 @@ def sweep(
     opts: DataOptions,
 ) -> None:
     """Trade-off curves: train and evaluate every knob value on one split (resumable)."""
-    from .sweep import SweepConfig
+    from .experiment.sweep import SweepConfig
 
     cfg = SweepConfig(w0=_float_list(w0, "--w0"), negatives=_str_list(negatives), sampler=_str_list(sampler),
                       gravity=_float_list(gravity, "--gravity"), sampler_negatives=sampler_negatives,
@@ -554,7 +555,7 @@ def sweep(
     if json_out:
         _print_json(doc)
     else:
-        from .report_curves import render_sweep
+        from .report.curves import render_sweep
 
         render_sweep(doc, out_console, paths)
 
@@ -576,7 +577,7 @@ def scale(
     json_out: JsonOpt = False,
 ) -> None:
     """Training and serving cost against corpus size on grouped synthetic data, with growth exponents."""
-    from .scale import ScaleConfig
+    from .experiment.scale import ScaleConfig
 
     cfg = ScaleConfig(sizes=_int_list(sizes, "--sizes"), users_per_item=users_per_item,
                       mean_interactions=mean_interactions, factors=factors, negatives=negatives,
@@ -586,7 +587,7 @@ def scale(
     if json_out:
         _print_json(doc)
     else:
-        from .report_curves import render_scale
+        from .report.curves import render_scale
 
         render_scale(doc, out_console, paths)
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
-from mfvsdnn.synthetic import SyntheticConfig, generate
+from mfvsdnn.data.synthetic import SyntheticConfig, generate
 
 runner = CliRunner(env={"COLUMNS": "160", "NO_COLOR": "1"})
 FAST = ["--wals-param", "iterations=3", "--softmax-param", "epochs=2", "--dim", "8", "--bootstrap", "50",
@@ -110,7 +110,7 @@ def test_runs_from_different_splits_refused(compared, csv, tmp_path):
     out, _ = compared
     from mfvsdnn.api import prepare_split, train_model
     from mfvsdnn.data import ColumnSpec
-    from mfvsdnn.split import SplitConfig
+    from mfvsdnn.data.split import SplitConfig
 
     split7 = prepare_split(csv, ColumnSpec(user_features=("country", "age_band")), SplitConfig(seed=7))
     train_model("wals", split7, {"iterations": 1, "factors": 4}, 7, tmp_path / "wals7")

@@ -12,10 +12,10 @@ import pytest
 
 from mfvsdnn import api
 from mfvsdnn.data import ColumnSpec
+from mfvsdnn.data.split import SplitConfig
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
 from mfvsdnn.models.base import model_class
-from mfvsdnn.split import SplitConfig
-from mfvsdnn.store import load_run, save_run
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.models.store import load_run, save_run
 
 MODELS = [
     pytest.param("wals", {"factors": 8, "iterations": 3}, id="wals"),

@@ -8,15 +8,15 @@ import pytest
 import scipy.sparse as sp
 
 from mfvsdnn import api
+from mfvsdnn.core.errors import ModelError
 from mfvsdnn.data import ColumnSpec
-from mfvsdnn.errors import ModelError
-from mfvsdnn.evaluate import top_k
-from mfvsdnn.models import softmax as S
-from mfvsdnn.models.optim import Adagrad, Adam, RowGrad
-from mfvsdnn.models.sampling import PopularitySampler, choose_hard
-from mfvsdnn.split import SplitConfig, TrainSet
-from mfvsdnn.store import load_run, save_run
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.data.split import SplitConfig, TrainSet
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.evaluation.evaluator import top_k
+from mfvsdnn.models.softmax import model as S
+from mfvsdnn.models.softmax.optim import Adagrad, Adam, RowGrad
+from mfvsdnn.models.softmax.sampling import PopularitySampler, choose_hard
+from mfvsdnn.models.store import load_run, save_run
 
 N_ITEMS = 12
 CARDS = {"country": 3, "age": 2}
@@ -285,7 +285,7 @@ def test_early_stopping_keeps_the_best_epoch(split):
     rec = [h["valid_recall@20"] for h in m.history_]
     assert m.best_epoch_ == int(np.argmax(rec)) + 1
     assert len(rec) == 8 or len(rec) - m.best_epoch_ == 2
-    from mfvsdnn.evaluate import validation_recall
+    from mfvsdnn.evaluation.evaluator import validation_recall
     # the kept parameters are the best epoch's (same validation users: the first 5000 = all here)
     assert validation_recall(m, tr, k=20) == pytest.approx(max(rec))
 
@@ -326,7 +326,7 @@ def test_trainset_without_features_or_validation():
 
 
 def test_vectorised_float32_exp_is_accurate():
-    from mfvsdnn.models import softmax_kernels as K
+    from mfvsdnn.models.softmax import kernels as K
 
     x = np.linspace(-87.0, 0.0, 1_000_003).astype(np.float32)  # dense grid, not a multiple of any block
     e = x.copy()
@@ -344,7 +344,7 @@ def test_vectorised_float32_exp_is_accurate():
 
 @pytest.mark.parametrize("kernel", ["_softmax_xent_f32_ser", "_softmax_xent_f32_par"])
 def test_fused_float32_softmax_matches_float64(kernel):
-    from mfvsdnn.models import softmax_kernels as K
+    from mfvsdnn.models.softmax import kernels as K
 
     rng = np.random.default_rng(0)
     Z = (rng.normal(size=(7, 5003)) * 8.0).astype(np.float32)  # rows longer than one exp block

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mfvsdnn import spark_engine as S
+from mfvsdnn.core.errors import MfvsdnnError, ModelError
 from mfvsdnn.data import ColumnSpec, read_interactions
-from mfvsdnn.errors import MfvsdnnError, ModelError
-from mfvsdnn.split import SplitConfig, make_split
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.data.split import SplitConfig, make_split
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.engines.spark import engine as S
 
 # ---------------------------------------------------------------------------------------------
 # the mapping, without Spark
@@ -169,7 +169,7 @@ def trained(spark, data):
 
 
 def test_spark_run_loads_in_the_local_format(trained, data):
-    from mfvsdnn.store import load_run
+    from mfvsdnn.models.store import load_run
 
     run = load_run(data / "run")
     assert run.kind == "wals" and run.meta["engine"] == "spark"
@@ -209,7 +209,7 @@ def test_spark_factors_solve_our_row_equation_with_als_wr_reg(trained):
 
 
 def test_spark_recall_close_to_local_wals(trained):
-    from mfvsdnn.evaluate import evaluate_model
+    from mfvsdnn.evaluation.evaluator import evaluate_model
     from mfvsdnn.models.wals import WALS
 
     split = trained.split
@@ -261,7 +261,7 @@ def test_spark_reader_matches_the_local_loader(spark, data, tmp_path):
 
 
 def test_spark_reader_bad_input(spark, tmp_path):
-    from mfvsdnn.errors import DataError
+    from mfvsdnn.core.errors import DataError
 
     with pytest.raises(DataError, match="no such file"):
         S.read_dataset_spark(spark, str(tmp_path / "nope.csv"))
@@ -300,7 +300,7 @@ def test_cli_engine_refusals_without_spark(tmp_path, monkeypatch):
 
 
 def test_compare_spark_equals_the_local_evaluator(spark, trained, data, tmp_path):
-    from mfvsdnn.evaluate import evaluate_model
+    from mfvsdnn.evaluation.evaluator import evaluate_model
 
     report, paths = S.compare_spark(data / "g.csv", FEATS, SplitConfig(seed=5), None, runs={"wals": data / "run"},
                                     ks=(10, 20), report_dir=tmp_path / "rep", spark=spark)

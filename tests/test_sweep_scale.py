@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mfvsdnn import sweep as S
 from mfvsdnn.api import prepare_split
 from mfvsdnn.cli import app
 from mfvsdnn.data import ColumnSpec
-from mfvsdnn.scale import fit_growth
-from mfvsdnn.split import SplitConfig
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.data.split import SplitConfig
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.experiment import sweep as S
+from mfvsdnn.experiment.scale import fit_growth
 
 runner = CliRunner(env={"COLUMNS": "120"})
 TINY = dict(w0=(0.0, 0.1), negatives=(0, 10), sampler=("uniform",), gravity=(0.0, 1.0),

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from mfvsdnn.tradeoff import AGREES, CANNOT_TELL, DISAGREES, measured_table
+from mfvsdnn.experiment.verdicts import AGREES, CANNOT_TELL, DISAGREES, measured_table
 
 
 def _pop(recall, leak=None, nat=None, users=100):

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from ..split import TrainSet
+from ..data.split import TrainSet
 
 
 class ProgressFn(Protocol):
@@ -76,7 +76,7 @@ class Retriever(Protocol):
 
 def model_class(kind: str) -> type:
     """The model class registered under ``kind`` ("wals" or "softmax")."""
-    from ..errors import ModelError
+    from ..core.errors import ModelError
 
     if kind == "wals":
         from .wals import WALS

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..numba_util import compile_twin
+from ...core.numba_util import compile_twin
 
 CHUNK = 64
 

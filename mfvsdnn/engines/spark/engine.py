@@ -29,7 +29,7 @@ Two ways to read DATA (``reader``):
   Runs for local CSV files under :data:`PANDAS_MAX_BYTES` (and always with ``--test``).
 - ``"spark"``: Spark parses, filters, deduplicates and indexes the rows (CSV, ``.csv.gz``, Parquet,
   directories, any URI Spark understands: ``hdfs://``, ``s3a://``, ...); the driver receives only
-  integer codes (one string of item codes per user), and the same :func:`mfvsdnn.split.make_split`
+  integer codes (one string of item codes per user), and the same :func:`mfvsdnn.data.split.make_split`
   runs on them, so the split and fingerprint equal the local loader's for the same local file.
   Runs for URIs, directories, Parquet, compressed files and local files over PANDAS_MAX_BYTES.
 
@@ -57,10 +57,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .data import ColumnSpec, Dataset, parse_sep
-from .errors import DataError, MfvsdnnError, ModelError
-from .models.base import ProgressFn, no_progress
-from .split import Split, SplitConfig, make_split
+from ...core.errors import DataError, MfvsdnnError, ModelError
+from ...data import ColumnSpec, Dataset, parse_sep
+from ...data.split import Split, SplitConfig, make_split
+from ...models.base import ProgressFn, no_progress
 
 INSTALL_HINT = ("install the Spark extra with  pip install 'mfvsdnn[spark]'  (it brings pyspark) and Java 17 "
                 "or newer (java on PATH, or JAVA_HOME set)")
@@ -332,7 +332,7 @@ def _session_or(spark: Any, master: str, conf: dict[str, str] | None) -> Iterato
 
 def _resolve_header(source: str, header: list[str], spec: ColumnSpec) -> ColumnSpec:
     """:func:`mfvsdnn.data.resolve_header` on a header Spark read."""
-    from .data import resolve_header
+    from ...data import resolve_header
 
     return resolve_header(Path(source), header, spec)
 
@@ -344,7 +344,7 @@ def _source_hash(spark: Any, source: str, frame: Any, cols: list[str]) -> str:
 
     from pyspark.sql import functions as F
 
-    from .data import file_sha256
+    from ...data import file_sha256
 
     local = source[len("file://"):] if source.startswith("file://") else source
     if not is_uri(local) and Path(local).is_file():
@@ -512,7 +512,7 @@ def read_dataset_spark(spark: Any, source: str, columns: ColumnSpec = ColumnSpec
         frame[spec.time_col] = vals[:, len(cats_cols) - 1]
     if spec.weight_col:
         frame[kept] = vals[:, -1].astype(np.float64)
-    from .data import _dataset_from_frame
+    from ...data.loader import _dataset_from_frame
 
     build_spec = ColumnSpec(**{**spec.__dict__, "weight_col": kept if spec.weight_col else None,
                                "min_weight": None})
@@ -528,7 +528,7 @@ def read_split(spark: Any, source: str, columns: ColumnSpec, split_cfg: SplitCon
     """The split of DATA by the chosen reader (see :func:`choose_reader`). Returns (split, reader used)."""
     route = choose_reader(source, reader, test_path)
     if route == "pandas":
-        from .api import prepare_split
+        from ...api import prepare_split
 
         return prepare_split(source, columns, split_cfg, test_path), route
     return make_split(read_dataset_spark(spark, str(source), columns), split_cfg), route
@@ -621,10 +621,10 @@ def train_wals_spark(data: str | os.PathLike, columns: ColumnSpec, split_cfg: Sp
     reg_param : explicit Spark ``regParam`` instead of :func:`spark_reg_param`.
     num_blocks : ALS numUserBlocks = numItemBlocks (default: Spark's default parallelism, at least 2).
     """
-    from .api import TrainResult
-    from .evaluate import validation_recall
-    from .models.wals import WALS, objective
-    from .store import save_run
+    from ...api import TrainResult
+    from ...evaluation.evaluator import validation_recall
+    from ...models.store import save_run
+    from ...models.wals import WALS, objective
 
     wp = WALS(**params).get_params()  # our validation first (w0 in [0, 1), reg > 0, ...)
     spark_alpha(wp["w0"])
@@ -681,7 +681,7 @@ def _score_chunk(chunk: tuple, V: np.ndarray, item_groups: np.ndarray | None, ks
     chunk = (user indices (q,), Q (q, d), exclude indptr/indices, target indptr/indices, user_group (q,)).
     Returns one tuple per user: (user, recall@k, ndcg@k, leakage@k for each k ..., natural cross rate).
     """
-    from .evaluate import metric_arrays, top_k
+    from ...evaluation.evaluator import metric_arrays, top_k
 
     users, Q, ex_ptr, ex_idx, tg_ptr, tg_idx, ug = chunk
     n_items = V.shape[0]
@@ -714,7 +714,7 @@ def warm_metrics_spark(spark: Any, model: Any, split: Split, ks: tuple[int, ...]
     """
     from pyspark.sql import functions as F
 
-    from .evaluate import item_popularity, populations
+    from ...evaluation.evaluator import item_popularity, populations
 
     t0 = time.perf_counter()
     pop = populations(split)[0]
@@ -758,10 +758,10 @@ def compare_spark(data: str | os.PathLike, columns: ColumnSpec, split_cfg: Split
     ``runs_dir/wals``. The softmax DNN is evaluated only when its run is given (it is not trained on
     Spark). Writes report.json and report.md to ``report_dir``; returns (report, paths).
     """
-    from .api import _check_runs
-    from .data import summarize
-    from .errors import EvaluationError
-    from .store import load_run, write_json_atomic, write_text_atomic
+    from ...api import _check_runs
+    from ...core.errors import EvaluationError
+    from ...data import summarize
+    from ...models.store import load_run, write_json_atomic, write_text_atomic
 
     runs = {k: v for k, v in (runs or {}).items() if v}
     params = dict(params or {})
@@ -771,7 +771,7 @@ def compare_spark(data: str | os.PathLike, columns: ColumnSpec, split_cfg: Split
     loaded = {kind: load_run(runs[kind]) if kind in runs else None for kind in ("wals", "softmax")}
     _check_runs(loaded, None, data)
     if loaded["wals"] is None:  # validate before Spark starts
-        from .models.wals import WALS
+        from ...models.wals import WALS
 
         spark_alpha(WALS(**params.get("wals", {})).w0)
     choose_reader(data, reader, test_path)

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from . import __version__
-from .data import file_sha256
-from .errors import StoreError
-from .split import Split
+from .. import __version__
+from ..core.errors import StoreError
+from ..data import file_sha256
+from ..data.split import Split
 
 FORMAT = "mfvsdnn-run"
 FORMAT_VERSION = 1
@@ -223,7 +223,7 @@ def read_meta(path: str | os.PathLike) -> dict:
 
 def load_run(path: str | os.PathLike) -> Run:
     """Load a run directory written by :func:`save_run`."""
-    from .models.base import model_class
+    from .base import model_class
 
     path = Path(path)
     meta = read_meta(path)

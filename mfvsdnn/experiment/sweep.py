@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from . import evaluate as E
-from .data import ColumnSpec
-from .errors import MfvsdnnError
-from .models.base import ProgressFn, model_class, no_progress
-from .split import Split, SplitConfig
-from .store import config_hash, write_json_atomic
+from ..core.errors import MfvsdnnError
+from ..data import ColumnSpec
+from ..data.split import Split, SplitConfig
+from ..evaluation import evaluator as E
+from ..models.base import ProgressFn, model_class, no_progress
+from ..models.store import config_hash, write_json_atomic
 
 SWEEP_FORMAT = "mfvsdnn-sweep"
 
@@ -129,7 +129,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(data: str, columns: dict, split_cfg: dict, test: str | None) -> None:
-    from .api import prepare_split
+    from ..api import prepare_split
 
     cols = ColumnSpec(**{**columns, "user_features": tuple(columns["user_features"])})
     sc = SplitConfig(**{**split_cfg, "revealed": tuple(split_cfg["revealed"])})

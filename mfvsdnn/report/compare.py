@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .models.base import ProgressFn
+from ..models.base import ProgressFn
 
 
 def fmt(x: Any, digits: int = 4) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import DataError
+from ..core.errors import DataError
 
 USER_ALIASES = ("user_id", "user", "userId", "userid", "UserID", "query_id", "userID")
 ITEM_ALIASES = ("item_id", "item", "itemId", "itemid", "ItemID", "movieId", "movie_id", "artistID")

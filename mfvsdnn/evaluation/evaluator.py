@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..data import user_group_of
+from ..data.split import Split, TrainSet
+from ..models.base import ProgressFn, no_progress
 from . import metrics
-from .data import user_group_of
-from .models.base import ProgressFn, no_progress
-from .split import Split, TrainSet
 
 DEFAULT_KS = (10, 20, 50)
 MAIN_K = 20

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .data import Dataset
-from .errors import SplitError
+from ..core.errors import SplitError
+from .loader import Dataset
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Each iteration solves every item row against fixed U, then every user row agains
     (w0 V^T V + (1 - w0) sum_{j in Omega_i} v_j v_j^T + reg I) u_i = sum_{j in Omega_i} v_j
 
 by ``cg_steps`` conjugate-gradient steps warm-started from the previous iterate (``solver="cg"``) or
-exactly by Cholesky (``solver="cholesky"``); see :mod:`mfvsdnn.models.kernels`. Items are solved
+exactly by Cholesky (``solver="cholesky"``); see :mod:`mfvsdnn.models.wals.kernels`. Items are solved
 first, so the final user factors are the row solves against the final item factors: folding a
 training user's history in again reproduces its trained vector (exactly with Cholesky).
 
@@ -40,10 +40,10 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ModelError
-from ..split import TrainSet
+from ...core.errors import ModelError
+from ...data.split import TrainSet
+from ..base import ProgressFn, no_progress
 from . import kernels
-from .base import ProgressFn, no_progress
 
 SOLVERS = ("cg", "cholesky")
 MAX_SUBSET_FEATURES = 10  # beyond this many features, back off by dropping features from the last

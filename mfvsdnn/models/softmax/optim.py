@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ModelError
-from . import softmax_kernels as K
+from ...core.errors import ModelError
+from . import kernels as K
 
 
 @dataclass

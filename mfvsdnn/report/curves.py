@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .report import _HTML_STYLE, MODEL_COLORS, _png, fmt
+from .compare import _HTML_STYLE, MODEL_COLORS, _png, fmt
 
 MAIN = "recall@20"
 LEAK = "leakage@20"
@@ -195,7 +195,7 @@ def sweep_html(doc: dict) -> str:
 
 
 def scale_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
-    from .scale import CURVES
+    from ..experiment.scale import CURVES
 
     header = ["items", "users", "interactions", *[CURVES[k] for k in CURVES]]
     rows = [[fmt(p["items"]), fmt(p["users"]), fmt(p["interactions"]),
@@ -205,7 +205,7 @@ def scale_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def render_scale(doc: dict, console: Console, paths: dict | None = None) -> None:
-    from .scale import CURVES
+    from ..experiment.scale import CURVES
 
     t = Table(title=f"Cost against corpus size (x = {doc['x']})", title_justify="left")
     for c in ("curve", *[fmt(p["items"]) + " items" for p in doc["points"]], "growth b", "R²"):
@@ -223,7 +223,7 @@ def render_scale(doc: dict, console: Console, paths: dict | None = None) -> None
 def scale_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
     from matplotlib.figure import Figure
 
-    from .scale import CURVES
+    from ..experiment.scale import CURVES
 
     items = [p["items"] for p in doc["points"]]
     out = {}

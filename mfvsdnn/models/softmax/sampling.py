@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelError
+from ...core.errors import ModelError
 
 SAMPLERS = ("uniform", "popularity", "hard")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..numba_util import compile_twin, f32_from_bits, fmax_f32
+from ...core.numba_util import compile_twin, f32_from_bits, fmax_f32
 
 # Below this many elements a kernel runs on the calling thread: on 2 shared cores, waking worker
 # threads for a small array costs more than the work (and stalls badly when the machine is busy).

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .data import ColumnSpec, dataset_from_frame
-from .errors import MfvsdnnError
-from .evaluate import serving_cost
-from .models.base import ProgressFn, model_class, no_progress
-from .split import SplitConfig, TrainSet, make_split
-from .synthetic import SyntheticConfig, generate
+from ..core.errors import MfvsdnnError
+from ..data import ColumnSpec, dataset_from_frame
+from ..data.split import SplitConfig, TrainSet, make_split
+from ..data.synthetic import SyntheticConfig, generate
+from ..evaluation.evaluator import serving_cost
+from ..models.base import ProgressFn, model_class, no_progress
 
 CURVES = {
     "wals_seconds_per_iteration": "WALS, seconds per iteration",

@@ -39,10 +39,10 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
-from ..errors import ModelError
-from ..split import TrainSet
-from . import softmax_kernels as K
-from .base import ProgressFn, no_progress
+from ...core.errors import ModelError
+from ...data.split import TrainSet
+from ..base import ProgressFn, no_progress
+from . import kernels as K
 from .optim import RowGrad, make_optimizer
 from .sampling import SAMPLERS, choose_hard, make_sampler
 
@@ -608,7 +608,7 @@ class SoftmaxDNN:
                 rng: np.random.Generator, sampler: Any, n_draw: int, hard_n: int, progress: ProgressFn,
                 has_valid: bool) -> None:
         """The epoch loop with early stopping; leaves the best epoch's parameters in ``params_``."""
-        from ..evaluate import validation_recall
+        from ...evaluation.evaluator import validation_recall
 
         valid_seed = int(rng.integers(2**63))
         best = (-np.inf, None, 0)

@@ -1,0 +1,1 @@
+"""WALS as Spark MLlib implicit ALS, and warm-user metrics scored in Spark tasks."""
