@@ -11,4 +11,6 @@ import os as _os
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+from .core.version import __version__  # noqa: E402
+
+__all__ = ["__version__"]

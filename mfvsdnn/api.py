@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from .core.errors import DataError
+from .core.errors import DataError, EvaluationError
+from .core.progress import ProgressFactory, ProgressFn, no_progress, silent
 from .data import ColumnSpec, read_interactions, summarize
 from .data.split import Split, SplitConfig, make_split
 from .data.synthetic import SyntheticConfig, write_csv
-from .models.base import ProgressFn, model_class, no_progress
-from .models.store import save_run
+from .experiment.results import Results
+from .experiment.spec import DataSpec, ExperimentSpec, ModelSpec
 
 
 def prepare_split(data: str | Path, columns: ColumnSpec, split: SplitConfig,
@@ -62,201 +63,125 @@ def train_model(kind: str, split: Split, params: dict[str, Any], seed: int, out:
                 progress: ProgressFn = no_progress) -> TrainResult:
     """Fit a model of ``kind`` with ``params`` on ``split``, report validation recall@20, save to ``out``.
 
-    The model's random generator is ``np.random.default_rng(seed)``; the seed and every
-    hyper-parameter are recorded in the run's ``model.json``.
+    Seeded by the experiment runner's rule (``generator(seed, "fit", kind, 0)``), so the model is the
+    one ``compare`` trains with the same seed; the seed and every hyper-parameter are recorded in the
+    run's ``model.json``.
     """
-    from .evaluation.evaluator import validation_recall
+    from .experiment.runner import fit_model
+    from .experiment.spec import ModelSpec
 
-    cls = model_class(kind)
-    model = cls(**params)
-    rng = np.random.default_rng(seed)
-    train = split.train_set()
-    t0 = time.perf_counter()
-    model.fit(train, rng, progress)
-    if not getattr(model, "train_seconds_", 0.0):
-        model.train_seconds_ = time.perf_counter() - t0
-    vr = validation_recall(model, train, k=20, rng=np.random.default_rng(seed + 1))
-    run_dir = save_run(out, model, split, seed, extra={"valid_recall@20": vr}) if out else None
+    fitted = fit_model(ModelSpec(kind, dict(params)), split, seed, progress, Path(out) if out else None)
+    model = fitted.model
     summary = {
         "kind": kind,
-        "run_dir": str(run_dir) if run_dir else None,
+        "run_dir": str(fitted.run_dir) if fitted.run_dir else None,
         "params": model.get_params(),
         "seed": seed,
         "train_seconds": float(model.train_seconds_),
-        "valid_recall@20": vr,
+        "valid_recall@20": fitted.validation_recall,
         "history": list(getattr(model, "history_", [])),
         "split": split.summary(),
     }
-    return TrainResult(model, split, run_dir, float(model.train_seconds_), vr, summary)
+    return TrainResult(model, split, fitted.run_dir, float(model.train_seconds_), fitted.validation_recall, summary)
 
 
 # ---------------------------------------------------------------------------------------------
-# compare: both models on one split, one evaluator, three reports
+# compare: any set of models on one split, one evaluator, three reports
 
-COMPARE_KINDS = ("wals", "softmax")
+DEFAULT_MODELS = ("wals", "softmax")
+BASELINES = ("popularity", "group-popularity", "random")
 
 
 @dataclass
 class CompareResult:
-    """What ``compare`` produced: the report.json content, arrays for the plots, and the files written."""
+    """What ``compare`` produced: the typed results, the embedding maps for the plots, the files written."""
 
-    report: dict
-    plots: dict
+    results: Results
+    maps: dict
     paths: dict[str, Path]
 
+    @property
+    def report(self) -> dict:
+        """report.json's content."""
+        return self.results.to_dict()
 
-def _null_bar(description: str):  # a progress-bar factory that shows nothing
-    import contextlib
 
-    return contextlib.nullcontext(no_progress)
+def model_specs(models: tuple[str, ...] | list[str], params: dict[str, dict] | None = None,
+                runs: dict[str, str | Path | None] | None = None, baselines: bool = True) -> list[ModelSpec]:
+    """ModelSpecs for ``compare --models`` (+ the baselines unless ``baselines`` is False): each kind once,
+    with its parameter overrides and, where given, the run directory to load instead of training."""
+    from .models import registry
 
-
-def _check_runs(runs: dict[str, Any], split: Split | None, data: str | Path) -> None:
-    """Refuse runs trained on a different split than each other or than DATA with the given options."""
-    from .core.errors import EvaluationError
-
-    loaded = {k: r for k, r in runs.items() if r is not None}
-    for kind, r in loaded.items():
-        if r.kind != kind:
-            raise EvaluationError(f"--{kind} {r.path}: this run is a {r.kind!r} model, not {kind!r}")
-    if len(loaded) == 2:
-        (ka, ra), (kb, rb) = loaded.items()
-        if ra.fingerprint != rb.fingerprint:
-            raise EvaluationError(
-                f"the runs were trained on different splits: --{ka} {ra.path} has split fingerprint "
-                f"{ra.fingerprint} ({ra.meta['split'].get('source')}), --{kb} {rb.path} has {rb.fingerprint} "
-                f"({rb.meta['split'].get('source')}); retrain both on the same data and split options")
-    for kind, r in loaded.items():
-        if split is not None and r.fingerprint != split.fingerprint:
-            rc, sc = r.meta["split"].get("config", {}), split.config.as_dict()
-            diff = [f"{k}={rc.get(k)!r} vs {sc.get(k)!r}" for k in sc if rc.get(k) != sc.get(k)]
-            cols = r.meta["split"].get("columns", {})
-            if cols != split.dataset.columns.as_dict():
-                diff.append("column options differ")
-            why = "; ".join(diff) if diff else "the data file's bytes differ"
-            raise EvaluationError(
-                f"--{kind} {r.path}: split fingerprint {r.fingerprint} does not match {data} with these "
-                f"options ({split.fingerprint}): {why}. Pass the same data and split options the run was "
-                "trained with, or retrain")
+    params, runs = dict(params or {}), dict(runs or {})
+    kinds = list(dict.fromkeys(models))
+    for kind in kinds:
+        registry.get(kind)  # an unknown kind is refused here, before any data is read
+    if baselines:
+        kinds += [b for b in BASELINES if b not in kinds]
+    unused = sorted(k for k in set(params) | {k for k, v in runs.items() if v} if k not in kinds)
+    if unused:
+        raise EvaluationError(f"parameters or runs given for {', '.join(unused)}, which is not among the "
+                              f"models compared ({', '.join(kinds)}); add it to --models")
+    return [ModelSpec(kind, dict(params.get(kind, {})), run_dir=Path(runs[kind]) if runs.get(kind) else None)
+            for kind in kinds]
 
 
 def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None = None,
-            *, runs: dict[str, str | Path | None] | None = None, params: dict[str, dict] | None = None,
+            *, models: tuple[str, ...] | list[str] = DEFAULT_MODELS, baselines: bool = True,
+            runs: dict[str, str | Path | None] | None = None, params: dict[str, dict] | None = None,
             ks: tuple[int, ...] = (10, 20, 50), n_boot: int = 1000, report_dir: str | Path = "reports",
             runs_dir: str | Path | None = None, serving_sample: int = 200,
-            progress_factory: Any = None) -> CompareResult:
-    """Train (or load) WALS and the softmax DNN on one split, evaluate both, write the three reports.
+            progress_factory: ProgressFactory | None = None, command: str = "",
+            model_list: list[ModelSpec] | None = None) -> CompareResult:
+    """Train (or load) every model on one split, evaluate them alike, write the three reports.
 
     Parameters
     ----------
+    models : registry kinds compared (default WALS and the softmax DNN); ``baselines`` adds
+        most-popular, most-popular within the user's group (when the data has groups) and random.
     runs : kind -> run directory to load instead of training (refused if its split fingerprint
-        differs from the other run's or from DATA's with these options).
+        differs from another run's or from DATA's with these options).
     params : kind -> hyper-parameter overrides for the models trained here (defaults otherwise).
     ks : cut-offs; every metric at each. n_boot : bootstrap resamples over users (0 = no intervals).
     report_dir : where report.json, report.md, report.html go. runs_dir : where trained runs are saved
         (default ``report_dir/runs``). serving_sample : users timed one request at a time.
-    progress_factory : ``description -> context manager yielding a ProgressFn`` (e.g.
-        ``report.progress_bar``); None shows nothing.
+    progress_factory : ``description -> context manager yielding a ProgressFn``; None shows nothing.
+    command : the command line that reproduces the run (recorded in every report).
+    model_list : explicit ModelSpecs instead of ``models``/``baselines``/``runs``/``params``.
 
     The seed (``split_cfg.seed``) drives the split, the models' generators and the bootstrap.
     """
-    from .core.errors import EvaluationError
-    from .evaluation import evaluator as E
-    from .models.store import load_run, write_json_atomic, write_text_atomic
-    from .report.compare import compare_html, compare_markdown
+    from .experiment import runner
+    from .models.store import write_json_atomic, write_text_atomic
+    from .report.html import compare_html
+    from .report.markdown import compare_markdown
+    from .report.plots import compare_plots
 
-    bar = progress_factory or _null_bar
-    runs = dict(runs or {})
-    params = dict(params or {})
-    ks = tuple(sorted(set(int(k) for k in ks)))
-    if not ks or ks[0] < 1:
-        raise EvaluationError(f"--k must be positive integers, got {ks}")
-    if n_boot < 0:
-        raise EvaluationError(f"--bootstrap must be >= 0, got {n_boot}")
-    main_k = E.MAIN_K if E.MAIN_K in ks else ks[len(ks) // 2]
-    loaded = {kind: (load_run(runs[kind]) if runs.get(kind) else None) for kind in COMPARE_KINDS}
-    _check_runs(loaded, None, data)  # runs against each other, before the (slower) data read
-    split = prepare_split(data, columns, split_cfg, test_path)
-    _check_runs(loaded, split, data)
-    ds = split.dataset
-    seed = split_cfg.seed
-    runs_dir = Path(runs_dir) if runs_dir else Path(report_dir) / "runs"
-
-    models: dict[str, Any] = {}
-    info_: dict[str, dict] = {}
-    for kind in COMPARE_KINDS:
-        if loaded[kind] is not None:
-            r = loaded[kind]
-            models[kind] = r.model
-            info_[kind] = {"run_dir": str(r.path), "trained_here": False, "seed": r.meta.get("seed"),
-                           "valid_recall@20": r.meta.get("valid_recall@20")}
-        else:
-            with bar(f"training {kind}") as prog:
-                res = train_model(kind, split, params.get(kind, {}), seed, runs_dir / kind, prog)
-            models[kind] = res.model
-            info_[kind] = {"run_dir": str(res.run_dir), "trained_here": True, "seed": seed,
-                           "valid_recall@20": res.valid_recall20}
-
-    pops = E.populations(split)
-    evals: dict[str, dict] = {}
-    for kind in COMPARE_KINDS:
-        with bar(f"evaluating {kind}") as prog:
-            evals[kind] = E.evaluate_model(models[kind], split, ks, pops=pops, progress=prog)
-
-    ss = np.random.SeedSequence(seed)
-    boot_seed, pair_seed, serve_seed, map_seed = ss.spawn(4)
-    section: dict[str, dict] = {}
-    for kind in COMPARE_KINDS:
-        m = models[kind]
-        ev = evals[kind]
-        rng = np.random.default_rng(boot_seed)  # the same resamples for both models
-        summaries = {name: E.summarize_population(pe, n_boot, rng, ds.group_names, ks) for name, pe in ev.items()}
-        with bar(f"timing {kind} serving") as prog:
-            serving = E.serving_cost(m, split, max(ks), np.random.default_rng(serve_seed), serving_sample)
-            prog(1, 1, {})
-        w = summaries["warm"]
-        serving["batch_ms_per_query"] = w["embed_ms_per_query"] + w["topk_ms_per_query"]
-        training = E.training_cost(m)
-        section[kind] = {
-            "kind": kind, **info_[kind], "params": m.get_params(),
-            "train_seconds": training["train_seconds"], "training": training,
-            "warm": w, "cold": {n: s for n, s in summaries.items() if n != "warm"}, "serving": serving,
-        }
-    rng = np.random.default_rng(pair_seed)
-    a, b = COMPARE_KINDS
-    paired = {name: E.compare_models(evals[a][name], evals[b][name], n_boot, rng) for name in evals[a]}
-    features = list(ds.features)
-    rows = E.comparison_rows(section, paired, features, k=main_k)
-    dataset = summarize(ds)
-    report = {
-        "dataset": dataset,
-        "split": split.summary(),
-        "settings": {"seed": seed, "ks": list(ks), "main_k": main_k, "bootstrap": n_boot,
-                     "confidence_level": 0.95, "serving_sample": serving_sample, "user_features": features,
-                     "package_version": _version()},
-        "models": section,
-        "comparison": {"a": a, "b": b, "difference": f"{a} - {b}", "paired": paired, "rows": rows,
-                       "significance": "paired bootstrap over the same users; significant = the 95% interval "
-                                       "of the difference excludes 0"},
-    }
-    from .experiment.verdicts import measured_table
-
-    report["tradeoff"] = measured_table(report)
-    plots = {"maps": {kind: E.embedding_map(models[kind].item_vectors, np.random.default_rng(map_seed))
-                      for kind in COMPARE_KINDS},
-             "item_groups": ds.item_groups, "group_names": list(ds.group_names)}
+    specs = model_list if model_list is not None else model_specs(models, params, runs, baselines)
+    spec = ExperimentSpec(DataSpec(Path(data), columns, Path(test_path) if test_path else None), split_cfg, specs,
+                          ks=tuple(ks), bootstrap=n_boot, serving_sample=serving_sample,
+                          runs_dir=Path(runs_dir) if runs_dir else Path(report_dir) / "runs", command=command)
+    spec.check()
+    runner.check_models(spec.models)
+    split = runner.prepare_split(spec.data, split_cfg)
+    notes = []
+    if split.dataset.item_groups is None and model_list is None:
+        dropped = [m for m in spec.models if m.kind == "group-popularity" and m.run_dir is None]
+        if dropped:
+            spec.models = [m for m in spec.models if m not in dropped]
+            notes.append("the data has no item groups, so the group-popularity baseline (most popular within the "
+                         "user's group) was left out: it would equal most-popular")
+    outcome = runner.run(spec, split=split, progress_factory=progress_factory or silent)
+    results = outcome.results
+    results.notes += notes
+    maps = {name: {**m, "item_groups": None if split.dataset.item_groups is None else split.dataset.item_groups[m["items"]],
+                   "group_names": list(split.dataset.group_names)} for name, m in outcome.maps.items()}
     out = Path(report_dir)
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
-    write_json_atomic(paths["json"], report)
-    write_text_atomic(paths["md"], compare_markdown(report))
-    write_text_atomic(paths["html"], compare_html(report, plots))
-    return CompareResult(report, plots, paths)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
+    write_text_atomic(paths["json"], results.to_json())
+    write_text_atomic(paths["md"], compare_markdown(results))
+    write_text_atomic(paths["html"], compare_html(results, compare_plots(results, maps)))
+    return CompareResult(results, maps, paths)
 
 
 # ---------------------------------------------------------------------------------------------

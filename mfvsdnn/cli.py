@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from . import __version__, api
+from . import api
+from .core.version import __version__
 from .core.errors import MfvsdnnError
 from .data import ColumnSpec
 from .data.split import SplitConfig
@@ -26,12 +27,23 @@ from .report import compare as report
 out_console = Console()
 err_console = Console(stderr=True)
 
+#: the arguments of this invocation, for the command line that reproduces a report
+INVOCATION: list[str] = []
+
+
+def command_line() -> str:
+    """``mfvsdnn ARGS...`` as typed (shell-quoted): recorded in every report so it can be re-run."""
+    import shlex
+
+    return shlex.join(["mfvsdnn", *INVOCATION])
+
 
 class _Group(TyperGroup):
     """Turns library errors and usage errors into one message on stderr and exit status 1."""
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        INVOCATION[:] = list(sys.argv[1:] if args is None else args)
         try:
             return super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                                 standalone_mode=standalone_mode, **extra)
@@ -343,6 +355,13 @@ def _key_values(items: list[str] | None, option: str) -> dict[str, Any]:
 @with_data_options
 def compare(
     data: DataArg,
+    models: Annotated[str, typer.Option("--models", help="Models to compare, comma-separated registry kinds: "
+                                        "wals, softmax, popularity, group-popularity, random. The first matrix "
+                                        "factorization and the first DNN are contrasted head to head.",
+                                        rich_help_panel="Models")] = "wals,softmax",
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Leave out the reference rows (most-popular, "
+                                               "most-popular within the user's group, random) that every compare "
+                                               "reports by default.", rich_help_panel="Models")] = False,
     wals: Annotated[Path | None, typer.Option("--wals", help="Load this WALS run directory instead of training one.",
                                               rich_help_panel="Models")] = None,
     softmax: Annotated[Path | None, typer.Option("--softmax", help="Load this softmax DNN run directory instead of "
@@ -411,15 +430,18 @@ def compare(
         else:
             report.render_spark_compare(doc, out_console, paths)
         return
+    kinds = _str_list(models)
+    runs = {kind: path for kind, path in (("wals", wals), ("softmax", softmax)) if path is not None}
+    params = {kind: p for kind, p in params.items() if p}
     result = api.compare(
-        data, opts.columns, opts.split, opts.test, runs={"wals": wals, "softmax": softmax}, params=params,
-        ks=_int_list(k, "--k"), n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
-        serving_sample=serving_sample, progress_factory=report.progress_bar,
+        data, opts.columns, opts.split, opts.test, models=kinds, baselines=not no_baselines, runs=runs,
+        params=params, ks=_int_list(k, "--k"), n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
+        serving_sample=serving_sample, progress_factory=report.progress_bar, command=command_line(),
     )
     if json_out:
         _print_json(result.report)
     else:
-        report.render_compare(result.report, out_console, result.paths)
+        report.render_compare(result.results, out_console, result.paths)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ from . import metrics
 DEFAULT_KS = (10, 20, 50)
 MAIN_K = 20
 SCORE_BUDGET_BYTES = 64 << 20
+
+#: A metric is named by (metric, k); k is None for metrics without a cut-off (natural_cross_rate).
+MetricKey = tuple[str, int | None]
 PARALLEL_ROWS_WARM = 128  # >= topk_kernels.PARALLEL_MIN_ROWS: warms the parallel kernel too  # memory for one chunk of scores (chunk_size x n_items float32)
 
 
@@ -141,6 +144,7 @@ class Population:
     model_users: np.ndarray | None
     user_group: np.ndarray | None = None
     group_source: str = ""
+    revealed: int | None = None  # cold users' revealed count r; None for warm users
 
 
 def populations(split: Split) -> list[Population]:
@@ -162,7 +166,7 @@ def populations(split: Split) -> list[Population]:
         ug_w = user_group_of(split.train, ds.item_groups, ds.user_groups, n_groups)[warm]
         src_w = ("user group column" if ds.user_groups is not None
                  else "majority item group of the user's training items")
-    out.append(Population("warm", warm, hist, hist, split.test[warm], feats(warm), warm, ug_w, src_w))
+    out.append(Population("warm", warm, hist, hist, split.test[warm], feats(warm), warm, ug_w, src_w, None))
 
     cold = split.cold_eval_users
     if len(cold):
@@ -173,7 +177,7 @@ def populations(split: Split) -> list[Population]:
                      else "majority item group of all the cold user's interactions (revealed and held out)")
         for r in split.config.revealed:
             h = split.cold_history(r)[cold]
-            out.append(Population(f"r={r}", cold, h, h, targets, feats(cold), None, ug_c, src_c))
+            out.append(Population(f"r={r}", cold, h, h, targets, feats(cold), None, ug_c, src_c, int(r)))
     return out
 
 
@@ -187,34 +191,37 @@ class PopulationEval:
 
     name: str
     users: np.ndarray
-    per_user: dict[str, np.ndarray]  # metric name -> (q,) values, NaN where undefined
-    scalars: dict[str, float]  # population-level figures (coverage@k)
+    per_user: dict[MetricKey, np.ndarray]  # (metric, k) -> (q,) values, NaN where undefined
+    scalars: dict[MetricKey, float]  # population-level figures (coverage at each k)
     user_group: np.ndarray | None
     group_source: str
     embed_seconds: float
     topk_seconds: float
+    revealed: int | None = None
 
 
 def metric_arrays(topk: np.ndarray, targets: sp.csr_matrix, ks: tuple[int, ...],
                   item_percentile: np.ndarray, item_groups: np.ndarray | None,
-                  user_group: np.ndarray | None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Every metric at every k from one top-max(k) array. Returns (per-user arrays, scalars)."""
+                  user_group: np.ndarray | None) -> tuple[dict[MetricKey, np.ndarray], dict[MetricKey, float]]:
+    """Every metric at every k from one top-max(k) array. Returns (per-user arrays, scalars), keyed by
+    (metric, k): metric in recall, precision, ndcg, hit_rate, popularity, leakage (per user), coverage
+    (scalar), natural_cross_rate (per user, k None)."""
     hits = metrics.hits_matrix(topk, targets)
     nt = metrics.n_targets(targets)
-    per: dict[str, np.ndarray] = {}
-    scal: dict[str, float] = {}
+    per: dict[MetricKey, np.ndarray] = {}
+    scal: dict[MetricKey, float] = {}
     n_items = len(item_percentile)
     for k in ks:
-        per[f"recall@{k}"] = metrics.recall_at_k(hits, nt, k)
-        per[f"precision@{k}"] = metrics.precision_at_k(hits, k)
-        per[f"ndcg@{k}"] = metrics.ndcg_at_k(hits, nt, k)
-        per[f"hit_rate@{k}"] = metrics.hit_rate_at_k(hits, k)
-        per[f"popularity@{k}"] = metrics.mean_popularity_at_k(topk, k, item_percentile)
-        scal[f"coverage@{k}"] = metrics.catalog_coverage(topk, k, n_items)
+        per["recall", k] = metrics.recall_at_k(hits, nt, k)
+        per["precision", k] = metrics.precision_at_k(hits, k)
+        per["ndcg", k] = metrics.ndcg_at_k(hits, nt, k)
+        per["hit_rate", k] = metrics.hit_rate_at_k(hits, k)
+        per["popularity", k] = metrics.mean_popularity_at_k(topk, k, item_percentile)
+        scal["coverage", k] = metrics.catalog_coverage(topk, k, n_items)
         if item_groups is not None and user_group is not None:
-            per[f"leakage@{k}"] = metrics.leakage_at_k(topk, k, user_group, item_groups)
+            per["leakage", k] = metrics.leakage_at_k(topk, k, user_group, item_groups)
     if item_groups is not None and user_group is not None:
-        per["natural_cross_rate"] = metrics.cross_rate(targets, user_group, item_groups)
+        per["natural_cross_rate", None] = metrics.cross_rate(targets, user_group, item_groups)
     return per, scal
 
 
@@ -227,7 +234,8 @@ def evaluate_population(model: Any, pop: Population, ks: tuple[int, ...], item_p
     tk = top_k(qv, model.item_vectors, pop.exclude, max(ks), chunk_size)
     t2 = time.perf_counter()
     per, scal = metric_arrays(tk, pop.targets, ks, item_percentile, item_groups, pop.user_group)
-    return PopulationEval(pop.name, pop.users, per, scal, pop.user_group, pop.group_source, t1 - t0, t2 - t1)
+    return PopulationEval(pop.name, pop.users, per, scal, pop.user_group, pop.group_source, t1 - t0, t2 - t1,
+                          pop.revealed)
 
 
 def item_popularity(split: Split) -> np.ndarray:

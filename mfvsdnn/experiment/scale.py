@@ -29,8 +29,12 @@ from ..core.errors import MfvsdnnError
 from ..data import ColumnSpec, dataset_from_frame
 from ..data.split import SplitConfig, TrainSet, make_split
 from ..data.synthetic import SyntheticConfig, generate
+from ..core.progress import ProgressFn, no_progress
+from ..core.seeding import generator
 from ..evaluation.evaluator import serving_cost
-from ..models.base import ProgressFn, model_class, no_progress
+from ..models import registry
+from . import runner
+from .spec import ModelSpec
 
 CURVES = {
     "wals_seconds_per_iteration": "WALS, seconds per iteration",
@@ -116,9 +120,9 @@ def _subsample(train: TrainSet, max_examples: int, rng: np.random.Generator) -> 
 
 
 def _softmax_epoch_seconds(params: dict, train: TrainSet, budget: int, seed: int) -> tuple[float, int]:
-    sub, n = _subsample(train, budget, np.random.default_rng(seed))
-    model = model_class("softmax")(**{**params, "epochs": 1, "patience": 0})
-    model.fit(sub, np.random.default_rng(seed))
+    sub, n = _subsample(train, budget, generator(seed, "scale", "subsample"))
+    model = registry.get("softmax")(**{**params, "epochs": 1, "patience": 0})
+    model.fit(sub, generator(seed, "fit", "softmax", 0))
     secs = float(model.history_[-1]["seconds"])
     return secs * train.matrix.nnz / max(n, 1), n
 
@@ -139,8 +143,8 @@ def measure_size(n_items: int, cfg: ScaleConfig) -> dict:
     point: dict[str, Any] = {"items": ds.n_items, "users": ds.n_users, "interactions": ds.nnz,
                              "train_interactions": int(train.matrix.nnz), "data_seconds": gen_seconds}
 
-    wals = model_class("wals")(factors=cfg.factors, iterations=cfg.wals_iterations)
-    wals.fit(train, np.random.default_rng(cfg.seed))
+    wals = runner.fit_model(ModelSpec("wals", {"factors": cfg.factors, "iterations": cfg.wals_iterations}),
+                            split, cfg.seed).model
     point["wals_seconds_per_iteration"] = float(np.median([h["seconds"] for h in wals.history_]))
 
     common = {"dim": cfg.factors, "hidden": (64,)}
@@ -151,7 +155,7 @@ def measure_size(n_items: int, cfg: ScaleConfig) -> dict:
     point["softmax_sampled_seconds_per_epoch"], point["softmax_sampled_examples_timed"] = _softmax_epoch_seconds(
         sampled, train, cfg.examples_timed, cfg.seed)
 
-    rng = np.random.default_rng(cfg.seed)
+    rng = generator(cfg.seed, "serving")
     ws = serving_cost(wals, split, 20, rng, n_sample=cfg.latency_queries)
     point["wals_query_ms_p50"] = ws["query_ms_p50"] + ws["topk_ms_p50"]
     point["wals_cache_build_seconds"] = ws["cache_build_seconds"]
@@ -164,8 +168,8 @@ def measure_size(n_items: int, cfg: ScaleConfig) -> dict:
         table[u].copy()
         lat.append(time.perf_counter() - t)
     point["wals_cache_lookup_ms_p50"] = float(np.median(lat) * 1000.0)
-    sm = model_class("softmax")(**{**sampled, "epochs": 1, "patience": 0})
-    sm.fit(_subsample(train, 2000, np.random.default_rng(cfg.seed))[0], np.random.default_rng(cfg.seed))
+    sm = registry.get("softmax")(**{**sampled, "epochs": 1, "patience": 0})
+    sm.fit(_subsample(train, 2000, generator(cfg.seed, "scale", "subsample"))[0], generator(cfg.seed, "fit", "softmax", 0))
     ss = serving_cost(sm, split, 20, rng, n_sample=cfg.latency_queries)
     point["softmax_query_ms_p50"] = ss["query_ms_p50"] + ss["topk_ms_p50"]
     point["wals_model_bytes"], point["softmax_model_bytes"] = ws["model_bytes"], ss["model_bytes"]

@@ -33,11 +33,15 @@ import numpy as np
 from ..core.errors import MfvsdnnError
 from ..data import ColumnSpec
 from ..data.split import Split, SplitConfig
-from ..evaluation import evaluator as E
-from ..models.base import ProgressFn, model_class, no_progress
+from ..core.progress import ProgressFn, no_progress
+from ..models import registry
 from ..models.store import config_hash, write_json_atomic
+from . import runner
+from .spec import DataSpec, ExperimentSpec, ModelSpec
 
 SWEEP_FORMAT = "mfvsdnn-sweep"
+#: how a point's results are stored: 2 = typed populations (PopulationResult.to_dict), as in report.json
+POINT_FORMAT = 2
 
 
 def _negatives(v: Any) -> int | str:
@@ -101,27 +105,25 @@ class SweepConfig:
 
 def _full_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """Every hyper-parameter of the model the point trains (defaults filled in); validates them."""
-    return model_class(kind)(**params).get_params()
+    return registry.get(kind)(**params).get_params()
 
 
 def _point_key(kind: str, full: dict[str, Any], fingerprint: str, cfg: SweepConfig) -> str:
     return config_hash({"model": kind, "params": full, "split": fingerprint, "ks": list(cfg.ks),
-                        "bootstrap": cfg.bootstrap})
+                        "bootstrap": cfg.bootstrap, "point_format": POINT_FORMAT})
 
 
 def run_point(kind: str, params: dict[str, Any], split: Split, cfg: SweepConfig,
               progress: ProgressFn = no_progress) -> dict[str, Any]:
-    """Train one model on the split and evaluate it with the shared evaluator (warm and cold blocks)."""
-    seed = split.config.seed
-    model = model_class(kind)(**params)
-    model.fit(split.train_set(), np.random.default_rng(seed), progress)
-    evals = E.evaluate_model(model, split, tuple(cfg.ks))
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    names = split.dataset.group_names
-    summ = {n: E.summarize_population(pe, cfg.bootstrap, rng, names, tuple(cfg.ks)) for n, pe in evals.items()}
-    return {"params": model.get_params(), "train_seconds": float(model.train_seconds_),
-            "epochs_or_iterations": len(model.history_), "warm": summ["warm"],
-            "cold": {n: s for n, s in summ.items() if n != "warm"}}
+    """Train one model on the split and evaluate it through the experiment runner (every population)."""
+    model_spec = ModelSpec(kind, dict(params))
+    spec = ExperimentSpec(None, split.config, [model_spec], ks=tuple(cfg.ks), bootstrap=cfg.bootstrap,
+                          serving_sample=0)
+    fitted = runner.fit_model(model_spec, split, spec.seed, progress)
+    [result], _ = runner.evaluate_models([fitted], split, spec.check())
+    return {"params": result.params, "train_seconds": float(result.training.seconds),
+            "epochs_or_iterations": result.training.iterations,
+            "populations": [p.to_dict() for p in result.populations]}
 
 
 # worker side of --jobs: each process builds the split once (deterministic, so identical)
@@ -129,11 +131,9 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(data: str, columns: dict, split_cfg: dict, test: str | None) -> None:
-    from ..api import prepare_split
-
     cols = ColumnSpec(**{**columns, "user_features": tuple(columns["user_features"])})
     sc = SplitConfig(**{**split_cfg, "revealed": tuple(split_cfg["revealed"])})
-    _WORKER["split"] = prepare_split(data, cols, sc, test)
+    _WORKER["split"] = runner.prepare_split(DataSpec(Path(data), cols, Path(test) if test else None), sc)
 
 
 def _worker_run(kind: str, params: dict[str, Any], cfg: SweepConfig) -> dict[str, Any]:
@@ -203,7 +203,7 @@ def run_sweep(split: Split, cfg: SweepConfig, report_dir: str | Path, jobs: int 
                 pts.append({"model": p["model"], "knob": p["knob"], "value": p["value"], "key": p["key"],
                             "params": r["params"], "train_seconds": r["train_seconds"],
                             "epochs_or_iterations": r.get("epochs_or_iterations"),
-                            "warm": r["warm"], "cold": r["cold"], "resumed": p["key"] in previous})
+                            "populations": r["populations"], "resumed": p["key"] in previous})
         return pts
 
     def save() -> dict:

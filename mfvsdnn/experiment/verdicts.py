@@ -3,13 +3,17 @@
 For each row — query features, cold start, folding, training scalability, serving scalability — this
 restates the textbook claim, collects the numbers this run measured for it and says whether this data
 set **agrees**, **disagrees** or **cannot tell** (no user features, no groups, no cold users, or no
-significant difference). Pure: it reads the report dictionary assembled by ``api.compare``.
+significant difference). Pure: it reads the typed :class:`~mfvsdnn.experiment.results.Results` of one run. The MF and the DNN model
+are the first of each family (a model's declared ``family``), never found by kind; without both, every row
+is "cannot tell".
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from .results import WARM, ModelResult, Results, Verdict, cold
 
 AGREES, DISAGREES, CANNOT_TELL = "agrees", "disagrees", "cannot tell"
 
@@ -33,112 +37,131 @@ def _num(x: Any) -> float:
     return float(x) if isinstance(x, int | float) and x is not None else float("nan")
 
 
-def _paired(report: dict, pop: str, key: str) -> dict:
-    return report.get("comparison", {}).get("paired", {}).get(pop, {}).get(key, {}) or {}
-
-
 def _folds(leak: float, natural: float) -> bool:
     return leak > natural + max(FOLD_ABS, FOLD_REL * natural)
 
 
-def _query_features(report: dict) -> dict:
-    feats = report.get("settings", {}).get("user_features") or []
-    cold = report["models"]["wals"].get("cold", {})
+def _pair(results: Results) -> tuple[ModelResult | None, ModelResult | None]:
+    """The MF and the DNN model of the run (first of each family), or None where missing."""
+    mf = next((m for m in results.models if m.family == "mf"), None)
+    dnn = next((m for m in results.models if m.family == "dnn"), None)
+    return mf, dnn
+
+
+def _significant(results: Results, mf: ModelResult, dnn: ModelResult, pid: Any, metric: str, k: int) -> tuple[bool, float]:
+    """Significance and p of the paired test between the MF and DNN model, when they are the contrast."""
+    if set(results.settings.contrast) != {mf.name, dnn.name}:
+        return False, float("nan")
+    t = results.paired_test(pid, metric, k)
+    return (bool(t.significant), _num(t.p)) if t is not None else (False, float("nan"))
+
+
+def _query_features(results: Results, mf: ModelResult, dnn: ModelResult, k: int) -> tuple[str, str]:
+    feats = results.settings.user_features
     if not feats:
-        return {"verdict": CANNOT_TELL, "evidence": "the run used no user features (pass --user-features to "
-                                                   "measure what they are worth)"}
-    if "r=0" not in cold or not cold["r=0"].get("users"):
-        return {"verdict": CANNOT_TELL, "evidence": "no cold users evaluated with features only (r = 0)"}
-    w, s = _num(cold["r=0"].get("recall@20")), _num(report["models"]["softmax"]["cold"]["r=0"].get("recall@20"))
-    p = _paired(report, "r=0", "recall@20")
-    ev = (f"features-only cold users (r = 0, features {', '.join(feats)}): recall@20 WALS (mean embedding of "
-          f"users sharing the features) {w:.3f}, DNN (features through the tower) {s:.3f}")
-    if not p.get("significant"):
-        return {"verdict": CANNOT_TELL, "evidence": ev + f"; the difference is not significant (p = {_num(p.get('p')):.3f})"}
+        return CANNOT_TELL, "the run used no user features (pass --user-features to measure what they are worth)"
+    pw, ps = mf.population(cold(0)), dnn.population(cold(0))
+    if pw is None or ps is None or not pw.users:
+        return CANNOT_TELL, "no cold users evaluated with features only (r = 0)"
+    w, s = pw.mean("recall", k), ps.mean("recall", k)
+    sig, p = _significant(results, mf, dnn, cold(0), "recall", k)
+    ev = (f"features-only cold users (r = 0, features {', '.join(feats)}): recall@{k} {mf.name} (mean embedding of "
+          f"users sharing the features) {w:.3f}, {dnn.name} (features through the tower) {s:.3f}")
+    if not sig:
+        return CANNOT_TELL, ev + f"; the difference is not significant (p = {p:.3f})"
     if s > w:
-        return {"verdict": AGREES, "evidence": ev + "; the DNN uses the features significantly better"}
-    return {"verdict": DISAGREES, "evidence": ev + "; the MF feature heuristic is significantly better here"}
+        return AGREES, ev + "; the DNN uses the features significantly better"
+    return DISAGREES, ev + "; the MF feature heuristic is significantly better here"
 
 
-def _cold_start(report: dict) -> dict:
-    cold_w = report["models"]["wals"].get("cold", {})
-    rs = sorted((k for k in cold_w if k != "r=0" and cold_w[k].get("users")), key=lambda k: int(k[2:]))
-    if not rs:
-        return {"verdict": CANNOT_TELL, "evidence": "no cold users with revealed history were evaluated"}
+def _cold_start(results: Results, mf: ModelResult, dnn: ModelResult, k: int) -> tuple[str, str]:
+    pids = sorted((p.population for p in mf.populations
+                   if not p.population.is_warm and p.population.revealed and p.users), key=lambda p: p.revealed)
+    if not pids:
+        return CANNOT_TELL, "no cold users with revealed history were evaluated"
     parts, wins, losses = [], 0, 0
-    for k in rs:
-        w = _num(cold_w[k].get("recall@20"))
-        s = _num(report["models"]["softmax"]["cold"][k].get("recall@20"))
-        p = _paired(report, k, "recall@20")
-        sig = bool(p.get("significant"))
+    for pid in pids:
+        w, s = mf.population(pid).mean("recall", k), dnn.population(pid).mean("recall", k)
+        sig, _ = _significant(results, mf, dnn, pid, "recall", k)
         wins += sig and s > w
         losses += sig and w > s
-        parts.append(f"{k}: WALS fold-in {w:.3f} vs DNN {s:.3f}{'*' if sig else ''}")
-    ev = "recall@20 of new users from their revealed history — " + "; ".join(parts) + " (* significant)"
-    if wins > len(rs) / 2:
-        return {"verdict": AGREES, "evidence": ev + "; the DNN embeds new queries better directly"}
-    if losses > len(rs) / 2:
-        return {"verdict": DISAGREES, "evidence": ev + "; WALS's fold-in solve handles new queries better here"}
-    return {"verdict": CANNOT_TELL, "evidence": ev + "; no consistent significant difference"}
+        parts.append(f"r={pid.revealed}: {mf.name} fold-in {w:.3f} vs {dnn.name} {s:.3f}{'*' if sig else ''}")
+    ev = f"recall@{k} of new users from their revealed history — " + "; ".join(parts) + " (* significant)"
+    if wins > len(pids) / 2:
+        return AGREES, ev + "; the DNN embeds new queries better directly"
+    if losses > len(pids) / 2:
+        return DISAGREES, ev + "; the MF fold-in solve handles new queries better here"
+    return CANNOT_TELL, ev + "; no consistent significant difference"
 
 
-def _folding(report: dict) -> dict:
-    if not (report.get("dataset", {}).get("groups")):
-        return {"verdict": CANNOT_TELL, "evidence": "the data has no item groups (item_group / --item-group-col), "
-                                                   "so cross-group leakage cannot be measured"}
-    ww, sw = report["models"]["wals"]["warm"], report["models"]["softmax"]["warm"]
-    nat = _num(ww.get("natural_cross_rate"))
-    lw, ls = _num(ww.get("leakage@20")), _num(sw.get("leakage@20"))
+def _folding(results: Results, mf: ModelResult, dnn: ModelResult, k: int) -> tuple[str, str]:
+    if not results.dataset.get("groups"):
+        return CANNOT_TELL, ("the data has no item groups (item_group / --item-group-col), so cross-group leakage "
+                             "cannot be measured")
+    ww, sw = mf.warm, dnn.warm
+    nat = _num(ww.mean("natural_cross_rate")) if ww else float("nan")
+    lw = _num(ww.mean("leakage", k)) if ww else float("nan")
+    ls = _num(sw.mean("leakage", k)) if sw else float("nan")
     if any(math.isnan(x) for x in (nat, lw, ls)):
-        return {"verdict": CANNOT_TELL, "evidence": "leakage could not be measured for the warm users"}
-    w0 = _num(report["models"]["wals"]["params"].get("w0"))
-    sp = report["models"]["softmax"]["params"]
-    neg, grav = sp.get("negatives"), _num(sp.get("gravity", 0.0))
+        return CANNOT_TELL, "leakage could not be measured for the warm users"
+    w0 = _num(mf.params.get("w0"))
+    neg, grav = dnn.params.get("negatives"), _num(dnn.params.get("gravity", 0.0))
     protected = neg == "all" or (isinstance(neg, int) and neg > 0) or grav > 0
-    ev = (f"warm leakage@20: WALS (w0 = {w0:g}) {lw:.3f}, DNN (negatives = {neg}, gravity = {grav:g}) {ls:.3f}, "
-          f"against the natural cross-group rate {nat:.3f} (folding = above {nat + max(FOLD_ABS, FOLD_REL * nat):.3f})")
+    ev = (f"warm leakage@{k}: {mf.name} (w0 = {w0:g}) {lw:.3f}, {dnn.name} (negatives = {neg}, gravity = {grav:g}) "
+          f"{ls:.3f}, against the natural cross-group rate {nat:.3f} (folding = above "
+          f"{nat + max(FOLD_ABS, FOLD_REL * nat):.3f})")
     mf_ok = (w0 > 0) != _folds(lw, nat)  # w0 > 0 should not fold; w0 = 0 should
     dnn_ok = protected != _folds(ls, nat)  # protected should not fold; positives-only should
     ev += "; run `mfvsdnn sweep` to watch leakage move with w0, negatives and gravity"
     if mf_ok and dnn_ok:
-        return {"verdict": AGREES, "evidence": ev}
-    which = [n for n, ok in (("WALS", mf_ok), ("DNN", dnn_ok)) if not ok]
-    return {"verdict": DISAGREES, "evidence": ev + f"; unexpected for {' and '.join(which)}"}
+        return AGREES, ev
+    which = [n for n, ok in ((mf.name, mf_ok), (dnn.name, dnn_ok)) if not ok]
+    return DISAGREES, ev + f"; unexpected for {' and '.join(which)}"
 
 
-def _training(report: dict) -> dict:
-    tw, ts = _num(report["models"]["wals"].get("train_seconds")), _num(report["models"]["softmax"].get("train_seconds"))
-    iw = report["models"]["wals"].get("training", {})
-    is_ = report["models"]["softmax"].get("training", {})
-    ev = (f"training time at this size ({report['dataset'].get('items')} items, {report['dataset'].get('interactions')} "
-          f"interactions): WALS {tw:.2f} s ({_num(iw.get('seconds_per_iteration')):.3f} s/iteration), DNN {ts:.2f} s "
-          f"({_num(is_.get('seconds_per_iteration')):.3f} s/epoch); how each grows with the corpus is measured by "
-          "`mfvsdnn scale`")
+def _training(results: Results, mf: ModelResult, dnn: ModelResult, k: int) -> tuple[str, str]:
+    tw, ts = mf.training.seconds, dnn.training.seconds
+    ev = (f"training time at this size ({results.dataset.get('items')} items, {results.dataset.get('interactions')} "
+          f"interactions): {mf.name} {tw:.2f} s ({mf.training.seconds_per_iteration:.3f} s/iteration), {dnn.name} "
+          f"{ts:.2f} s ({dnn.training.seconds_per_iteration:.3f} s/epoch); how each grows with the corpus is "
+          "measured by `mfvsdnn scale`")
     if math.isnan(tw) or math.isnan(ts):
-        return {"verdict": CANNOT_TELL, "evidence": ev}
+        return CANNOT_TELL, ev
     if tw < ts:
-        return {"verdict": AGREES, "evidence": ev + "; WALS trains faster here"}
-    return {"verdict": DISAGREES, "evidence": ev + "; the DNN trains at least as fast at this size"}
+        return AGREES, ev + "; the MF model trains faster here"
+    return DISAGREES, ev + "; the DNN trains at least as fast at this size"
 
 
-def _serving(report: dict) -> dict:
-    sw, ss = report["models"]["wals"]["serving"], report["models"]["softmax"]["serving"]
-    qw, qs = _num(sw.get("query_ms_p50")), _num(ss.get("query_ms_p50"))
-    cb, cbytes = _num(sw.get("cache_build_seconds")), sw.get("cache_bytes")
-    ev = (f"query embedding p50: WALS (stored row) {qw:.3f} ms, DNN (tower forward pass) {qs:.3f} ms; scoring + "
-          f"top-k p50 {_num(sw.get('topk_ms_p50')):.2f} / {_num(ss.get('topk_ms_p50')):.2f} ms; WALS candidate cache "
-          f"for every warm user built in {cb:.2f} s, {cbytes} bytes (not applicable to the DNN)")
+def _serving(results: Results, mf: ModelResult, dnn: ModelResult, k: int) -> tuple[str, str]:
+    if mf.serving is None or dnn.serving is None:
+        return CANNOT_TELL, "serving was not measured (--serving-sample 0)"
+    sw, ss = mf.serving, dnn.serving
+    qw, qs = sw.query_ms_p50, ss.query_ms_p50
+    cb = _num(sw.cache_build_seconds)
+    ev = (f"query embedding p50: {mf.name} (stored row) {qw:.3f} ms, {dnn.name} (tower forward pass) {qs:.3f} ms; "
+          f"scoring + top-k p50 {sw.topk_ms_p50:.2f} / {ss.topk_ms_p50:.2f} ms; {mf.name} candidate cache for every "
+          f"warm user built in {cb:.2f} s, {sw.cache_bytes} bytes (not applicable to the DNN)")
     if math.isnan(qw) or math.isnan(qs):
-        return {"verdict": CANNOT_TELL, "evidence": ev}
+        return CANNOT_TELL, ev
     if qw <= qs and not math.isnan(cb):
-        return {"verdict": AGREES, "evidence": ev}
-    return {"verdict": DISAGREES, "evidence": ev + "; the DNN's request-time embedding is not slower here"}
+        return AGREES, ev
+    return DISAGREES, ev + "; the DNN's request-time embedding is not slower here"
 
 
-def measured_table(report: dict) -> list[dict]:
-    """One dict per trade-off row: axis, claim, evidence, verdict (agrees / disagrees / cannot tell)."""
-    rows = []
-    for axis, fn in (("query features", _query_features), ("cold start", _cold_start), ("folding", _folding),
-                     ("training scalability", _training), ("serving scalability", _serving)):
-        rows.append({"axis": axis, "claim": CLAIMS[axis], **fn(report)})
-    return rows
+RULES = (("query features", _query_features), ("cold start", _cold_start), ("folding", _folding),
+         ("training scalability", _training), ("serving scalability", _serving))
+
+
+def measured_table(results: Results) -> list[Verdict]:
+    """One verdict per trade-off row: claim, evidence, agrees / disagrees / cannot tell."""
+    mf, dnn = _pair(results)
+    k = results.settings.main_k
+    out = []
+    for axis, rule in RULES:
+        if mf is None or dnn is None:
+            verdict, evidence = CANNOT_TELL, ("the trade-off table compares a matrix factorization and a DNN model; "
+                                              "this run has " + (", ".join(m.name for m in results.models) or "none"))
+        else:
+            verdict, evidence = rule(results, mf, dnn, k)
+        out.append(Verdict(axis, CLAIMS[axis], verdict, evidence))
+    return out

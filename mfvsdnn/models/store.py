@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .. import __version__
+from ..core.version import __version__
 from ..core.errors import StoreError
 from ..data import file_sha256
 from ..data.split import Split

@@ -1,55 +1,76 @@
 """Rendering of ``sweep`` and ``scale`` results: rich tables, Markdown, self-contained HTML plots.
 
-Like ``report.py`` it never computes a metric: it reads sweep.json / scale.json content.
+Like the compare report it never computes a metric: it reads sweep.json / scale.json content.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .compare import _HTML_STYLE, MODEL_COLORS, _png, fmt
+from ..experiment.results import WARM, PopulationId, PopulationResult, cold
+from ..experiment.spec import PREFERRED_MAIN_K
+from .format import fmt
+from .html import html_page
+from .plots import MODEL_COLORS, png
 
-MAIN = "recall@20"
-LEAK = "leakage@20"
 FAMILY_COLORS = {("wals", "w0"): "#1b9e77", ("softmax", "negatives"): "#7570b3",
                  ("softmax", "sampler"): "#d95f02", ("softmax", "gravity"): "#e7298a"}
 
 
-def _get(block: dict | None, key: str) -> float:
-    v = (block or {}).get(key)
-    return float(v) if isinstance(v, int | float) else float("nan")
+def main_k(doc: dict) -> int:
+    """The cut-off the sweep's tables and plots show: 20 when swept, else the middle k."""
+    ks = sorted(doc.get("config", {}).get("ks") or [PREFERRED_MAIN_K])
+    return PREFERRED_MAIN_K if PREFERRED_MAIN_K in ks else ks[len(ks) // 2]
 
 
-def _cold_key(doc: dict) -> str | None:
+def _population(point: dict, pid: PopulationId | None) -> PopulationResult | None:
+    if pid is None:
+        return None
+    for p in point.get("populations", []):
+        if PopulationId.from_dict(p["population"]) == pid:
+            return PopulationResult.from_dict(p)
+    return None
+
+
+def _mean(point: dict, pid: PopulationId | None, metric: str, k: int | None = None) -> float:
+    p = _population(point, pid)
+    return float("nan") if p is None else p.mean(metric, k)
+
+
+def _cold_id(doc: dict) -> PopulationId | None:
     revealed = doc.get("split", {}).get("config", {}).get("revealed") or []
-    return f"r={min(revealed)}" if revealed else None
+    return cold(min(revealed)) if revealed else None
+
+
+def _cold_label(pid: PopulationId | None) -> str:
+    return "cold" if pid is None else f"cold r={pid.revealed}"
 
 
 def sweep_rows(doc: dict, compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the sweep table (one row per point); ``compact`` for the terminal."""
-    ck = _cold_key(doc)
-    header = ["family", "value", "recall@20", "95% CI", "ndcg@20", "leakage@20", "natural",
-              f"cold {ck} recall@20" if ck else "cold", "train s"]
+    ck, k = _cold_id(doc), main_k(doc)
+    header = ["family", "value", f"recall@{k}", "95% CI", f"ndcg@{k}", f"leakage@{k}", "natural",
+              f"{_cold_label(ck)} recall@{k}", "train s"]
     rows = []
     for p in doc["points"]:
-        w = p["warm"]
-        ci = w.get(f"{MAIN}_ci") or [float("nan")] * 2
-        rows.append([f"{p['model']} {p['knob']}", str(p["value"]), fmt(_get(w, MAIN)),
-                     f"{fmt(ci[0], 3)}–{fmt(ci[1], 3)}", fmt(_get(w, "ndcg@20")),
-                     fmt(_get(w, LEAK)), fmt(_get(w, "natural_cross_rate")),
-                     fmt(_get(p["cold"].get(ck) if ck else None, MAIN)), f"{p['train_seconds']:.1f}"])
+        warm = _population(p, WARM)
+        v = warm.get("recall", k) if warm is not None else None
+        ci = v.ci if v is not None and v.ci else (float("nan"), float("nan"))
+        rows.append([f"{p['model']} {p['knob']}", str(p["value"]), fmt(_mean(p, WARM, "recall", k)),
+                     f"{fmt(ci[0], 3)}–{fmt(ci[1], 3)}", fmt(_mean(p, WARM, "ndcg", k)),
+                     fmt(_mean(p, WARM, "leakage", k)), fmt(_mean(p, WARM, "natural_cross_rate")),
+                     fmt(_mean(p, ck, "recall", k)), f"{p['train_seconds']:.1f}"])
     if compact:  # fits 80 columns: one "point" column, the natural rate goes to the caption
-        header = ["point", "recall@20", "95% CI", "leak@20", f"cold {ck}" if ck else "cold", "train s"]
+        header = ["point", f"recall@{k}", "95% CI", f"leak@{k}", _cold_label(ck), "train s"]
         short = {"wals": "WALS", "softmax": "DNN"}
-        rows = [[f"{short[p['model']]} {p['knob']}={p['value']}", f"{_get(p['warm'], MAIN):.3f}", r[3],
-                 f"{_get(p['warm'], LEAK):.3f}", f"{_get(p['cold'].get(ck) if ck else None, MAIN):.3f}", r[8]]
-                for p, r in zip(doc["points"], rows)]
+        rows = [[f"{short.get(p['model'], p['model'])} {p['knob']}={p['value']}",
+                 f"{_mean(p, WARM, 'recall', k):.3f}", r[3], f"{_mean(p, WARM, 'leakage', k):.3f}",
+                 f"{_mean(p, ck, 'recall', k):.3f}", r[8]]
+                for p, r in zip(doc["points"], rows, strict=True)]
     return header, rows
 
 
@@ -59,7 +80,8 @@ def render_sweep(doc: dict, console: Console, paths: dict | None = None) -> None
     t = Table(title=f"Sweep on {doc['dataset']['source']} (seed {doc['seed']}, split {doc['split']['fingerprint']})",
               title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD,
               caption=(f"natural cross-group rate of the held-out interactions: {nat:.4f}; leakage above it is "
-                       "folding. Cold: recall@20 of users known by their features only." if not math.isnan(nat) else None))
+                       f"folding. Cold: recall@{main_k(doc)} of users known by their features only."
+                       if not math.isnan(nat) else None))
     for i, h in enumerate(header):
         t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i in (0, 2),
                      min_width=max(len(w) for w in h.split()))
@@ -98,7 +120,7 @@ def _families(doc: dict) -> dict[tuple[str, str], list[dict]]:
 
 
 def _natural(doc: dict) -> float:
-    vals = [_get(p["warm"], "natural_cross_rate") for p in doc["points"]]
+    vals = [_mean(p, WARM, "natural_cross_rate") for p in doc["points"]]
     vals = [v for v in vals if not math.isnan(v)]
     return vals[0] if vals else float("nan")
 
@@ -110,13 +132,14 @@ def sweep_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
     out: dict[str, tuple[str, bytes]] = {}
     fam = _families(doc)
     nat = _natural(doc)
+    k = main_k(doc)
     has_groups = not math.isnan(nat)
     if has_groups:
         fig = Figure(figsize=(6.2, 4.4), layout="constrained")
         ax = fig.subplots()
         for (model, knob), pts in fam.items():
-            xs = [_get(p["warm"], LEAK) for p in pts]
-            ys = [_get(p["warm"], MAIN) for p in pts]
+            xs = [_mean(p, WARM, "leakage", k) for p in pts]
+            ys = [_mean(p, WARM, "recall", k) for p in pts]
             c = FAMILY_COLORS.get((model, knob), MODEL_COLORS.get(model))
             ax.plot(xs, ys, "o-", color=c, label=f"{model}: {knob}", alpha=0.85)
             for p, x, y in zip(pts, xs, ys):
@@ -124,18 +147,19 @@ def sweep_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
         ax.axvline(nat, color="grey", ls="--", lw=1, label=f"natural cross-group rate {nat:.3f}")
         ax.set_xscale("symlog", linthresh=max(nat / 2, 1e-3), linscale=0.5)
         ax.set_xlim(left=0)
-        ax.set_xlabel("warm cross-group leakage@20 (symlog axis; right of the dashed line = folding)")
-        ax.set_ylabel("warm recall@20")
+        ax.set_xlabel(f"warm cross-group leakage@{k} (symlog axis; right of the dashed line = folding)")
+        ax.set_ylabel(f"warm recall@{k}")
         ax.set_title("Trade-off frontier: recall against leakage")
         ax.legend(fontsize=7)
         out["frontier"] = ("Each family's points from its knob's values: up and to the left is better; "
                            "leakage at the dashed line is the data's own cross-group rate, above it is folding.",
-                           _png(fig))
-    ck = _cold_key(doc)
-    metrics = [("warm", MAIN, "warm recall@20"), ("warm", LEAK, "warm leakage@20")] if has_groups else \
-        [("warm", MAIN, "warm recall@20")]
+                           png(fig))
+    ck = _cold_id(doc)
+    metrics = [(WARM, "recall", f"warm recall@{k}")]
+    if has_groups:
+        metrics.append((WARM, "leakage", f"warm leakage@{k}"))
     if ck:
-        metrics.append((ck, MAIN, f"cold ({ck}) recall@20"))
+        metrics.append((ck, "recall", f"{_cold_label(ck)} recall@{k}"))
     for (model, knob), pts in fam.items():
         fig = Figure(figsize=(3.4 * len(metrics), 3.4), layout="constrained")
         axes = fig.subplots(1, len(metrics))
@@ -144,10 +168,10 @@ def sweep_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
         numeric = all(isinstance(p["value"], int | float) for p in pts)
         xs = [float(p["value"]) for p in pts] if numeric else list(range(len(pts)))
         symlog = numeric and knob in ("w0", "gravity") and max(xs) > 0
-        for ax, (pop, key, title) in zip(axes, metrics):
-            ys = [_get(p["warm"] if pop == "warm" else p["cold"].get(pop), key) for p in pts]
+        for ax, (pid, metric, title) in zip(axes, metrics, strict=True):
+            ys = [_mean(p, pid, metric, k) for p in pts]
             ax.plot(xs, ys, "o-", color=FAMILY_COLORS.get((model, knob), "#333"))
-            if key == LEAK:
+            if metric == "leakage":
                 ax.axhline(nat, color="grey", ls="--", lw=1, label="natural rate")
                 ax.set_ylim(bottom=0)
                 ax.legend(fontsize=7)
@@ -159,32 +183,14 @@ def sweep_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
             ax.set_title(title, fontsize=9)
             ax.set_xlabel(knob)
         fig.suptitle(f"{model}: metrics against {knob}", fontsize=10)
-        out[f"{model}-{knob}"] = (f"{model}: warm recall@20, leakage@20 (dashed: natural cross-group rate) "
-                                  f"and cold recall@20 against {knob}.", _png(fig))
+        out[f"{model}-{knob}"] = (f"{model}: warm recall@{k}, leakage@{k} (dashed: natural cross-group rate) "
+                                  f"and cold recall@{k} against {knob}.", png(fig))
     return out
-
-
-def _html_page(title: str, intro: str, tables: list[tuple[str, list[str], list[list[str]]]],
-               plots: dict[str, tuple[str, bytes]]) -> str:
-    esc = html.escape
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{esc(title)}</title>",
-             f"<style>{_HTML_STYLE}</style></head><body>", f"<h1>{esc(title)}</h1>", f"<p>{esc(intro)}</p>"]
-    for name, header, rows in tables:
-        parts.append(f"<h2>{esc(name)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
-        parts.append("</table>")
-    parts.append("<h2>Plots</h2>")
-    for name, (caption, png) in plots.items():
-        b64 = base64.b64encode(png).decode("ascii")
-        parts.append(f"<figure id='{esc(name)}'><img alt='{esc(name)}' src='data:image/png;base64,{b64}'>"
-                     f"<figcaption>{esc(caption)}</figcaption></figure>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
 def sweep_html(doc: dict) -> str:
     header, rows = sweep_rows(doc)
-    return _html_page(f"mfvsdnn sweep: {doc['dataset']['source']}",
+    return html_page(f"mfvsdnn sweep: {doc['dataset']['source']}",
                       f"Seed {doc['seed']}; split fingerprint {doc['split']['fingerprint']}. Every point trained "
                       "and evaluated on the same split by the shared evaluator (95% bootstrap intervals over users).",
                       [("Points", header, rows)], sweep_plots(doc))
@@ -239,7 +245,7 @@ def scale_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
         ax.set_ylabel("seconds" if name == "training" else "milliseconds per query")
         ax.set_title(f"{name.capitalize()} cost against corpus size (log-log)")
         ax.legend(fontsize=7)
-        out[name] = (f"{name.capitalize()} cost; the slope b of each line is its growth exponent.", _png(fig))
+        out[name] = (f"{name.capitalize()} cost; the slope b of each line is its growth exponent.", png(fig))
     return out
 
 
@@ -253,7 +259,7 @@ def scale_markdown(doc: dict) -> str:
 
 def scale_html(doc: dict) -> str:
     header, rows = scale_rows(doc)
-    return _html_page("mfvsdnn scale: cost against corpus size",
+    return html_page("mfvsdnn scale: cost against corpus size",
                       f"x = {doc['x']}; seed {doc['config']['seed']}. Growth exponents b of t = a·n^b fitted on "
                       "log-log axes.", [("Measurements", header, rows)], scale_plots(doc))
 
