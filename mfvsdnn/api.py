@@ -13,7 +13,8 @@ from .core.errors import DataError
 from .data import ColumnSpec, read_interactions, summarize
 from .data.split import Split, SplitConfig, make_split
 from .data.synthetic import SyntheticConfig, write_csv
-from .models.base import ProgressFn, model_class, no_progress
+from .models import registry
+from .models.base import ProgressFn, no_progress
 from .models.store import save_run
 
 
@@ -67,7 +68,7 @@ def train_model(kind: str, split: Split, params: dict[str, Any], seed: int, out:
     """
     from .evaluation.evaluator import validation_recall
 
-    cls = model_class(kind)
+    cls = registry.get(kind)
     model = cls(**params)
     rng = np.random.default_rng(seed)
     train = split.train_set()
@@ -163,7 +164,7 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     from .core.errors import EvaluationError
     from .evaluation import evaluator as E
     from .models.store import load_run, write_json_atomic, write_text_atomic
-    from .report.compare import compare_html, compare_markdown
+    from .report.compare import CACHE_NOTES, compare_html, compare_markdown
 
     bar = progress_factory or _null_bar
     runs = dict(runs or {})
@@ -214,6 +215,7 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
         with bar(f"timing {kind} serving") as prog:
             serving = E.serving_cost(m, split, max(ks), np.random.default_rng(serve_seed), serving_sample)
             prog(1, 1, {})
+        serving["cache_note"] = CACHE_NOTES[m.capabilities.candidate_cache]
         w = summaries["warm"]
         serving["batch_ms_per_query"] = w["embed_ms_per_query"] + w["topk_ms_per_query"]
         training = E.training_cost(m)
@@ -243,7 +245,7 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
 
     report["tradeoff"] = measured_table(report)
     plots = {"maps": {kind: E.embedding_map(models[kind].item_vectors, np.random.default_rng(map_seed))
-                      for kind in COMPARE_KINDS},
+                      for kind in COMPARE_KINDS if models[kind].capabilities.item_vectors},
              "item_groups": ds.item_groups, "group_names": list(ds.group_names)}
     out = Path(report_dir)
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}

@@ -30,7 +30,8 @@ from ..data import ColumnSpec, dataset_from_frame
 from ..data.split import SplitConfig, TrainSet, make_split
 from ..data.synthetic import SyntheticConfig, generate
 from ..evaluation.evaluator import serving_cost
-from ..models.base import ProgressFn, model_class, no_progress
+from ..models import registry
+from ..models.base import ProgressFn, no_progress
 
 CURVES = {
     "wals_seconds_per_iteration": "WALS, seconds per iteration",
@@ -117,7 +118,7 @@ def _subsample(train: TrainSet, max_examples: int, rng: np.random.Generator) -> 
 
 def _softmax_epoch_seconds(params: dict, train: TrainSet, budget: int, seed: int) -> tuple[float, int]:
     sub, n = _subsample(train, budget, np.random.default_rng(seed))
-    model = model_class("softmax")(**{**params, "epochs": 1, "patience": 0})
+    model = registry.get("softmax")(**{**params, "epochs": 1, "patience": 0})
     model.fit(sub, np.random.default_rng(seed))
     secs = float(model.history_[-1]["seconds"])
     return secs * train.matrix.nnz / max(n, 1), n
@@ -139,7 +140,7 @@ def measure_size(n_items: int, cfg: ScaleConfig) -> dict:
     point: dict[str, Any] = {"items": ds.n_items, "users": ds.n_users, "interactions": ds.nnz,
                              "train_interactions": int(train.matrix.nnz), "data_seconds": gen_seconds}
 
-    wals = model_class("wals")(factors=cfg.factors, iterations=cfg.wals_iterations)
+    wals = registry.get("wals")(factors=cfg.factors, iterations=cfg.wals_iterations)
     wals.fit(train, np.random.default_rng(cfg.seed))
     point["wals_seconds_per_iteration"] = float(np.median([h["seconds"] for h in wals.history_]))
 
@@ -164,7 +165,7 @@ def measure_size(n_items: int, cfg: ScaleConfig) -> dict:
         table[u].copy()
         lat.append(time.perf_counter() - t)
     point["wals_cache_lookup_ms_p50"] = float(np.median(lat) * 1000.0)
-    sm = model_class("softmax")(**{**sampled, "epochs": 1, "patience": 0})
+    sm = registry.get("softmax")(**{**sampled, "epochs": 1, "patience": 0})
     sm.fit(_subsample(train, 2000, np.random.default_rng(cfg.seed))[0], np.random.default_rng(cfg.seed))
     ss = serving_cost(sm, split, 20, rng, n_sample=cfg.latency_queries)
     point["softmax_query_ms_p50"] = ss["query_ms_p50"] + ss["topk_ms_p50"]

@@ -34,7 +34,8 @@ from ..core.errors import MfvsdnnError
 from ..data import ColumnSpec
 from ..data.split import Split, SplitConfig
 from ..evaluation import evaluator as E
-from ..models.base import ProgressFn, model_class, no_progress
+from ..models import registry
+from ..models.base import ProgressFn, no_progress
 from ..models.store import config_hash, write_json_atomic
 
 SWEEP_FORMAT = "mfvsdnn-sweep"
@@ -101,7 +102,7 @@ class SweepConfig:
 
 def _full_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """Every hyper-parameter of the model the point trains (defaults filled in); validates them."""
-    return model_class(kind)(**params).get_params()
+    return registry.get(kind)(**params).get_params()
 
 
 def _point_key(kind: str, full: dict[str, Any], fingerprint: str, cfg: SweepConfig) -> str:
@@ -113,7 +114,7 @@ def run_point(kind: str, params: dict[str, Any], split: Split, cfg: SweepConfig,
               progress: ProgressFn = no_progress) -> dict[str, Any]:
     """Train one model on the split and evaluate it with the shared evaluator (warm and cold blocks)."""
     seed = split.config.seed
-    model = model_class(kind)(**params)
+    model = registry.get(kind)(**params)
     model.fit(split.train_set(), np.random.default_rng(seed), progress)
     evals = E.evaluate_model(model, split, tuple(cfg.ks))
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
