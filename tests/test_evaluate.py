@@ -16,6 +16,7 @@ from mfvsdnn.data import ColumnSpec, read_interactions
 from mfvsdnn.data.split import SplitConfig, make_split
 from mfvsdnn.data.synthetic import SyntheticConfig, generate
 from mfvsdnn.evaluation import evaluator as E
+from mfvsdnn.models.base import Capabilities
 
 KS = (3, 5, 10)
 
@@ -25,6 +26,7 @@ class FixedModel:
     fixed vector per feature value. Integer entries, so scores are exact."""
 
     kind = "fixed"
+    capabilities = Capabilities(candidate_cache=False)
 
     def __init__(self, n_users: int, n_items: int, features: dict[str, int], d: int = 4, seed: int = 0):
         rng = np.random.default_rng(seed)
@@ -34,7 +36,7 @@ class FixedModel:
         self.train_seconds_ = 1.5
         self.history_ = [{"loss": 1.0}, {"loss": 0.5}]
 
-    def query_vectors(self, histories, features=None, users=None):
+    def query_vectors(self, histories, features=None, users=None, groups=None):
         if users is not None:
             return self.U[users]
         q = np.asarray(histories @ self.V, dtype=np.float32)
@@ -266,7 +268,7 @@ def test_serving_cost_and_cache(split, model):
     assert s["cache_bytes"] is None and s["model_bytes"] == model.U.nbytes + model.V.nbytes
 
     class StaticModel(FixedModel):
-        kind = "wals"
+        capabilities = Capabilities(candidate_cache=True)
 
     m2 = StaticModel(split.dataset.n_users, split.dataset.n_items, {"country": 10, "age_band": 10})
     s2 = E.serving_cost(m2, split, 10, np.random.default_rng(0), n_sample=5)

@@ -5,12 +5,20 @@ One implementation serves both models (anything with the Retriever interface of 
 1. :func:`populations` builds the query sets of a split: warm users (history = train + valid, those
    items excluded, targets = test) and cold users at each revealed count r (history = the r revealed
    items, excluded; targets = the interactions after max(revealed); features only at r = 0).
-2. :func:`evaluate_population` embeds the queries (``model.query_vectors``), scores ``Q Vᵀ`` in
-   bounded-memory chunks and keeps the top max(k) once (:func:`top_k`, a numba kernel); every metric
-   at every k is read from that one (q, max k) array by the pure functions in ``metrics.py``.
+2. :func:`evaluate_population` ranks the queries once at max(k) with :func:`rank` (the one path from a
+   model to a top-k list): a dot-product model's queries are embedded (``model.query_vectors``) and
+   scored ``Q Vᵀ`` in bounded-memory chunks; a model without item vectors (``capabilities``) is asked
+   for ``model.scores`` on chunks of the same size; either way a numba kernel excludes known items and
+   keeps the top max(k). Every metric at every k is read from that one (q, max k) array by the pure
+   functions in ``metrics.py``.
 3. :func:`summarize_population` / :func:`compare_models` turn per-user values into means with 95%
    bootstrap intervals over users and paired bootstrap tests of the difference between two models.
-4. :func:`serving_cost` measures single-query latency, the MF candidate-cache build, and model size.
+4. :func:`serving_cost` measures single-query latency, the candidate-cache build (for models whose
+   ``capabilities.candidate_cache`` says a known user's query is fixed), and model size.
+
+Models receive the query-time user groups (``groups=``) only from the data's user-group column; the
+group used for leakage, which for cold users comes from their held-out interactions, never reaches
+a model.
 """
 
 from __future__ import annotations
@@ -23,15 +31,16 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..core.errors import ModelError
+from ..core.progress import ProgressFn, no_progress
 from ..data import user_group_of
 from ..data.split import Split, TrainSet
-from ..models.base import ProgressFn, no_progress
 from . import metrics
 
 DEFAULT_KS = (10, 20, 50)
 MAIN_K = 20
-SCORE_BUDGET_BYTES = 64 << 20
-PARALLEL_ROWS_WARM = 128  # >= topk_kernels.PARALLEL_MIN_ROWS: warms the parallel kernel too  # memory for one chunk of scores (chunk_size x n_items float32)
+SCORE_BUDGET_BYTES = 64 << 20  # memory for one chunk of scores (chunk_size x n_items float32)
+PARALLEL_ROWS_WARM = 128  # >= topk_kernels.PARALLEL_MIN_ROWS: warms the parallel kernel too
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,33 +52,72 @@ def auto_chunk_size(n_items: int, budget_bytes: int = SCORE_BUDGET_BYTES) -> int
     return int(max(16, min(4096, budget_bytes // max(1, 4 * n_items))))
 
 
+def _exclusion_parts(exclude: sp.csr_matrix | None, q: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr int64 (q + 1,), indices int64) of the items to exclude per query (empty without any)."""
+    if exclude is None:
+        return np.zeros(q + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if exclude.shape != (q, n_items):
+        raise ValueError(f"exclude has shape {exclude.shape}, expected {(q, n_items)}")
+    exclude = sp.csr_matrix(exclude)
+    return exclude.indptr.astype(np.int64), exclude.indices.astype(np.int64)
+
+
+def _select(scores: np.ndarray, ex_ptr: np.ndarray, ex_ind: np.ndarray, k: int, out: np.ndarray,
+            out_s: np.ndarray) -> None:
+    """The numba top-k over a chunk of scores (overwritten: excluded entries become -inf).
+
+    ``ex_ptr`` (rows + 1,) may start anywhere in ``ex_ind``: it is the chunk's slice of the full
+    exclusion indptr.
+    """
+    from .topk_kernels import PARALLEL_MIN_ROWS, topk_rows, topk_rows_serial
+
+    kernel = topk_rows if scores.shape[0] >= PARALLEL_MIN_ROWS else topk_rows_serial
+    kernel(scores, ex_ptr - ex_ptr[0], ex_ind[ex_ptr[0]:ex_ptr[-1]], k, out, out_s)
+
+
+def _empty_top(q: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((q, k), -1, dtype=np.int64), np.full((q, k), -np.inf, dtype=np.float32)
+
+
 def top_k_with_scores(queries: np.ndarray, items: np.ndarray, exclude: sp.csr_matrix | None, k: int,
                       chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k item indices and their scores; see :func:`top_k`. Returns ((q, k) int64, (q, k) float32)."""
-    from .topk_kernels import PARALLEL_MIN_ROWS, topk_rows, topk_rows_serial
-
     queries = np.asarray(queries, dtype=np.float32)
     q, n_items = queries.shape[0], items.shape[0]
-    if exclude is not None and exclude.shape != (q, n_items):
-        raise ValueError(f"exclude has shape {exclude.shape}, expected {(q, n_items)}")
+    ex_ptr, ex_ind = _exclusion_parts(exclude, q, n_items)
     chunk = int(chunk_size) if chunk_size else auto_chunk_size(n_items)
-    out = np.full((q, k), -1, dtype=np.int64)
-    out_s = np.full((q, k), -np.inf, dtype=np.float32)
+    out, out_s = _empty_top(q, k)
     if q == 0 or k == 0:
         return out, out_s
     items_t = np.ascontiguousarray(np.asarray(items, dtype=np.float32).T)  # (d, n_items)
-    if exclude is not None:
-        ex_ptr, ex_ind = exclude.indptr.astype(np.int64), exclude.indices.astype(np.int64)
-    else:
-        ex_ptr, ex_ind = np.zeros(q + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
     buf = np.empty((min(chunk, q), n_items), dtype=np.float32)
     for start in range(0, q, chunk):
         stop = min(q, start + chunk)
         scores = buf[: stop - start]
         np.matmul(queries[start:stop], items_t, out=scores)  # (c, d) @ (d, n_items)
-        ptr = ex_ptr[start:stop + 1]
-        kernel = topk_rows if stop - start >= PARALLEL_MIN_ROWS else topk_rows_serial
-        kernel(scores, ptr - ptr[0], ex_ind[ptr[0]:ptr[-1]], k, out[start:stop], out_s[start:stop])
+        _select(scores, ex_ptr[start:stop + 1], ex_ind, k, out[start:stop], out_s[start:stop])
+    return out, out_s
+
+
+def top_k_from_scores(scores: np.ndarray, exclude: sp.csr_matrix | None, k: int,
+                      overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of precomputed scores, with the same exclusion, ties and NaN handling as :func:`top_k`.
+
+    scores : (q, n_items). Copied first unless ``overwrite`` (then the array is modified in place
+    when it is already C-contiguous float32: excluded entries become -inf).
+    Returns ((q, k) int64 item indices, (q, k) float32 scores).
+    """
+    if overwrite:
+        scores = np.ascontiguousarray(scores, dtype=np.float32)
+    else:
+        scores = np.array(scores, dtype=np.float32, order="C", copy=True)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be 2-D (queries x items), got shape {scores.shape}")
+    q, n_items = scores.shape
+    ex_ptr, ex_ind = _exclusion_parts(exclude, q, n_items)
+    out, out_s = _empty_top(q, k)
+    if q and k:
+        _select(scores, ex_ptr, ex_ind, k, out, out_s)
     return out, out_s
 
 
@@ -92,6 +140,68 @@ def top_k(queries: np.ndarray, items: np.ndarray, exclude: sp.csr_matrix | None,
     return top_k_with_scores(queries, items, exclude, k, chunk_size)[0]
 
 
+def _rows(values: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    return None if values is None else values[start:stop]
+
+
+def rank(model: Any, histories: sp.csr_matrix, features: dict[str, np.ndarray] | None,
+         users: np.ndarray | None, groups: np.ndarray | None, exclude: sp.csr_matrix | None, k: int,
+         chunk_size: int | None = None, timings: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The top-k of a set of queries: the one path from any model to a ranked list.
+
+    Parameters
+    ----------
+    model : a fitted model (``models/base.py``). With ``capabilities.item_vectors`` its queries are
+        embedded by ``query_vectors`` and scored against ``item_vectors`` (:func:`top_k_with_scores`);
+        otherwise ``model.scores`` is called on chunks of queries sized by the same 64 MiB budget and
+        each chunk goes through :func:`top_k_from_scores`.
+    histories, features, users, groups : passed to the model (see ``Retriever.query_vectors``).
+    exclude : csr (q, n_items) of items never to return, or None. k : how many.
+    chunk_size : queries scored at a time (default: as many as fit in 64 MiB).
+    timings : if given, receives ``embed`` (seconds in ``query_vectors``; 0 for a model that only
+        scores) and ``topk`` (seconds scoring and selecting).
+
+    Returns
+    -------
+    ((q, k) int64 item indices best first, -1 where fewer than k items are eligible; (q, k) float32
+    scores).
+    """
+    histories = sp.csr_matrix(histories)
+    t0 = time.perf_counter()
+    if model.capabilities.item_vectors:
+        qv = model.query_vectors(histories, features, users=users, groups=groups)
+        t1 = time.perf_counter()
+        out = top_k_with_scores(qv, model.item_vectors, exclude, k, chunk_size)
+    else:
+        t1 = t0
+        out = _rank_by_scores(model, histories, features, users, groups, exclude, k, chunk_size)
+    if timings is not None:
+        timings["embed"] = t1 - t0
+        timings["topk"] = time.perf_counter() - t1
+    return out
+
+
+def _rank_by_scores(model: Any, histories: sp.csr_matrix, features: dict[str, np.ndarray] | None,
+                    users: np.ndarray | None, groups: np.ndarray | None, exclude: sp.csr_matrix | None, k: int,
+                    chunk_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rank` for a model without item vectors: ``model.scores`` chunk by chunk, then top-k."""
+    q, n_items = histories.shape
+    ex_ptr, ex_ind = _exclusion_parts(exclude, q, n_items)
+    chunk = int(chunk_size) if chunk_size else auto_chunk_size(n_items)
+    out, out_s = _empty_top(q, k)
+    for start in range(0, q if k else 0, chunk):
+        stop = min(q, start + chunk)
+        feats = None if features is None else {f: c[start:stop] for f, c in features.items()}
+        s = model.scores(histories[start:stop], feats, users=_rows(users, start, stop),
+                         groups=_rows(groups, start, stop))
+        s = np.ascontiguousarray(s, dtype=np.float32)
+        if s.shape != (stop - start, n_items):
+            raise ModelError(f"model {model.kind!r}: scores returned shape {s.shape} for "
+                             f"{stop - start} queries over {n_items} items")
+        _select(s, ex_ptr[start:stop + 1], ex_ind, k, out[start:stop], out_s[start:stop])
+    return out, out_s
+
+
 def validation_recall(model, train: TrainSet, k: int = 20, max_users: int = 5000,
                       rng: np.random.Generator | None = None) -> float:
     """Mean recall@k on ``train.valid`` (for early stopping), training items excluded.
@@ -106,8 +216,8 @@ def validation_recall(model, train: TrainSet, k: int = 20, max_users: int = 5000
         users = np.sort(rng.choice(users, max_users, replace=False)) if rng is not None else users[:max_users]
     hist = train.matrix[users]
     feats = {f: c[users] for f, c in train.features.items()}
-    qv = model.query_vectors(hist, feats, users=users)
-    tk = top_k(qv, model.item_vectors, hist, k)
+    groups = None if train.user_groups is None else np.asarray(train.user_groups, dtype=np.int32)[users]
+    tk = rank(model, hist, feats, users, groups, hist, k)[0]
     targets = train.valid[users]
     hits = metrics.hits_matrix(tk, targets)
     return float(metrics.recall_at_k(hits, np.diff(targets.indptr), k).mean())
@@ -129,7 +239,11 @@ class Population:
     targets : csr (q, n_items) held-out positives.
     features : name -> (q,) codes, or None when the data has no user features.
     model_users : (q,) training-user indices passed as ``users=`` (warm), or None (cold).
-    user_group : (q,) group code (-1 unknown), or None without item groups; ``group_source`` says how.
+    user_group : (q,) group code (-1 unknown) for leakage, or None without item groups;
+        ``group_source`` says how it was derived. For cold users it may come from held-out
+        interactions, so it is never given to a model.
+    query_groups : (q,) int32 codes of the data's user-group column, passed to the model as
+        ``groups=``; None when the data has no user-group column.
     """
 
     name: str
@@ -141,6 +255,13 @@ class Population:
     model_users: np.ndarray | None
     user_group: np.ndarray | None = None
     group_source: str = ""
+    query_groups: np.ndarray | None = None
+
+
+def query_groups_of(split: Split, users: np.ndarray) -> np.ndarray | None:
+    """The user-group column's codes for ``users`` (int32), or None when the data has no such column."""
+    ug = split.dataset.user_groups
+    return None if ug is None else np.asarray(ug, dtype=np.int32)[users]
 
 
 def populations(split: Split) -> list[Population]:
@@ -162,7 +283,8 @@ def populations(split: Split) -> list[Population]:
         ug_w = user_group_of(split.train, ds.item_groups, ds.user_groups, n_groups)[warm]
         src_w = ("user group column" if ds.user_groups is not None
                  else "majority item group of the user's training items")
-    out.append(Population("warm", warm, hist, hist, split.test[warm], feats(warm), warm, ug_w, src_w))
+    out.append(Population("warm", warm, hist, hist, split.test[warm], feats(warm), warm, ug_w, src_w,
+                          query_groups_of(split, warm)))
 
     cold = split.cold_eval_users
     if len(cold):
@@ -173,7 +295,8 @@ def populations(split: Split) -> list[Population]:
                      else "majority item group of all the cold user's interactions (revealed and held out)")
         for r in split.config.revealed:
             h = split.cold_history(r)[cold]
-            out.append(Population(f"r={r}", cold, h, h, targets, feats(cold), None, ug_c, src_c))
+            out.append(Population(f"r={r}", cold, h, h, targets, feats(cold), None, ug_c, src_c,
+                                  query_groups_of(split, cold)))
     return out
 
 
@@ -220,14 +343,12 @@ def metric_arrays(topk: np.ndarray, targets: sp.csr_matrix, ks: tuple[int, ...],
 
 def evaluate_population(model: Any, pop: Population, ks: tuple[int, ...], item_percentile: np.ndarray,
                         item_groups: np.ndarray | None, chunk_size: int | None = None) -> PopulationEval:
-    """Embed the population's queries, rank once at max(ks), read every metric. Timed."""
-    t0 = time.perf_counter()
-    qv = model.query_vectors(pop.histories, pop.features, users=pop.model_users)
-    t1 = time.perf_counter()
-    tk = top_k(qv, model.item_vectors, pop.exclude, max(ks), chunk_size)
-    t2 = time.perf_counter()
+    """Rank the population's queries once at max(ks) (:func:`rank`), read every metric. Timed."""
+    tm: dict[str, float] = {}
+    tk = rank(model, pop.histories, pop.features, pop.model_users, pop.query_groups, pop.exclude, max(ks),
+              chunk_size, timings=tm)[0]
     per, scal = metric_arrays(tk, pop.targets, ks, item_percentile, item_groups, pop.user_group)
-    return PopulationEval(pop.name, pop.users, per, scal, pop.user_group, pop.group_source, t1 - t0, t2 - t1)
+    return PopulationEval(pop.name, pop.users, per, scal, pop.user_group, pop.group_source, tm["embed"], tm["topk"])
 
 
 def item_popularity(split: Split) -> np.ndarray:
@@ -332,14 +453,6 @@ def compare_models(a: PopulationEval, b: PopulationEval, n_boot: int, rng: np.ra
 # cost: serving latency, candidate cache, model size
 
 
-# whether a model's query embeddings are fixed per known user, so candidates can be precomputed
-PRECOMPUTABLE = {
-    "wals": (True, "U and V are static: top-k of every warm user is precomputed and served from a table"),
-    "softmax": (False, "not applicable: the query embedding is computed from the request (history and "
-                       "features) at serving time, so a precomputed table would go stale"),
-}
-
-
 def _pct(x: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(x) * 1000.0, q)) if x else float("nan")
 
@@ -350,71 +463,58 @@ def model_bytes(model: Any) -> int:
 
 
 def serving_cost(model: Any, split: Split, k: int, rng: np.random.Generator, n_sample: int = 200) -> dict:
-    """Single-query serving latency and the precompute-and-store alternative.
+    """Single-query serving latency and the precompute-and-store alternative. Numbers only.
 
     - ``query_ms_p50/p99``: one warm user's query embedding (``query_vectors`` on one row, the user's
-      index passed so a model may use stored state), over ``n_sample`` seeded warm users;
+      index passed so a model may use stored state), over ``n_sample`` seeded warm users; 0 for a
+      model without item vectors (its whole cost is in the scoring);
     - ``topk_ms_p50/p99``: scoring that one query against every item + top-k with exclusion;
     - ``cold_query_ms_p50/p99``: one cold user's embedding at the largest revealed count (fold-in for
       WALS, a forward pass for the DNN);
     - ``cache_build_seconds``/``cache_bytes``/``cache_users``: the top-k of every warm user computed
-      in batch and stored as int32 (only where the model's user vectors are static, else None);
+      in batch and stored as int32, only where ``model.capabilities.candidate_cache`` (a known user's
+      query is fixed after fit), else None;
     - ``model_bytes``.
     """
     warm_up()
     ds = split.dataset
-    V = model.item_vectors
     known = split.known()
     feats_all = ds.features or {}
+
+    def one(matrix: sp.csr_matrix, u: int, users: np.ndarray | None) -> dict[str, float]:
+        h = matrix[u:u + 1]
+        f = {n: c[u:u + 1] for n, c in feats_all.items()} or None
+        tm: dict[str, float] = {}
+        rank(model, h, f, users, query_groups_of(split, np.array([u])), h, k, timings=tm)
+        return tm
+
     pool = split.warm_eval_users
     sample = np.sort(rng.choice(pool, min(n_sample, len(pool)), replace=False)) if len(pool) else pool
-    qt: list[float] = []
-    tt: list[float] = []
-    for u in sample:
-        h = known[u:u + 1]
-        f = {n: c[u:u + 1] for n, c in feats_all.items()} or None
-        uu = np.array([u])
-        t0 = time.perf_counter()
-        qv = model.query_vectors(h, f, users=uu)
-        t1 = time.perf_counter()
-        top_k(qv, V, h, k)
-        t2 = time.perf_counter()
-        qt.append(t1 - t0)
-        tt.append(t2 - t1)
-    ct: list[float] = []
+    warm_t = [one(known, u, np.array([u])) for u in sample]
+    cold_t: list[dict[str, float]] = []
     cold = split.cold_eval_users
     if len(cold):
-        r = max(split.config.revealed)
-        hist = split.cold_history(r)
+        hist = split.cold_history(max(split.config.revealed))
         csample = np.sort(rng.choice(cold, min(n_sample, len(cold)), replace=False))
-        for u in csample:
-            h = hist[u:u + 1]
-            f = {n: c[u:u + 1] for n, c in feats_all.items()} or None
-            t0 = time.perf_counter()
-            model.query_vectors(h, f, users=None)
-            ct.append(time.perf_counter() - t0)
+        cold_t = [one(hist, u, None) for u in csample]
+    qt, tt, ct = ([t[key] for t in ts] for ts, key in ((warm_t, "embed"), (warm_t, "topk"), (cold_t, "embed")))
     out: dict[str, Any] = {
         "sample_users": int(len(sample)),
         "query_ms_p50": _pct(qt, 50), "query_ms_p99": _pct(qt, 99),
         "topk_ms_p50": _pct(tt, 50), "topk_ms_p99": _pct(tt, 99),
         "cold_query_ms_p50": _pct(ct, 50), "cold_query_ms_p99": _pct(ct, 99),
         "model_bytes": model_bytes(model),
+        "cache_build_seconds": None, "cache_bytes": None, "cache_users": None,
     }
-    can, note = PRECOMPUTABLE.get(model.kind, (False, "not applicable"))
-    out["cache_note"] = note
-    if can:
+    if model.capabilities.candidate_cache:
         warm = split.warm_users
         t0 = time.perf_counter()
         h = known[warm]
         f = {n: c[warm] for n, c in feats_all.items()} or None
-        table = top_k(model.query_vectors(h, f, users=warm), V, h, k).astype(np.int32)
+        table = rank(model, h, f, warm, query_groups_of(split, warm), h, k)[0].astype(np.int32)
         out["cache_build_seconds"] = time.perf_counter() - t0
         out["cache_bytes"] = int(table.nbytes)
         out["cache_users"] = int(len(warm))
-    else:
-        out["cache_build_seconds"] = None
-        out["cache_bytes"] = None
-        out["cache_users"] = None
     return out
 
 

@@ -149,6 +149,14 @@ def render_train(summary: dict, console: Console) -> None:
 
 MODEL_LABELS = {"wals": "WALS", "softmax": "softmax DNN"}
 
+# why a model has (or has not) a candidate cache, keyed by its capabilities.candidate_cache flag
+CACHE_NOTES = {
+    True: "the query of a known user is fixed after training: top-k of every warm user is precomputed "
+          "and served from a table",
+    False: "not applicable: the query is computed from the request (history and features) at serving "
+           "time, so a precomputed table would go stale",
+}
+
 
 def _label(kind: str) -> str:
     return MODEL_LABELS.get(kind, kind)
@@ -391,7 +399,7 @@ def compare_plots(report: dict, plots: dict) -> dict[str, tuple[str, bytes]]:
 
     groups = plots.get("item_groups")
     names = plots.get("group_names") or []
-    for kind in kinds:
+    for kind in [k for k in kinds if k in plots["maps"]]:  # models without item vectors have no map
         m = plots["maps"][kind]
         fig = Figure(figsize=(5.2, 4.6))
         ax = fig.subplots()
