@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from mfvsdnn import api
+from mfvsdnn.core.errors import ModelError
 from mfvsdnn.data import ColumnSpec
 from mfvsdnn.data.split import SplitConfig, TrainSet
 from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
@@ -226,3 +227,55 @@ def test_a_model_registered_from_outside_evaluates_and_round_trips(oracle_kind, 
     again = E.evaluate_model(run.model, split, (10,), pops=warm_pop)["warm"]
     np.testing.assert_array_equal(again.per_user["recall@10"], ev.per_user["recall@10"])
     assert E.serving_cost(run.model, split, 10, RNG(0), n_sample=3)["cache_bytes"] == len(split.warm_users) * 40
+
+
+class DotAsScores:
+    """A scores-only model whose scores are an exact integer dot product (so they can be compared with
+    the item-vector path bit for bit); records the number of queries of every ``scores`` call."""
+
+    kind: ClassVar[str] = "test-dot-as-scores"
+    family: ClassVar[str] = "baseline"
+    capabilities: ClassVar[Capabilities] = Capabilities(item_vectors=False)
+
+    def __init__(self, Q, V):
+        self.Q, self.V, self.calls = Q, V, []
+
+    def scores(self, histories, features=None, users=None, groups=None):
+        self.calls.append(histories.shape[0])
+        return self.Q[users] @ self.V.T
+
+
+@pytest.mark.parametrize("chunk", [1, 7, None])
+def test_scores_path_equals_the_item_vector_path(chunk):
+    rng = RNG(3)
+    q, n_items = 40, 30
+    Q = rng.integers(-2, 3, (q, 3)).astype(np.float32)
+    V = rng.integers(-2, 3, (n_items, 3)).astype(np.float32)  # many exact ties
+    V[4] = np.nan  # never returned
+    ex = sp.random(q, n_items, density=0.2, format="csr", random_state=5)
+    model = DotAsScores(Q, V)
+    idx, sc = E.rank(model, sp.csr_matrix((q, n_items), dtype=np.float32), None, np.arange(q), None, ex, 12, chunk)
+    ref_idx, ref_sc = E.top_k_with_scores(Q, V, ex, 12)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(sc, ref_sc)
+    assert sum(model.calls) == q and max(model.calls) == (chunk or q)
+    S = Q @ V.T
+    np.testing.assert_array_equal(E.top_k_from_scores(S, ex, 12)[0], ref_idx)
+    np.testing.assert_array_equal(S, Q @ V.T)  # not overwritten by default
+
+
+def test_scores_chunks_follow_the_memory_budget():
+    n_items = 70000  # 64 MiB / (4 bytes x 70000 items) = 239 queries per chunk
+    model = DotAsScores(np.ones((600, 1), np.float32), np.ones((n_items, 1), np.float32))
+    E.rank(model, sp.csr_matrix((600, n_items), dtype=np.float32), None, np.arange(600), None, None, 2)
+    assert model.calls == [239, 239, 122] and E.auto_chunk_size(n_items) == 239
+
+
+def test_scores_of_the_wrong_shape_are_refused():
+    class Short(DotAsScores):
+        def scores(self, histories, features=None, users=None, groups=None):
+            return np.zeros((histories.shape[0], 3), np.float32)
+
+    model = Short(np.ones((2, 1), np.float32), np.ones((5, 1), np.float32))
+    with pytest.raises(ModelError, match=r"'test-dot-as-scores': scores returned shape \(2, 3\) for 2 queries over 5"):
+        E.rank(model, sp.csr_matrix((2, 5), dtype=np.float32), None, np.arange(2), None, None, 2)
