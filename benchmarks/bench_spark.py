@@ -29,7 +29,9 @@ import scipy.sparse as sp
 
 from mfvsdnn.engines.spark import engine as S
 from mfvsdnn.data import Dataset
-from mfvsdnn.evaluation.evaluator import evaluate_population, item_popularity, populations, warm_up
+from mfvsdnn.evaluation.evaluator import evaluate_population, item_popularity
+from mfvsdnn.evaluation.populations import populations
+from mfvsdnn.evaluation.topk import warm_up
 from mfvsdnn.models.wals import WALS
 from mfvsdnn.data.split import SplitConfig, make_split
 

@@ -152,7 +152,7 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     The seed (``split_cfg.seed``) drives the split, the models' generators and the bootstrap.
     """
     from .experiment import runner
-    from .models.store import write_json_atomic, write_text_atomic
+    from .models.store import write_text_atomic
     from .report.html import compare_html
     from .report.markdown import compare_markdown
     from .report.plots import compare_plots
@@ -190,7 +190,7 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
 
 def _rank(run: Any, queries: np.ndarray, exclude: Any, k: int) -> list[list[dict]]:
     """Top-k rows of dicts (rank, item_id, score, item_group) for (q, d) query vectors."""
-    from .evaluation.evaluator import top_k_with_scores
+    from .evaluation.topk import top_k_with_scores
 
     idx, scores = top_k_with_scores(queries, run.model.item_vectors, exclude, k)
     out = []
@@ -302,7 +302,7 @@ def recommend_all(run_dir: str | Path, k: int, out: str | Path, progress: Progre
     import os
     import tempfile
 
-    from .evaluation.evaluator import top_k_with_scores
+    from .evaluation.topk import top_k_with_scores
     from .models.store import load_run
 
     _check_k(k)

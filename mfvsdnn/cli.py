@@ -17,12 +17,12 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from . import api
-from .core.version import __version__
 from .core.errors import MfvsdnnError
+from .core.version import __version__
 from .data import ColumnSpec
 from .data.split import SplitConfig
 from .data.synthetic import SyntheticConfig
-from .report import compare as report
+from .report import terminal
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -184,7 +184,7 @@ def info(data: DataArg, json_out: JsonOpt = False, *, opts: DataOptions) -> None
     if json_out:
         _print_json(summary)
     else:
-        report.render_info(summary, out_console)
+        terminal.render_info(summary, out_console)
 
 
 @app.command("make-data")
@@ -207,7 +207,7 @@ def make_data(
     if json_out:
         _print_json(summary)
     else:
-        report.render_make_data(summary, str(out), out_console)
+        terminal.render_make_data(summary, str(out), out_console)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def train_wals(
 
         conf = spark_engine.parse_conf(spark_conf)
         spark_engine.spark_alpha(w0)  # refuse w0 outside Spark before anything starts
-        with report.progress_bar("WALS on Spark") as bar:
+        with terminal.progress_bar("WALS on Spark") as bar:
             result = spark_engine.train_wals_spark(
                 spark_engine.restore_uri(data), opts.columns, opts.split, opts.test, params, out,
                 master=spark_master, conf=conf, reader=spark_reader,
@@ -267,16 +267,16 @@ def train_wals(
         if json_out:
             _print_json(result.summary)
         else:
-            report.render_train(result.summary, out_console)
-            report.render_spark_train(result.summary, out_console)
+            terminal.render_train(result.summary, out_console)
+            terminal.render_spark_train(result.summary, out_console)
         return
-    with report.progress_bar("WALS") as bar:
+    with terminal.progress_bar("WALS") as bar:
         result = api.train_from_csv("wals", data, opts.columns, opts.split, opts.test, params, out, bar)
     if json_out:
         _print_json(result.summary)
     else:
-        report.render_train(result.summary, out_console)
-        report.render_objective(result.summary, out_console)
+        terminal.render_train(result.summary, out_console)
+        terminal.render_objective(result.summary, out_console)
 
 
 def _parse_features(pairs: list[str]) -> dict[str, str]:
@@ -316,12 +316,12 @@ def recommend(
     if all_users:
         if out is None:
             raise MfvsdnnError("--all needs --out FILE (the CSV to write)")
-        with report.progress_bar("recommend") as bar:
+        with terminal.progress_bar("recommend") as bar:
             summary = api.recommend_all(run, k, out, bar)
         if json_out:
             _print_json(summary)
         else:
-            report.render_recommend_all(summary, out_console)
+            terminal.render_recommend_all(summary, out_console)
         return
     if out is not None:
         raise MfvsdnnError("--out is only used with --all")
@@ -333,7 +333,7 @@ def recommend(
     if json_out:
         _print_json(result)
     else:
-        report.render_recommendations(result, out_console)
+        terminal.render_recommendations(result, out_console)
 # end of train-wals and recommend (issue 3)
 
 
@@ -428,7 +428,7 @@ def compare(
         if json_out:
             _print_json(doc)
         else:
-            report.render_spark_compare(doc, out_console, paths)
+            terminal.render_spark_compare(doc, out_console, paths)
         return
     kinds = _str_list(models)
     runs = {kind: path for kind, path in (("wals", wals), ("softmax", softmax)) if path is not None}
@@ -436,12 +436,12 @@ def compare(
     result = api.compare(
         data, opts.columns, opts.split, opts.test, models=kinds, baselines=not no_baselines, runs=runs,
         params=params, ks=_int_list(k, "--k"), n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
-        serving_sample=serving_sample, progress_factory=report.progress_bar, command=command_line(),
+        serving_sample=serving_sample, progress_factory=terminal.progress_bar, command=command_line(),
     )
     if json_out:
         _print_json(result.report)
     else:
-        report.render_compare(result.results, out_console, result.paths)
+        terminal.render_compare(result.results, out_console, result.paths)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,12 +500,12 @@ def train_softmax(
               "optimizer": optimizer, "l2": l2, "patience": patience, "tie_embeddings": tie_embeddings,
               "history_dropout": history_dropout}
     params = SoftmaxDNN(**params).get_params()  # validates every option before the data is read
-    with report.progress_bar("softmax DNN") as bar:
+    with terminal.progress_bar("softmax DNN") as bar:
         result = api.train_from_csv("softmax", data, opts.columns, opts.split, opts.test, params, out, bar)
     if json_out:
         _print_json(result.summary)
     else:
-        report.render_train(result.summary, out_console)
+        terminal.render_train(result.summary, out_console)
 # end of train-softmax (issue 4)
 
 
@@ -570,9 +570,9 @@ def sweep(
                       gravity_negatives=gravity_negatives, wals_params=_key_values(wals_param, "--wals-param"),
                       softmax_params=_key_values(softmax_param, "--softmax-param"), ks=_int_list(k, "--k"),
                       bootstrap=bootstrap)
-    with report.progress_bar("sweep points") as overall:
+    with terminal.progress_bar("sweep points") as overall:
         doc, paths = api.sweep(data, opts.columns, opts.split, opts.test, cfg, report_dir, jobs=jobs,
-                               progress_factory=report.progress_bar if jobs <= 1 else None,
+                               progress_factory=terminal.progress_bar if jobs <= 1 else None,
                                on_point=lambda done, total, p: overall(done, total, {}))
     if json_out:
         _print_json(doc)
@@ -604,7 +604,7 @@ def scale(
     cfg = ScaleConfig(sizes=_int_list(sizes, "--sizes"), users_per_item=users_per_item,
                       mean_interactions=mean_interactions, factors=factors, negatives=negatives,
                       examples_timed=examples_timed, latency_queries=latency_queries, seed=seed)
-    with report.progress_bar("corpus sizes") as prog:
+    with terminal.progress_bar("corpus sizes") as prog:
         doc, paths = api.scale(cfg, report_dir, prog)
     if json_out:
         _print_json(doc)

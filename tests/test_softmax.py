@@ -12,7 +12,7 @@ from mfvsdnn.core.errors import ModelError
 from mfvsdnn.data import ColumnSpec
 from mfvsdnn.data.split import SplitConfig, TrainSet
 from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
-from mfvsdnn.evaluation.evaluator import top_k
+from mfvsdnn.evaluation.topk import top_k
 from mfvsdnn.models.softmax import model as S
 from mfvsdnn.models.softmax.optim import Adagrad, Adam, RowGrad
 from mfvsdnn.models.softmax.sampling import PopularitySampler, choose_hard

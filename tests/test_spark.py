@@ -214,8 +214,8 @@ def test_spark_recall_close_to_local_wals(trained):
 
     split = trained.split
     local = WALS(**PARAMS).fit(split.train_set(), np.random.default_rng(5))
-    r_spark = np.nanmean(evaluate_model(trained.model, split, (20,))["warm"].per_user["recall@20"])
-    r_local = np.nanmean(evaluate_model(local, split, (20,))["warm"].per_user["recall@20"])
+    r_spark = np.nanmean(evaluate_model(trained.model, split, (20,))["warm"].per_user["recall", 20])
+    r_local = np.nanmean(evaluate_model(local, split, (20,))["warm"].per_user["recall", 20])
     pop = np.bincount(split.train.indices, minlength=split.train.shape[1])
     assert r_spark > 0.2  # far above chance (20 of ~150 items, most excluded targets in-group)
     assert abs(r_spark - r_local) <= RECALL_TOLERANCE, (r_spark, r_local, pop.max())

@@ -11,7 +11,7 @@ from mfvsdnn.core.errors import ModelError
 from mfvsdnn.data import ColumnSpec
 from mfvsdnn.data.split import SplitConfig, TrainSet
 from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
-from mfvsdnn.evaluation.evaluator import top_k
+from mfvsdnn.evaluation.topk import top_k
 from mfvsdnn.models.wals import WALS, gram_term, kernels, objective
 
 

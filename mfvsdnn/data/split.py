@@ -73,6 +73,9 @@ class TrainSet:
     features : name -> (n_users,) int32 codes (-1 unknown); defined for every user.
     cardinalities : name -> number of values of that feature.
     valid : csr (n_users, n_items) or None. Validation positives of warm users (disjoint from matrix).
+    item_groups : (n_items,) int32 group codes, or None when the data has no item-group column.
+    user_groups : (n_users,) int32 codes of the user-group column (same code space), or None.
+    group_count : number of group labels (0 without group columns).
     """
 
     matrix: sp.csr_matrix
@@ -80,6 +83,9 @@ class TrainSet:
     features: dict[str, np.ndarray] = field(default_factory=dict)
     cardinalities: dict[str, int] = field(default_factory=dict)
     valid: sp.csr_matrix | None = None
+    item_groups: np.ndarray | None = None
+    user_groups: np.ndarray | None = None
+    group_count: int = 0
 
     @property
     def n_items(self) -> int:
@@ -139,6 +145,7 @@ class Split:
             matrix=self.train, users=self.warm_users, features=dict(ds.features),
             cardinalities={f: len(v) for f, v in ds.feature_values.items()},
             valid=self.valid if self.valid.nnz else None,
+            item_groups=ds.item_groups, user_groups=ds.user_groups, group_count=len(ds.group_names),
         )
 
     def summary(self) -> dict:

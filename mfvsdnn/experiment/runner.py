@@ -26,13 +26,16 @@ from ..core.progress import ProgressFactory, ProgressFn, no_progress, silent
 from ..core.seeding import generator
 from ..data import read_interactions, summarize
 from ..data.split import Split, SplitConfig, make_split
-from ..evaluation import evaluator
-from ..evaluation import uncertainty
+from ..evaluation import evaluator, uncertainty
+from ..evaluation.cost import serving_cost, training_cost
 from ..evaluation.evaluator import PopulationEval
+from ..evaluation.maps import embedding_map
+from ..evaluation.populations import populations as population_sets
 from ..models import registry
 from .comparison import comparison_rows
 from .results import (
     WARM,
+    GroupBreakdown,
     MetricValue,
     ModelResult,
     PairedTest,
@@ -42,7 +45,6 @@ from .results import (
     ServingCost,
     Settings,
     TrainingCost,
-    GroupBreakdown,
     cold,
 )
 from .spec import DataSpec, ExperimentSpec, ModelSpec
@@ -175,7 +177,7 @@ def population_result(ev: PopulationEval, pid: PopulationId, n_boot: int, rng: n
 
 
 def serving_result(model: Any, split: Split, k: int, seed: int, n_sample: int, warm: PopulationResult) -> ServingCost:
-    cost = evaluator.serving_cost(model, split, k, generator(seed, "serving"), n_sample)
+    cost = serving_cost(model, split, k, generator(seed, "serving"), n_sample)
     return ServingCost(
         sample_users=int(cost["sample_users"]), query_ms_p50=cost["query_ms_p50"], query_ms_p99=cost["query_ms_p99"],
         topk_ms_p50=cost["topk_ms_p50"], topk_ms_p99=cost["topk_ms_p99"],
@@ -185,7 +187,7 @@ def serving_result(model: Any, split: Split, k: int, seed: int, n_sample: int, w
 
 
 def training_result(model: Any) -> TrainingCost:
-    cost = evaluator.training_cost(model)
+    cost = training_cost(model)
     return TrainingCost(cost["train_seconds"], int(cost["iterations"]), cost["seconds_per_iteration"])
 
 
@@ -207,7 +209,7 @@ def evaluate_models(fitted: list[FittedModel], split: Split, spec: ExperimentSpe
                     progress_factory: ProgressFactory = silent, topk_backend: Any = None
                     ) -> tuple[list[ModelResult], dict[str, dict[str, PopulationEval]]]:
     """Evaluate every fitted model on the same populations; typed results and the per-user values."""
-    pops = evaluator.populations(split)
+    pops = population_sets(split)
     if not spec.cold:
         pops = [p for p in pops if p.name == "warm"]
     group_names = list(split.dataset.group_names)
@@ -216,7 +218,7 @@ def evaluate_models(fitted: list[FittedModel], split: Split, spec: ExperimentSpe
     for fm in fitted:
         with progress_factory(f"evaluating {fm.name}") as prog:
             evals[fm.name] = evaluator.evaluate_model(fm.model, split, spec.ks, pops=pops, progress=prog,
-                                                      **({"topk_backend": topk_backend} if topk_backend else {}))
+                                                      topk_backend=topk_backend)
         rng = generator(spec.seed, "bootstrap")  # the same resamples of users for every model
         populations = [population_result(ev, population_id(ev), spec.bootstrap, rng, group_names)
                        for ev in evals[fm.name].values()]
@@ -293,6 +295,6 @@ def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: Prog
                       paired=paired)
     results.comparison = comparison_rows(results)
     results.verdicts = measured_table(results)
-    maps = {fm.name: evaluator.embedding_map(fm.model.item_vectors, generator(spec.seed, "maps"))
+    maps = {fm.name: embedding_map(fm.model.item_vectors, generator(spec.seed, "maps"))
             for fm in fitted if fm.model.capabilities.item_vectors}
     return Outcome(results, {fm.name: fm for fm in fitted}, maps, split)

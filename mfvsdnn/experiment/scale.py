@@ -26,12 +26,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.errors import MfvsdnnError
+from ..core.progress import ProgressFn, no_progress
+from ..core.seeding import generator
 from ..data import ColumnSpec, dataset_from_frame
 from ..data.split import SplitConfig, TrainSet, make_split
 from ..data.synthetic import SyntheticConfig, generate
-from ..core.progress import ProgressFn, no_progress
-from ..core.seeding import generator
-from ..evaluation.evaluator import serving_cost
+from ..evaluation.cost import serving_cost
 from ..models import registry
 from . import runner
 from .spec import ModelSpec

@@ -52,7 +52,8 @@ class ModelSpec:
 class ExperimentSpec:
     """Data, split, models and measurements of one experiment.
 
-    ks : cut-offs; every metric at each. main_k (derived): 20 when given, else the middle one.
+    ks : cut-offs; every metric at each. main_k (derived): 20 when given, else the middle one (the lower
+        of the two middle ones for an even count).
     bootstrap : resamples over users for the 95% intervals and paired tests (0 = none).
     serving_sample : warm users timed one request at a time (0 = no serving measurement).
     cold : evaluate the cold-user populations too.
@@ -81,7 +82,7 @@ class ExperimentSpec:
     @property
     def main_k(self) -> int:
         ks = sorted(set(self.ks))
-        return PREFERRED_MAIN_K if PREFERRED_MAIN_K in ks else ks[len(ks) // 2]
+        return PREFERRED_MAIN_K if PREFERRED_MAIN_K in ks else ks[(len(ks) - 1) // 2]
 
     def check(self) -> ExperimentSpec:
         """Refuse a spec that cannot run (before any data is read). Returns self."""

@@ -28,12 +28,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..core.errors import MfvsdnnError
+from ..core.progress import ProgressFn, no_progress
 from ..data import ColumnSpec
 from ..data.split import Split, SplitConfig
-from ..core.progress import ProgressFn, no_progress
 from ..models import registry
 from ..models.store import config_hash, write_json_atomic
 from . import runner

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .results import WARM, ModelResult, Results, Verdict, cold
+from .results import ModelResult, Results, Verdict, cold
 
 AGREES, DISAGREES, CANNOT_TELL = "agrees", "disagrees", "cannot tell"
 

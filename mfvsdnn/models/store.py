@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..core.version import __version__
 from ..core.errors import StoreError
+from ..core.version import __version__
 from ..data import file_sha256
 from ..data.split import Split
 
@@ -223,7 +223,7 @@ def read_meta(path: str | os.PathLike) -> dict:
 
 def load_run(path: str | os.PathLike) -> Run:
     """Load a run directory written by :func:`save_run`."""
-    from .base import model_class
+    from . import registry
 
     path = Path(path)
     meta = read_meta(path)
@@ -238,7 +238,7 @@ def load_run(path: str | os.PathLike) -> Run:
     arrays = _load_npz(path / "model.npz")
     data = _load_npz(path / "data.npz")
     try:
-        cls = model_class(meta["kind"])
+        cls = registry.get(meta["kind"])
         model = cls.from_state(meta["params"], arrays, {"train_seconds": meta.get("train_seconds", 0.0),
                                                          "history": meta.get("history", [])})
         n_users, n_items = int(meta["dataset"]["n_users"]), int(meta["dataset"]["n_items"])
@@ -248,7 +248,7 @@ def load_run(path: str | os.PathLike) -> Run:
         )
         if len(data["user_ids"]) != n_users or len(data["item_ids"]) != n_items:
             raise ValueError("id maps do not match the recorded dataset size")
-        if model.item_vectors.shape[0] != n_items:
+        if cls.capabilities.item_vectors and model.item_vectors.shape[0] != n_items:
             raise ValueError(f"model has {model.item_vectors.shape[0]} items, the data {n_items}")
     except StoreError:
         raise

@@ -24,7 +24,7 @@ FAMILY_COLORS = {("wals", "w0"): "#1b9e77", ("softmax", "negatives"): "#7570b3",
 def main_k(doc: dict) -> int:
     """The cut-off the sweep's tables and plots show: 20 when swept, else the middle k."""
     ks = sorted(doc.get("config", {}).get("ks") or [PREFERRED_MAIN_K])
-    return PREFERRED_MAIN_K if PREFERRED_MAIN_K in ks else ks[len(ks) // 2]
+    return PREFERRED_MAIN_K if PREFERRED_MAIN_K in ks else ks[(len(ks) - 1) // 2]
 
 
 def _population(point: dict, pid: PopulationId | None) -> PopulationResult | None:

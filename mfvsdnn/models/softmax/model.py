@@ -41,7 +41,7 @@ from threadpoolctl import ThreadpoolController
 
 from ...core.errors import ModelError
 from ...data.split import TrainSet
-from ..base import ProgressFn, no_progress
+from ..base import Capabilities, ProgressFn, no_progress
 from . import kernels as K
 from .optim import RowGrad, make_optimizer
 from .sampling import SAMPLERS, choose_hard, make_sampler
@@ -473,6 +473,9 @@ class SoftmaxDNN:
     """
 
     kind: ClassVar[str] = "softmax"
+    family: ClassVar[str] = "dnn"
+    capabilities: ClassVar[Capabilities] = Capabilities(item_vectors=True, candidate_cache=False,
+                                                        uses_features=True, embeds_cold_users=True)
 
     def __init__(self, dim: int = 32, hidden: Sequence[int] | str = (64,), feature_dim: int = 8,
                  negatives: str | int = 50, sampler: str = "uniform", hard_pool: int = 500,
@@ -673,9 +676,10 @@ class SoftmaxDNN:
     # -- serving ---------------------------------------------------------------------------------
 
     def query_vectors(self, histories: sp.csr_matrix, features: dict[str, np.ndarray] | None = None,
-                      users: np.ndarray | None = None, chunk_size: int = 8192) -> np.ndarray:
-        """Embed queries from their history and features (``users`` is ignored: the DNN has no
-        per-user state). An empty history uses the learned empty-history vector.
+                      users: np.ndarray | None = None, groups: np.ndarray | None = None,
+                      chunk_size: int = 8192) -> np.ndarray:
+        """Embed queries from their history and features (``users`` and ``groups`` are ignored: the DNN
+        has no per-user state and no group input). An empty history uses the learned empty-history vector.
 
         Parameters
         ----------

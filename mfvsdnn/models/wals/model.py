@@ -42,7 +42,7 @@ import scipy.sparse as sp
 
 from ...core.errors import ModelError
 from ...data.split import TrainSet
-from ..base import ProgressFn, no_progress
+from ..base import Capabilities, ProgressFn, no_progress
 from . import kernels
 
 SOLVERS = ("cg", "cholesky")
@@ -112,6 +112,9 @@ class WALS:
     """
 
     kind: ClassVar[str] = "wals"
+    family: ClassVar[str] = "mf"
+    capabilities: ClassVar[Capabilities] = Capabilities(item_vectors=True, candidate_cache=True,
+                                                        uses_features=True, embeds_cold_users=True)
 
     def __init__(self, factors: int = 32, w0: float = 0.1, reg: float = 1.0, iterations: int = 15,
                  solver: str = "cg", cg_steps: int = 3, num_threads: int = 0, min_support: int = 5,
@@ -380,8 +383,8 @@ class WALS:
         return out.astype(np.float32), used, support
 
     def query_vectors(self, histories: sp.csr_matrix | None, features: dict[str, np.ndarray] | None = None,
-                      users: np.ndarray | None = None) -> np.ndarray:
-        """Query embeddings (q, d) float32.
+                      users: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
+        """Query embeddings (q, d) float32 (``groups``, the query-time user groups, is not used).
 
         Warm training users (``users`` given, with training interactions): their trained vectors.
         Other queries with a non-empty history row: fold-in (exact row solve against fixed V).
