@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from mfvsdnn.evaluation import evaluator  # noqa: E402
-from mfvsdnn.evaluation import topk  # noqa: E402
+from mfvsdnn.core import topk  # noqa: E402
 from mfvsdnn.evaluation import metrics as M  # noqa: E402
 
 

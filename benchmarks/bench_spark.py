@@ -31,7 +31,7 @@ from mfvsdnn.engines.spark import engine as S
 from mfvsdnn.data import Dataset
 from mfvsdnn.evaluation.evaluator import evaluate_population, item_popularity
 from mfvsdnn.evaluation.populations import populations
-from mfvsdnn.evaluation.topk import warm_up
+from mfvsdnn.core.topk import warm_up
 from mfvsdnn.models.wals import WALS
 from mfvsdnn.data.split import SplitConfig, make_split
 

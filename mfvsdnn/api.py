@@ -12,7 +12,8 @@ import numpy as np
 from .core.errors import DataError, EvaluationError
 from .core.progress import ProgressFactory, ProgressFn, no_progress, silent
 from .data import ColumnSpec, read_interactions, summarize
-from .data.split import Split, SplitConfig, make_split
+from .data.split import Split, SplitConfig
+from .data.split import make_split as make_split_of
 from .data.synthetic import SyntheticConfig, write_csv
 from .experiment.results import Results
 from .experiment.spec import DataSpec, ExperimentSpec, ModelSpec
@@ -21,8 +22,9 @@ from .experiment.spec import DataSpec, ExperimentSpec, ModelSpec
 def prepare_split(data: str | Path, columns: ColumnSpec, split: SplitConfig,
                   test_path: str | Path | None = None) -> Split:
     """Read the CSV (and an explicit test file) and split it deterministically."""
-    ds = read_interactions(data, columns, test_path=test_path)
-    return make_split(ds, split)
+    from .experiment.runner import prepare_split as read_and_split
+
+    return read_and_split(DataSpec(Path(data), columns, Path(test_path) if test_path else None), split)
 
 
 def info(data: str | Path, columns: ColumnSpec, split: SplitConfig,
@@ -190,7 +192,7 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
 
 def _rank(run: Any, queries: np.ndarray, exclude: Any, k: int) -> list[list[dict]]:
     """Top-k rows of dicts (rank, item_id, score, item_group) for (q, d) query vectors."""
-    from .evaluation.topk import top_k_with_scores
+    from .core.topk import top_k_with_scores
 
     idx, scores = top_k_with_scores(queries, run.model.item_vectors, exclude, k)
     out = []
@@ -302,7 +304,7 @@ def recommend_all(run_dir: str | Path, k: int, out: str | Path, progress: Progre
     import os
     import tempfile
 
-    from .evaluation.topk import top_k_with_scores
+    from .core.topk import top_k_with_scores
     from .models.store import load_run
 
     _check_k(k)
@@ -388,3 +390,48 @@ def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress) 
         write_text_atomic(out / name, text)
         paths[name.split(".")[-1]] = out / name
     return doc, paths
+
+
+# ---------------------------------------------------------------------------------------------
+# the Python API: the same core, with keyword arguments instead of option objects
+
+
+def load_interactions(path: str | Path, *, user_col: str | None = None, item_col: str | None = None,
+                      weight_col: str | None = None, min_weight: float | None = None, time_col: str | None = None,
+                      item_group_col: str | None = None, user_group_col: str | None = None,
+                      user_features: tuple[str, ...] | list[str] = (), sep: str = ",",
+                      test_path: str | Path | None = None) -> Any:
+    """Read an interaction file (the CLI's input contract) into a Dataset; ids stay strings."""
+    columns = ColumnSpec(user_col=user_col, item_col=item_col, weight_col=weight_col, min_weight=min_weight,
+                         time_col=time_col, item_group_col=item_group_col, user_group_col=user_group_col,
+                         user_features=tuple(user_features), sep=sep)
+    return read_interactions(path, columns, test_path=test_path)
+
+
+def make_split(dataset: Any, *, seed: int = 42, cold_users: float = 0.1, test_frac: float = 0.2,
+               valid_frac: float = 0.1, strategy: str = "random", revealed: tuple[int, ...] = (0, 1, 3, 5)) -> Split:
+    """Split a Dataset deterministically (the CLI's split options as keywords)."""
+    return make_split_of(dataset, SplitConfig(seed=seed, cold_users=cold_users, test_frac=test_frac,
+                                              valid_frac=valid_frac, strategy=strategy, revealed=tuple(revealed)))
+
+
+def compare_models(split: Split, models: list[Any], *, ks: tuple[int, ...] = (10, 20, 50), bootstrap: int = 1000,
+                   serving_sample: int = 200, contrast: tuple[str, str] | None = None,
+                   progress_factory: ProgressFactory | None = None) -> Results:
+    """Fit every model on ``split`` and measure them alike; the typed Results (``to_frame()`` for a table).
+
+    models : unfitted model objects (``WALS(factors=16)``, ``MostPopular()``, ...) or registry kinds
+        ("wals"); each is refitted with the seeding rule from its constructor keywords, so the numbers
+        are those ``mfvsdnn compare`` gives for the same data, split and parameters. Names are the kinds,
+        suffixed ``-2``, ``-3`` when a kind repeats.
+    """
+    from .experiment import runner
+
+    specs: list[ModelSpec] = []
+    for m in models:
+        kind, params = (m, {}) if isinstance(m, str) else (m.kind, m.get_params())
+        taken = sum(1 for s in specs if s.kind == kind)
+        specs.append(ModelSpec(kind, params, name=kind if not taken else f"{kind}-{taken + 1}"))
+    spec = ExperimentSpec(None, split.config, specs, ks=tuple(ks), bootstrap=bootstrap,
+                          serving_sample=serving_sample, contrast=contrast)
+    return runner.run(spec, split=split, progress_factory=progress_factory or silent).results

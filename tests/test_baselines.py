@@ -10,13 +10,14 @@ import scipy.sparse as sp
 from scipy import stats
 
 from mfvsdnn import api
+from mfvsdnn.core import topk
 from mfvsdnn.core.errors import ModelError
 from mfvsdnn.data import ColumnSpec
 from mfvsdnn.data.split import SplitConfig, TrainSet
 from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
-from mfvsdnn.evaluation import cost, evaluator, topk
+from mfvsdnn.evaluation import cost, evaluator
 from mfvsdnn.evaluation import populations as pops_mod
-from mfvsdnn.models import registry
+from mfvsdnn.models import ranking, registry
 from mfvsdnn.models.base import Capabilities
 from mfvsdnn.models.baselines import GroupPopularity, MostPopular, RandomRetriever
 from mfvsdnn.models.store import load_run, save_run
@@ -44,7 +45,7 @@ def _hist(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
 def _ranking(model, rows, n_items, groups=None, k=None):
     h = _hist(rows, n_items)
     g = None if groups is None else np.asarray(groups, dtype=np.int32)
-    idx = topk.rank(model, h, None, None, g, h, k or n_items)[0]
+    idx = ranking.rank(model, h, None, None, g, h, k or n_items)[0]
     return [[int(j) for j in row if j >= 0] for row in idx]
 
 
@@ -138,9 +139,9 @@ def test_group_popularity_with_the_column_leaks_only_when_its_group_runs_out(gro
 def test_random_same_seed_same_top_k_different_seed_differs():
     train = _train(POP_ROWS, 5)
     h = _hist([[], [1], [0, 2]] * 20, 5)
-    a = topk.rank(RandomRetriever().fit(train, RNG(7)), h, None, None, None, h, 3)[0]
-    b = topk.rank(RandomRetriever().fit(train, RNG(7)), h, None, None, None, h, 3)[0]
-    c = topk.rank(RandomRetriever().fit(train, RNG(8)), h, None, None, None, h, 3)[0]
+    a = ranking.rank(RandomRetriever().fit(train, RNG(7)), h, None, None, None, h, 3)[0]
+    b = ranking.rank(RandomRetriever().fit(train, RNG(7)), h, None, None, None, h, 3)[0]
+    c = ranking.rank(RandomRetriever().fit(train, RNG(8)), h, None, None, None, h, 3)[0]
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert not (a[1::3] == 1).any() and not np.isin(a[2::3], [0, 2]).any()  # known items excluded
@@ -150,7 +151,7 @@ def test_random_top_1_is_uniform_over_items():
     n_items, n_queries = 10, 5000
     model = RandomRetriever().fit(_train([[0]], n_items), RNG(11))
     h = sp.csr_matrix((n_queries, n_items), dtype=np.float32)
-    top1 = topk.rank(model, h, None, None, None, h, 1, chunk_size=512)[0][:, 0]
+    top1 = ranking.rank(model, h, None, None, None, h, 1, chunk_size=512)[0][:, 0]
     counts = np.bincount(top1, minlength=n_items)
     chi2 = float(((counts - n_queries / n_items) ** 2 / (n_queries / n_items)).sum())
     assert chi2 < stats.chi2.ppf(0.999, n_items - 1), counts
@@ -255,7 +256,7 @@ def test_scores_path_equals_the_item_vector_path(chunk):
     V[4] = np.nan  # never returned
     ex = sp.random(q, n_items, density=0.2, format="csr", random_state=5)
     model = DotAsScores(Q, V)
-    idx, sc = topk.rank(model, sp.csr_matrix((q, n_items), dtype=np.float32), None, np.arange(q), None, ex, 12, chunk)
+    idx, sc = ranking.rank(model, sp.csr_matrix((q, n_items), dtype=np.float32), None, np.arange(q), None, ex, 12, chunk)
     ref_idx, ref_sc = topk.top_k_with_scores(Q, V, ex, 12)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_array_equal(sc, ref_sc)
@@ -268,7 +269,7 @@ def test_scores_path_equals_the_item_vector_path(chunk):
 def test_scores_chunks_follow_the_memory_budget():
     n_items = 70000  # 64 MiB / (4 bytes x 70000 items) = 239 queries per chunk
     model = DotAsScores(np.ones((600, 1), np.float32), np.ones((n_items, 1), np.float32))
-    topk.rank(model, sp.csr_matrix((600, n_items), dtype=np.float32), None, np.arange(600), None, None, 2)
+    ranking.rank(model, sp.csr_matrix((600, n_items), dtype=np.float32), None, np.arange(600), None, None, 2)
     assert model.calls == [239, 239, 122] and topk.auto_chunk_size(n_items) == 239
 
 
@@ -279,4 +280,4 @@ def test_scores_of_the_wrong_shape_are_refused():
 
     model = Short(np.ones((2, 1), np.float32), np.ones((5, 1), np.float32))
     with pytest.raises(ModelError, match=r"'test-dot-as-scores': scores returned shape \(2, 3\) for 2 queries over 5"):
-        topk.rank(model, sp.csr_matrix((2, 5), dtype=np.float32), None, np.arange(2), None, None, 2)
+        ranking.rank(model, sp.csr_matrix((2, 5), dtype=np.float32), None, np.arange(2), None, None, 2)

@@ -16,9 +16,9 @@ from mfvsdnn import api
 from mfvsdnn.data import ColumnSpec
 from mfvsdnn.data.split import SplitConfig
 from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
-from mfvsdnn.evaluation import cost, evaluator, topk
+from mfvsdnn.evaluation import cost, evaluator
 from mfvsdnn.evaluation import populations as pops_mod
-from mfvsdnn.models import registry
+from mfvsdnn.models import ranking, registry
 from mfvsdnn.models.base import FAMILIES, Capabilities
 from mfvsdnn.models.store import load_run, save_run
 
@@ -163,7 +163,7 @@ def test_known_items_are_never_ranked(kind, split):
     model = _fit(kind, split)
     warm = split.warm_eval_users
     hist = split.known()[warm]
-    idx, scores = topk.rank(model, hist, None, warm, pops_mod.query_groups_of(split, warm), hist, 15)
+    idx, scores = ranking.rank(model, hist, None, warm, pops_mod.query_groups_of(split, warm), hist, 15)
     assert idx.shape == scores.shape == (len(warm), 15) and (idx >= 0).all()
     picked = sp.csr_matrix((np.ones(idx.size), (np.repeat(np.arange(len(warm)), 15), idx.ravel())), shape=hist.shape)
     assert picked.multiply(hist).nnz == 0

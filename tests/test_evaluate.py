@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from mfvsdnn.core import topk
 from mfvsdnn.data import ColumnSpec, read_interactions
 from mfvsdnn.data.split import SplitConfig, make_split
 from mfvsdnn.data.synthetic import SyntheticConfig, generate
-from mfvsdnn.evaluation import cost, evaluator, maps, topk, uncertainty
+from mfvsdnn.evaluation import cost, evaluator, maps, uncertainty
 from mfvsdnn.evaluation import populations as pops_mod
 from mfvsdnn.experiment.results import WARM
 from mfvsdnn.experiment.runner import population_result
@@ -292,7 +293,7 @@ def test_embedding_map_separates_groups():
 def test_top_k_kernel_long_rows_ties_nan_inf_match_reference(k):
     # rows long enough for the block-max threshold (many 64-score blocks per k), heavy ties, NaN and
     # +-inf scores, a fully NaN block, a fully excluded block and rows with fewer than k eligible items
-    from mfvsdnn.evaluation.topk_kernels import topk_rows, topk_rows_serial
+    from mfvsdnn.core.topk_kernels import topk_rows, topk_rows_serial
 
     rng = np.random.default_rng(11)
     r, n = 9, 3001

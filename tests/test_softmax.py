@@ -9,10 +9,10 @@ import scipy.sparse as sp
 
 from mfvsdnn import api
 from mfvsdnn.core.errors import ModelError
+from mfvsdnn.core.topk import top_k
 from mfvsdnn.data import ColumnSpec
 from mfvsdnn.data.split import SplitConfig, TrainSet
 from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
-from mfvsdnn.evaluation.topk import top_k
 from mfvsdnn.models.softmax import model as S
 from mfvsdnn.models.softmax.optim import Adagrad, Adam, RowGrad
 from mfvsdnn.models.softmax.sampling import PopularitySampler, choose_hard

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from mfvsdnn import api
 from mfvsdnn.cli import app
+from mfvsdnn.core.topk import top_k_with_scores
 from mfvsdnn.data import ColumnSpec, file_sha256
 from mfvsdnn.data.split import SplitConfig
 from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
-from mfvsdnn.evaluation.topk import top_k_with_scores
 from mfvsdnn.models.store import load_run
 
 runner = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})

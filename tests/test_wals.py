@@ -8,10 +8,10 @@ import scipy.sparse as sp
 
 from mfvsdnn import api
 from mfvsdnn.core.errors import ModelError
+from mfvsdnn.core.topk import top_k
 from mfvsdnn.data import ColumnSpec
 from mfvsdnn.data.split import SplitConfig, TrainSet
 from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
-from mfvsdnn.evaluation.topk import top_k
 from mfvsdnn.models.wals import WALS, gram_term, kernels, objective
 
 

@@ -76,6 +76,9 @@ class TrainSet:
     item_groups : (n_items,) int32 group codes, or None when the data has no item-group column.
     user_groups : (n_users,) int32 codes of the user-group column (same code space), or None.
     group_count : number of group labels (0 without group columns).
+    user_ids, item_ids : (n_users,), (n_items,) raw ids (str), index -> id; None for data built in memory
+        without ids. A fitted model keeps them to answer ``recommend`` in ids.
+    feature_values : name -> labels of the feature's codes.
     """
 
     matrix: sp.csr_matrix
@@ -86,10 +89,22 @@ class TrainSet:
     item_groups: np.ndarray | None = None
     user_groups: np.ndarray | None = None
     group_count: int = 0
+    user_ids: np.ndarray | None = None
+    item_ids: np.ndarray | None = None
+    feature_values: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def n_items(self) -> int:
         return self.matrix.shape[1]
+
+    def known(self) -> sp.csr_matrix:
+        """Every user's items known at query time: training plus validation positives (n_users, n_items)."""
+        return self.matrix if self.valid is None else (self.matrix + self.valid).tocsr()
+
+
+def as_train_set(data: TrainSet | Split) -> TrainSet:
+    """What ``fit`` accepts: a TrainSet as it is, or a Split's training part."""
+    return data.train_set() if isinstance(data, Split) else data
 
 
 @dataclass
@@ -146,6 +161,7 @@ class Split:
             cardinalities={f: len(v) for f, v in ds.feature_values.items()},
             valid=self.valid if self.valid.nnz else None,
             item_groups=ds.item_groups, user_groups=ds.user_groups, group_count=len(ds.group_names),
+            user_ids=ds.user_ids, item_ids=ds.item_ids, feature_values=dict(ds.feature_values),
         )
 
     def summary(self) -> dict:

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..core.topk import warm_up
 from ..data.split import Split
+from ..models.ranking import rank
 from .populations import query_groups_of
-from .topk import rank, warm_up
 
 
 def _pct(x: list[float], q: float) -> float:

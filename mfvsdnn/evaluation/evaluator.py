@@ -20,10 +20,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.progress import ProgressFn, no_progress
+from ..core.topk import TopKBackend, warm_up
 from ..data.split import Split, TrainSet
+from ..models.ranking import rank
 from . import metrics
 from .populations import Population, populations
-from .topk import TopKBackend, rank, warm_up
 
 DEFAULT_KS = (10, 20, 50)
 

@@ -25,8 +25,8 @@ import scipy.sparse as sp
 from ..core.errors import ModelError
 from ..core.progress import ProgressFn, no_progress
 from ..data import user_group_of
-from ..data.split import TrainSet
-from .base import Capabilities
+from ..data.split import Split, TrainSet
+from .base import Capabilities, RecommenderMixin
 
 
 def item_counts(matrix: sp.csr_matrix) -> np.ndarray:
@@ -58,7 +58,7 @@ def _fit_record(train: TrainSet, t_start: float, progress: ProgressFn) -> tuple[
     return secs, [{"step": 1, "interactions": float(train.matrix.nnz), "seconds": secs}]
 
 
-class MostPopular:
+class MostPopular(RecommenderMixin):
     """Most popular items for everyone. No hyper-parameters."""
 
     kind: ClassVar[str] = "popularity"
@@ -74,11 +74,14 @@ class MostPopular:
     def get_params(self) -> dict[str, Any]:
         return {}
 
-    def fit(self, train: TrainSet, rng: np.random.Generator, progress: ProgressFn = no_progress) -> MostPopular:
+    def fit(self, train: TrainSet | Split, rng: np.random.Generator | None = None,
+            progress: ProgressFn = no_progress) -> MostPopular:
         """Count each item's training interactions (``rng`` is not used)."""
+        train, rng = self._fit_inputs(train, rng)
         t0 = time.perf_counter()
         self._set_counts(item_counts(train.matrix))
         self.train_seconds_, self.history_ = _fit_record(train, t0, progress)
+        self.remember_training(train)
         return self
 
     def _set_counts(self, counts: np.ndarray) -> None:
@@ -110,7 +113,7 @@ class MostPopular:
         return model
 
 
-class GroupPopularity:
+class GroupPopularity(RecommenderMixin):
     """Most popular items of the query's group first, then the rest by global popularity.
 
     Dot-product form with G groups, d = G + 1: item j of group g(j) has ``1 + count_j / max count in
@@ -135,8 +138,10 @@ class GroupPopularity:
     def get_params(self) -> dict[str, Any]:
         return {}
 
-    def fit(self, train: TrainSet, rng: np.random.Generator, progress: ProgressFn = no_progress) -> GroupPopularity:
+    def fit(self, train: TrainSet | Split, rng: np.random.Generator | None = None,
+            progress: ProgressFn = no_progress) -> GroupPopularity:
         """Count each item's training interactions and keep the item groups (``rng`` is not used)."""
+        train, rng = self._fit_inputs(train, rng)
         t0 = time.perf_counter()
         groups = None if train.item_groups is None else np.asarray(train.item_groups, dtype=np.int32)
         if groups is not None and groups.shape != (train.n_items,):
@@ -144,6 +149,7 @@ class GroupPopularity:
         n_groups = 0 if groups is None else max(int(train.group_count), int(groups.max(initial=-1)) + 1)
         self._set_state(item_counts(train.matrix), groups, n_groups)
         self.train_seconds_, self.history_ = _fit_record(train, t0, progress)
+        self.remember_training(train)
         return self
 
     def _set_state(self, counts: np.ndarray, groups: np.ndarray | None, n_groups: int) -> None:
@@ -212,7 +218,7 @@ class GroupPopularity:
         return model
 
 
-class RandomRetriever:
+class RandomRetriever(RecommenderMixin):
     """A uniformly random ranking per query. No hyper-parameters.
 
     ``fit`` draws one seed from its rng; every ``scores`` call draws fresh uniform [0, 1) scores from a
@@ -234,11 +240,14 @@ class RandomRetriever:
     def get_params(self) -> dict[str, Any]:
         return {}
 
-    def fit(self, train: TrainSet, rng: np.random.Generator, progress: ProgressFn = no_progress) -> RandomRetriever:
+    def fit(self, train: TrainSet | Split, rng: np.random.Generator | None = None,
+            progress: ProgressFn = no_progress) -> RandomRetriever:
         """Draw the seed of the scoring generator from ``rng``."""
+        train, rng = self._fit_inputs(train, rng)
         t0 = time.perf_counter()
         self._start(int(rng.integers(2**63)), train.n_items)
         self.train_seconds_, self.history_ = _fit_record(train, t0, progress)
+        self.remember_training(train)
         return self
 
     def _start(self, seed: int, n_items: int) -> None:

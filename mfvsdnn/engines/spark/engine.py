@@ -681,8 +681,8 @@ def _score_chunk(chunk: tuple, V: np.ndarray, item_groups: np.ndarray | None, ks
     chunk = (user indices (q,), Q (q, d), exclude indptr/indices, target indptr/indices, user_group (q,)).
     Returns one tuple per user: (user, recall@k, ndcg@k, leakage@k for each k ..., natural cross rate).
     """
+    from ...core.topk import top_k
     from ...evaluation.evaluator import metric_arrays
-    from ...evaluation.topk import top_k
 
     users, Q, ex_ptr, ex_idx, tg_ptr, tg_idx, ug = chunk
     n_items = V.shape[0]

@@ -40,8 +40,8 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from ...core.errors import ModelError
-from ...data.split import TrainSet
-from ..base import Capabilities, ProgressFn, no_progress
+from ...data.split import Split, TrainSet
+from ..base import Capabilities, ProgressFn, RecommenderMixin, no_progress
 from . import kernels as K
 from .optim import RowGrad, make_optimizer
 from .sampling import SAMPLERS, choose_hard, make_sampler
@@ -449,7 +449,7 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
     return out
 
 
-class SoftmaxDNN:
+class SoftmaxDNN(RecommenderMixin):
     """Softmax DNN retriever: query tower over history + user features, dot product with item embeddings.
 
     Parameters
@@ -579,8 +579,10 @@ class SoftmaxDNN:
 
     # -- training --------------------------------------------------------------------------------
 
-    def fit(self, train: TrainSet, rng: np.random.Generator, progress: ProgressFn = no_progress) -> SoftmaxDNN:
+    def fit(self, train: TrainSet | Split, rng: np.random.Generator | None = None,
+            progress: ProgressFn = no_progress) -> SoftmaxDNN:
         """Train on (user, target) pairs of ``train.matrix``; early stopping on validation recall@20."""
+        train, rng = self._fit_inputs(train, rng)
         t_start = time.perf_counter()
         X = train.matrix.tocsr()
         n_users, n_items = X.shape
@@ -604,6 +606,7 @@ class SoftmaxDNN:
             self._epochs(P, opt, cfg, train, indptr, indices, codes, pair_users, pair_items, rng, sampler,
                          n_draw, hard_n, progress, has_valid)
         self.train_seconds_ = time.perf_counter() - t_start
+        self.remember_training(train)
         return self
 
     def _epochs(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, train: TrainSet, indptr: np.ndarray,

@@ -41,8 +41,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...core.errors import ModelError
-from ...data.split import TrainSet
-from ..base import Capabilities, ProgressFn, no_progress
+from ...data.split import Split, TrainSet
+from ..base import Capabilities, ProgressFn, RecommenderMixin, no_progress
 from . import kernels
 
 SOLVERS = ("cg", "cholesky")
@@ -95,7 +95,7 @@ def objective(indptr: np.ndarray, indices: np.ndarray, U: np.ndarray, V: np.ndar
             + reg * float(np.trace(gu) + np.trace(gv)))
 
 
-class WALS:
+class WALS(RecommenderMixin):
     """Weighted ALS matrix factorization (binary implicit feedback, unobserved weight ``w0``).
 
     Parameters
@@ -250,12 +250,14 @@ class WALS:
         else:
             kernels.solve_rows_cholesky(indptr, indices, Y, G, s, X, kernels.CHUNK)
 
-    def fit(self, train: TrainSet, rng: np.random.Generator, progress: ProgressFn = no_progress) -> WALS:
+    def fit(self, train: TrainSet | Split, rng: np.random.Generator | None = None,
+            progress: ProgressFn = no_progress) -> WALS:
         """Alternate item and user row solves for ``iterations`` iterations.
 
         ``history_`` gets one dict per iteration: iteration (1-based), objective (after it), seconds
         (wall time of its two half-solves, objective excluded). ``progress`` sees the objective.
         """
+        train, rng = self._fit_inputs(train, rng)
         t_start = time.perf_counter()
         R = sp.csr_matrix(train.matrix)
         n_users, n_items = R.shape
@@ -277,6 +279,7 @@ class WALS:
                 history.append({"iteration": it, "objective": f, "seconds": secs})
                 progress(it, self.iterations, {"objective": f})
         self._finish(U, V, train, history, time.perf_counter() - t_start)
+        self.remember_training(train)
         return self
 
     # ------------------------------------------------------------------ queries

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..core.numba_util import compile_twin, fmax_f32
+from .numba_util import compile_twin, fmax_f32
 
 _BLOCK = 64  # scores per block of the skip test (8 AVX2 vectors)
 _LOW = 0xFFFFFFFF  # the low 32 bits of a key: 2^32 - 1 - item index
