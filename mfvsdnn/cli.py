@@ -358,6 +358,10 @@ def make_data(
     """Write grouped synthetic interactions (user_id,item_id,user_group,item_group,country,age_band)."""
     cfg = SyntheticConfig(users=users, items=items, groups=groups, cross_rate=cross_rate,
                           mean_interactions=mean_interactions, taste_dim=taste_dim, zipf=zipf, seed=seed)
+    try:
+        cfg.validate()  # before anything is generated or written
+    except ValueError as e:
+        raise MfvsdnnError(str(e)) from None
     rows = users * min(mean_interactions, items)
     check_memory(f"make-data ({users:,} users x about {min(mean_interactions, items):g} interactions)",
                  int(SYNTHETIC_BYTES_PER_ROW * rows), "lower --users or --mean-interactions")
@@ -805,6 +809,7 @@ def scale(
     cfg = ScaleConfig(sizes=_int_list(sizes, "--sizes"), users_per_item=users_per_item,
                       mean_interactions=mean_interactions, factors=factors, negatives=negatives,
                       examples_timed=examples_timed, latency_queries=latency_queries, seed=seed)
+    cfg.check_memory()  # before the progress bar starts
     with report.progress_bar("corpus sizes") as prog:
         doc, paths = api.scale(cfg, report_dir, prog)
     if json_out:

@@ -53,5 +53,5 @@ def test_make_data_then_info(tmp_path):
 
 def test_make_data_bad_config_is_clear(tmp_path):
     res = runner.invoke(app, ["make-data", str(tmp_path / "x.csv"), "--cross-rate", "1.5"])
-    assert res.exit_code == 1 and "cross_rate" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 1 and "--cross-rate" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x.csv").exists()

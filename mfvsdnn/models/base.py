@@ -244,6 +244,15 @@ def fmt_bytes(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
+def validation_bytes(n_users: int, n_items: int, d: int, k: int = 20, max_users: int = 5000) -> int:
+    """Peak bytes of the validation recall@k run during and after training: the query vectors, one
+    block of scores (the evaluator's budget at most) and the top-k indices and scores."""
+    from ..evaluate import SCORE_BUDGET_BYTES
+
+    q = min(n_users, max_users)
+    return 4 * q * d + min(SCORE_BUDGET_BYTES, 4 * q * n_items) + 12 * q * k
+
+
 def check_memory(what: str, need: int, hint: str) -> None:
     """Refuse (ModelError) when ``need`` bytes exceed the available memory; the message gives both."""
     avail = available_memory()

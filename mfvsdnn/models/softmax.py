@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import os
 import time
 from collections.abc import Sequence
@@ -57,6 +58,7 @@ from .base import (
     as_float,
     as_int,
     no_progress,
+    validation_bytes,
 )
 from .optim import RowGrad, make_optimizer
 from .sampling import SAMPLERS, choose_hard, make_sampler
@@ -562,7 +564,8 @@ class SoftmaxDNN:
         accumulator) and the copy of the best epoch; the training pairs and their shuffle (int64);
         and one mini-batch's work arrays: tower activations, then the loss's (full softmax: a
         logits block of at most 2^25 values plus dense (n_items, d) gradients; sampled: (B, N)
-        logits and their softmax; hard: the (B, pool) scores and the float64 Gumbel draw).
+        logits and their softmax; hard: the (B, pool) scores and the float64 Gumbel draw); and the
+        validation recall of each epoch (queries embedded 8192 at a time, then scored).
         """
         d, B = self.dim, self.batch_size
         width = d + self.feature_dim * len(cardinalities)
@@ -577,7 +580,9 @@ class SoftmaxDNN:
         pairs = 3 * 8 * nnz + 8 * (n_users + 1) + 8 * n_users * len(cardinalities)
         tower = 4 * 3 * B * (d + self.feature_dim * len(cardinalities) + sum(self.hidden))
         if self.negatives == "all":
-            loss = 4 * max(1 << 25, n_items) + 3 * 4 * n_items * d
+            chunk = inspect.signature(full_softmax_loss).parameters["max_chunk_elems"].default
+            rows = min(B, max(1, chunk // max(n_items, 1)))  # full_softmax_loss's reused logits block
+            loss = 4 * rows * n_items + 3 * 4 * n_items * d
         elif self.negatives == 0:
             loss = 4 * 4 * B * d
         else:
@@ -586,7 +591,9 @@ class SoftmaxDNN:
             if self.sampler == "hard":
                 loss += 5 * 8 * B * n  # Gumbel noise and its logs in float64, the argpartition
         gravity = 2 * 4 * n_items * d if self.gravity else 0
-        return params + pairs + tower + loss + gravity
+        embed = 4 * 8192 * (2 * d + self.feature_dim * len(cardinalities) + 2 * sum(self.hidden))
+        valid = embed + validation_bytes(n_users, n_items, d)
+        return params + pairs + tower + loss + gravity + valid
 
     # -- parameters ------------------------------------------------------------------------------
 
@@ -725,11 +732,17 @@ class SoftmaxDNN:
             sample = Sample(cand, sampler.log_q(cand), sampler.log_q(targets))
         if timings is not None:
             timings["batch"] = timings.get("batch", 0.0) + time.perf_counter() - tick
-        loss, grads = loss_and_grads(P, batch, cfg, sample, rng, hard_n, timings)
+        try:
+            loss, grads = loss_and_grads(P, batch, cfg, sample, rng, hard_n, timings)
+        except ZeroDivisionError:  # the fastmath kernels divide by zero only on inf/nan inputs
+            loss, grads = float("nan"), {}
         if not np.isfinite(loss):
             raise ModelError(f"training diverged at epoch {epoch} (loss is {loss}); lower --lr")
         tick = time.perf_counter()
-        opt.step(P, grads)
+        try:
+            opt.step(P, grads)
+        except ZeroDivisionError:
+            raise ModelError(f"training diverged at epoch {epoch} (gradients are inf/nan); lower --lr") from None
         if timings is not None:
             timings["optimizer"] = timings.get("optimizer", 0.0) + time.perf_counter() - tick
         return loss

@@ -55,6 +55,7 @@ from .base import (
     as_float,
     as_int,
     no_progress,
+    validation_bytes,
 )
 
 SOLVERS = ("cg", "cholesky")
@@ -156,12 +157,14 @@ class WALS:
     def estimate_bytes(self, n_users: int, n_items: int, nnz: int, cardinalities: dict[str, int]) -> int:
         """Peak bytes ``fit`` allocates: the float32 factors (twice: the scaled random start is a
         copy), both CSR structures (users x items and its transpose), the d x d Gram terms and each
-        thread's row-solve buffers, and the stored feature codes."""
+        thread's row-solve buffers, the stored feature codes, and the validation recall computed
+        after training."""
         d = self.factors
         factors = 2 * 4 * (n_users + n_items) * d
         structure = 16 * nnz + 16 * (n_users + n_items + 2)
         grams = 6 * 8 * d * d + numba.config.NUMBA_NUM_THREADS * 8 * (d * d + 3 * d)
-        return factors + structure + grams + 4 * n_users * len(cardinalities)
+        return (factors + structure + grams + 4 * n_users * len(cardinalities)
+                + validation_bytes(n_users, n_items, d))
 
     def state(self) -> dict[str, np.ndarray]:
         """Learned arrays: user_factors (n_users, d), item_factors (n_items, d), warm_users (n_users,)
