@@ -159,7 +159,7 @@ def test_memory_estimate_bounds_what_training_allocates(mid, model):
         tracemalloc.stop()
     n_users, n_items = mid.matrix.shape
     est = model.estimate_bytes(n_users, n_items, int(mid.matrix.nnz), dict(mid.cardinalities))
-    assert peak <= est < 40 * peak, (peak, est)
+    assert peak <= est < 4 * peak, (peak, est)  # measured: 1.45x (WALS) to 2.4x (full softmax)
 
 
 def test_memory_estimate_grows_with_the_model():
