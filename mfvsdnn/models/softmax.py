@@ -457,7 +457,7 @@ def parse_negatives(value: Any) -> str | int:
 
 def parse_hidden(value: Any) -> tuple[int, ...]:
     """Layer widths from a tuple/list of ints or a comma-separated string ('' = no hidden layer)."""
-    need = (f"comma-separated integers in [1, {MAX_WIDTH}] (at most {MAX_LAYERS} layers; '' for none)")
+    need = f"comma-separated integers in [1, {MAX_WIDTH}] (at most {MAX_LAYERS} layers; '' for none)"
     if isinstance(value, str):
         try:
             value = [int(x) for x in value.split(",") if x.strip()]
@@ -488,7 +488,8 @@ class SoftmaxDNN:
     negatives : "all" (full softmax), N > 0 (sampled softmax with N negatives shared by the batch),
         or 0 (positives only, logistic loss; folds groups).
     sampler : "uniform" | "popularity" (with logQ correction) | "hard" (see ``sampling``).
-    hard_pool : uniform pool size per batch from which the hard sampler picks each example's N.
+    hard_pool : uniform pool size per batch from which the hard sampler picks each example's N
+        (>= negatives with the hard sampler; a pool larger than the catalogue is the catalogue).
     gravity : weight g of the gravity term g * mean_b psi_b^T (V^T V / n) psi_b.
     epochs, batch_size, lr, optimizer ("adam" | "adagrad"), l2 : training.
     patience : stop after this many epochs without a better validation recall@20 (0 = never stop
@@ -498,6 +499,9 @@ class SoftmaxDNN:
         history path used for cold users with features only).
     feature_dropout : fraction of feature codes replaced by "unknown" in training (trains that row).
     init_scale : standard deviation of the initial embeddings.
+
+    Every value is checked here (ranges in :mod:`.base`); a bad one is a ModelError naming the CLI
+    option. ``fit`` stops with a ModelError when the loss or the parameters become inf/nan.
     """
 
     kind: ClassVar[str] = "softmax"

@@ -122,6 +122,9 @@ class WALS:
     num_threads : threads for the numba kernels, 0 = all (default 0). Results do not depend on it.
     min_support : fewest training users a feature subset needs in the cold-start heuristic (default 5).
     init_scale : standard deviation of the random normal initial factors (default 0.01).
+
+    Every value is checked here (ranges in :mod:`.base`: factors <= MAX_DIM, reg finite in (0,
+    MAX_REG], ...); a bad one is a ModelError naming the CLI option.
     """
 
     kind: ClassVar[str] = "wals"
