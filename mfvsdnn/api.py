@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from .data import ColumnSpec, read_interactions, summarize
-from .errors import DataError
-from .models.base import ProgressFn, model_class, no_progress
+from .errors import DataError, MfvsdnnError
+from .models.base import ProgressFn, check_model_memory, check_params, model_class, no_progress
 from .split import Split, SplitConfig, make_split
 from .store import save_run
 from .synthetic import SyntheticConfig, write_csv
@@ -67,10 +67,11 @@ def train_model(kind: str, split: Split, params: dict[str, Any], seed: int, out:
     """
     from .evaluate import validation_recall
 
-    cls = model_class(kind)
-    model = cls(**params)
+    check_params(kind, params, f"{kind} hyper-parameters")
+    model = model_class(kind)(**params)
     rng = np.random.default_rng(seed)
     train = split.train_set()
+    check_model_memory(model, train)  # before fit allocates anything large
     t0 = time.perf_counter()
     model.fit(train, rng, progress)
     if not getattr(model, "train_seconds_", 0.0):
@@ -86,6 +87,7 @@ def train_model(kind: str, split: Split, params: dict[str, Any], seed: int, out:
         "valid_recall@20": vr,
         "history": list(getattr(model, "history_", [])),
         "split": split.summary(),
+        "notes": list(getattr(model, "notes_", [])),
     }
     return TrainResult(model, split, run_dir, float(model.train_seconds_), vr, summary)
 
@@ -173,6 +175,10 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
         raise EvaluationError(f"--k must be positive integers, got {ks}")
     if n_boot < 0:
         raise EvaluationError(f"--bootstrap must be >= 0, got {n_boot}")
+    if serving_sample < 1:
+        raise EvaluationError(f"--serving-sample must be >= 1, got {serving_sample}")
+    for kind in COMPARE_KINDS:  # before any file is read or any model trained
+        check_params(kind, params.get(kind, {}), f"--{kind}-param")
     main_k = E.MAIN_K if E.MAIN_K in ks else ks[len(ks) // 2]
     loaded = {kind: (load_run(runs[kind]) if runs.get(kind) else None) for kind in COMPARE_KINDS}
     _check_runs(loaded, None, data)  # runs against each other, before the (slower) data read
@@ -437,6 +443,8 @@ def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_pa
     from .store import write_text_atomic
     from .sweep import run_sweep
 
+    if jobs < 1:
+        raise MfvsdnnError(f"--jobs must be >= 1, got {jobs}")
     split = prepare_split(data, columns, split_cfg, test_path)
     data_args = (str(data), columns.as_dict(), split_cfg.as_dict(), str(test_path) if test_path else None)
     doc = run_sweep(split, cfg, report_dir, jobs=jobs, data_args=data_args, on_point=on_point,
@@ -455,6 +463,7 @@ def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress) 
     from .scale import run_scale
     from .store import write_json_atomic, write_text_atomic
 
+    cfg.check_memory()  # the largest size, before any data is generated
     doc = run_scale(cfg, progress)
     out = Path(report_dir)
     paths = {"json": out / "scale.json"}

@@ -33,7 +33,18 @@ import numpy as np
 from . import evaluate as E
 from .data import ColumnSpec
 from .errors import MfvsdnnError
-from .models.base import ProgressFn, model_class, no_progress
+from .models.base import (
+    MAX_BOOTSTRAP,
+    MAX_K,
+    MAX_NEGATIVES,
+    ProgressFn,
+    as_float,
+    as_int,
+    check_params,
+    model_class,
+    no_progress,
+)
+from .models.sampling import SAMPLERS
 from .split import Split, SplitConfig
 from .store import config_hash, write_json_atomic
 
@@ -43,12 +54,14 @@ SWEEP_FORMAT = "mfvsdnn-sweep"
 def _negatives(v: Any) -> int | str:
     if isinstance(v, str) and v.strip().lower() == "all":
         return "all"
+    if isinstance(v, bool):
+        raise MfvsdnnError(f"--negatives values must be integers >= 0 or 'all', got {v!r}")
     try:
         n = int(v)
     except (TypeError, ValueError):
         raise MfvsdnnError(f"--negatives values must be integers >= 0 or 'all', got {v!r}") from None
-    if n < 0:
-        raise MfvsdnnError(f"--negatives values must be >= 0, got {n}")
+    if not 0 <= n <= MAX_NEGATIVES:
+        raise MfvsdnnError(f"--negatives values must be in [0, {MAX_NEGATIVES:,}] or 'all', got {n}")
     return n
 
 
@@ -68,19 +81,34 @@ class SweepConfig:
     bootstrap: int = 200
 
     def __post_init__(self) -> None:
-        for w in self.w0:
-            if w < 0:
-                raise MfvsdnnError(f"--w0 values must be >= 0, got {w}")
+        """Check every knob and setting, and build each point's model once (no data is needed), so a
+        bad value or hyper-parameter stops the sweep before the data is read or anything is trained."""
+        object.__setattr__(self, "w0", tuple(as_float("--w0 values", w, 0.0, 1.0, hi_open=True) for w in self.w0))
         object.__setattr__(self, "negatives", tuple(_negatives(v) for v in self.negatives))
         object.__setattr__(self, "gravity_negatives", _negatives(self.gravity_negatives))
+        object.__setattr__(self, "gravity", tuple(as_float("--gravity values", g, 0.0) for g in self.gravity))
         for s in self.sampler:
-            if s not in ("uniform", "popularity", "hard"):
+            if s not in SAMPLERS:
                 raise MfvsdnnError(f"--sampler values must be uniform, popularity or hard, got {s!r}")
-        for g in self.gravity:
-            if g < 0:
-                raise MfvsdnnError(f"--gravity values must be >= 0, got {g}")
+        object.__setattr__(self, "sampler_negatives",
+                           as_int("--sampler-negatives", self.sampler_negatives, 1, MAX_NEGATIVES))
+        if not self.ks:
+            raise MfvsdnnError("--k needs at least one cut-off")
+        object.__setattr__(self, "ks", tuple(as_int("--k", k, 1, MAX_K) for k in self.ks))
+        object.__setattr__(self, "bootstrap", as_int("--bootstrap", self.bootstrap, 0, MAX_BOOTSTRAP))
         if not (self.w0 or self.negatives or self.sampler or self.gravity):
             raise MfvsdnnError("nothing to sweep: every knob list is empty")
+        swept = {"wals": {"w0": bool(self.w0)},
+                 "softmax": {"negatives": bool(self.negatives or self.sampler or self.gravity),
+                             "sampler": bool(self.sampler), "gravity": bool(self.gravity)}}
+        options = {"wals": "--wals-param", "softmax": "--softmax-param"}
+        for kind, fixed in (("wals", self.wals_params), ("softmax", self.softmax_params)):
+            clash = [k for k in fixed if swept[kind].get(k)]
+            if clash:
+                raise MfvsdnnError(f"{options[kind]} {clash[0]}=...: {clash[0]} is swept (--{clash[0]}); "
+                                   f"set it with --{clash[0]} instead")
+        for p in self.points():
+            check_params(p["model"], p["params"], f"{options[p['model']]} (point {p['knob']}={p['value']})")
 
     def points(self) -> list[dict[str, Any]]:
         """Every (model, knob, value, params) to run, in order."""

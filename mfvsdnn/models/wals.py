@@ -43,7 +43,20 @@ import scipy.sparse as sp
 from ..errors import ModelError
 from ..split import TrainSet
 from . import kernels
-from .base import ProgressFn, no_progress
+from .base import (
+    MAX_CG_STEPS,
+    MAX_DIM,
+    MAX_INIT_SCALE,
+    MAX_ITERATIONS,
+    MAX_REG,
+    MAX_THREADS,
+    ProgressFn,
+    as_choice,
+    as_float,
+    as_int,
+    no_progress,
+    validation_bytes,
+)
 
 SOLVERS = ("cg", "cholesky")
 MAX_SUBSET_FEATURES = 10  # beyond this many features, back off by dropping features from the last
@@ -109,6 +122,9 @@ class WALS:
     num_threads : threads for the numba kernels, 0 = all (default 0). Results do not depend on it.
     min_support : fewest training users a feature subset needs in the cold-start heuristic (default 5).
     init_scale : standard deviation of the random normal initial factors (default 0.01).
+
+    Every value is checked here (ranges in :mod:`.base`: factors <= MAX_DIM, reg finite in (0,
+    MAX_REG], ...); a bad one is a ModelError naming the CLI option.
     """
 
     kind: ClassVar[str] = "wals"
@@ -116,33 +132,15 @@ class WALS:
     def __init__(self, factors: int = 32, w0: float = 0.1, reg: float = 1.0, iterations: int = 15,
                  solver: str = "cg", cg_steps: int = 3, num_threads: int = 0, min_support: int = 5,
                  init_scale: float = 0.01) -> None:
-        def bad(option: str, value: Any, need: str) -> ModelError:
-            return ModelError(f"--{option} must be {need}, got {value!r}")
-
-        try:
-            factors, iterations, cg_steps = int(factors), int(iterations), int(cg_steps)
-            num_threads, min_support = int(num_threads), int(min_support)
-            w0, reg, init_scale = float(w0), float(reg), float(init_scale)
-        except (TypeError, ValueError) as e:
-            raise ModelError(f"invalid WALS hyper-parameter ({e})") from None
-        if factors < 1:
-            raise bad("factors", factors, "a positive integer")
-        if not 0.0 <= w0 < 1.0:
-            raise bad("w0", w0, "in [0, 1)")
-        if not reg > 0.0:
-            raise bad("reg", reg, "> 0 (it keeps every row solve well posed)")
-        if iterations < 1:
-            raise bad("iterations", iterations, "a positive integer")
-        if solver not in SOLVERS:
-            raise bad("solver", solver, "'cg' or 'cholesky'")
-        if cg_steps < 1:
-            raise bad("cg-steps", cg_steps, "a positive integer")
-        if num_threads < 0:
-            raise bad("threads", num_threads, ">= 0 (0 = all cores)")
-        if min_support < 1:
-            raise bad("min-support", min_support, "a positive integer")
-        if not init_scale > 0.0:
-            raise bad("init-scale", init_scale, "> 0")
+        factors = as_int("--factors", factors, 1, MAX_DIM)
+        w0 = as_float("--w0", w0, 0.0, 1.0, hi_open=True)
+        reg = as_float("--reg", reg, 0.0, MAX_REG, lo_open=True)  # > 0 keeps every row solve well posed
+        iterations = as_int("--iterations", iterations, 1, MAX_ITERATIONS)
+        solver = as_choice("--solver", solver, SOLVERS)
+        cg_steps = as_int("--cg-steps", cg_steps, 1, MAX_CG_STEPS)
+        num_threads = as_int("--threads", num_threads, 0, MAX_THREADS)  # 0 = all cores
+        min_support = as_int("--min-support", min_support, 1)
+        init_scale = as_float("init_scale", init_scale, 0.0, MAX_INIT_SCALE, lo_open=True)
         self.factors, self.w0, self.reg, self.iterations = factors, w0, reg, iterations
         self.solver, self.cg_steps, self.num_threads = solver, cg_steps, num_threads
         self.min_support, self.init_scale = min_support, init_scale
@@ -156,6 +154,20 @@ class WALS:
         return {"factors": self.factors, "w0": self.w0, "reg": self.reg, "iterations": self.iterations,
                 "solver": self.solver, "cg_steps": self.cg_steps, "num_threads": self.num_threads,
                 "min_support": self.min_support, "init_scale": self.init_scale}
+
+    memory_hint: ClassVar[str] = "lower --factors"
+
+    def estimate_bytes(self, n_users: int, n_items: int, nnz: int, cardinalities: dict[str, int]) -> int:
+        """Peak bytes ``fit`` allocates: the float32 factors (twice: the scaled random start is a
+        copy), both CSR structures (users x items and its transpose), the d x d Gram terms and each
+        thread's row-solve buffers, the stored feature codes, and the validation recall computed
+        after training."""
+        d = self.factors
+        factors = 2 * 4 * (n_users + n_items) * d
+        structure = 16 * nnz + 16 * (n_users + n_items + 2)
+        grams = 6 * 8 * d * d + numba.config.NUMBA_NUM_THREADS * 8 * (d * d + 3 * d)
+        return (factors + structure + grams + 4 * n_users * len(cardinalities)
+                + validation_bytes(n_users, n_items, d))
 
     def state(self) -> dict[str, np.ndarray]:
         """Learned arrays: user_factors (n_users, d), item_factors (n_items, d), warm_users (n_users,)
@@ -271,6 +283,9 @@ class WALS:
                 self._half(u_ptr, u_idx, V, U)  # users given items
                 secs = time.perf_counter() - t0
                 f = objective(u_ptr, u_idx, U, V, self.w0, self.reg)
+                if not np.isfinite(f):
+                    raise ModelError(f"training diverged at iteration {it} (objective is {f}); "
+                                     "raise --reg or use --solver cholesky")
                 history.append({"iteration": it, "objective": f, "seconds": secs})
                 progress(it, self.iterations, {"objective": f})
         self._finish(U, V, train, history, time.perf_counter() - t_start)
