@@ -185,12 +185,14 @@ def make_data(
     taste_dim: Annotated[int, typer.Option(help="Latent taste dimension within groups.")] = 8,
     zipf: Annotated[float, typer.Option(help="Zipf exponent of item popularity within a group.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same file.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even if it is not a file "
+                                            "make-data wrote.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Write grouped synthetic interactions (user_id,item_id,user_group,item_group,country,age_band)."""
     cfg = SyntheticConfig(users=users, items=items, groups=groups, cross_rate=cross_rate,
                           mean_interactions=mean_interactions, taste_dim=taste_dim, zipf=zipf, seed=seed)
-    summary = api.make_data(out, cfg)
+    summary = api.make_data(out, cfg, overwrite=overwrite)
     if json_out:
         _print_json(summary)
     else:
@@ -290,6 +292,8 @@ def recommend(
                                                       "repeat for several. Used when --history is empty.")] = None,
     k: Annotated[int, typer.Option("--k", help="Number of items to recommend per user.")] = 10,
     out: Annotated[Path | None, typer.Option("--out", help="CSV file for --all (written atomically).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --all: replace --out even if it is not "
+                                            "a file recommend wrote.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Top-k items for a known user (--user), every training user (--all --out), or a new user
@@ -304,7 +308,7 @@ def recommend(
         if out is None:
             raise MfvsdnnError("--all needs --out FILE (the CSV to write)")
         with report.progress_bar("recommend") as bar:
-            summary = api.recommend_all(run, k, out, bar)
+            summary = api.recommend_all(run, k, out, bar, overwrite=overwrite)
         if json_out:
             _print_json(summary)
         else:
