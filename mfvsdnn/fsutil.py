@@ -127,15 +127,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _sync_tree(root: Path) -> None:
-    """fsync every file and folder under ``root`` so the swap never lands before the data."""
-    for d, _, files in os.walk(root):
-        for f in files:
-            fd = os.open(os.path.join(d, f), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+def _sync_dirs(root: Path) -> None:
+    """fsync every folder under ``root`` (files are synced as they are written), so the swap never
+    reaches the disk before the entries it switches in."""
+    for d, _, _ in os.walk(root):
         _fsync_dir(Path(d))
 
 
@@ -464,7 +459,8 @@ class Claim:
         ours = re.compile(rf"^\.{re.escape(name)}\.(?:{TMP_TAG}|{OLD_TAG})-\d+-[0-9a-f]+$")
         older = re.compile(rf"^\.{re.escape(name)}\.[a-z0-9_]{{8}}\.(?:tmp|old)$")  # mfvsdnn 0.1's
         stale = [parent / e for e in os.listdir(parent) if ours.match(e) or older.match(e)]
-        stale = [p for p in stale if not older.match(p.name) or owner_of(p)[0] in (None, "run")]
+        stale = [p for p in stale if not older.match(p.name)
+                 or (_is_dir(p) and set(os.listdir(p)) <= {"model.json", "model.npz", "data.npz"})]
         if not self.path.exists() and not self.path.is_symlink():
             olds = [p for p in stale if (OLD_TAG in p.name or p.name.endswith(".old"))
                     and inspect_folder(p).state == "owned"]
@@ -476,11 +472,7 @@ class Claim:
             shutil.rmtree(p, ignore_errors=True)
 
     def _acquire(self) -> None:
-        for a in self.path.parents:
-            if a.exists():
-                if not a.is_dir():
-                    raise StoreError(f"{self.display}: {a} is a file, not a folder; choose another {self.option}")
-                break
+        _check_parents(self.path, self.display, f"choose another {self.option}")
         with os_errors(self.display, "cannot create the parent folder"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = _lock(self.path, self.display, self.option)
@@ -523,13 +515,14 @@ class Claim:
                         _link_tree(self.path / rel, stage / rel)
             containers = [n for n in os.listdir(stage) if n not in produced and n != MARKER
                           and owner_of(stage / n)[0] is None]
-            own = owner_of(stage)
-            if own[0] not in (None, self.what):
-                raise ValueError(f"{stage} holds {own[0]!r}, not {self.what!r}")
-            if own[0] is None or containers:
+            marked = (stage / MARKER).exists()
+            what, listed = owner_of(stage) if marked else (None, frozenset())
+            if marked and what != self.what:
+                raise ValueError(f"{stage} holds {what!r}, not {self.what!r}")
+            if not marked or containers:
                 (stage / MARKER).unlink(missing_ok=True)
-                write_marker(stage, self.what, [*own[1], *produced, *containers])
-            _sync_tree(stage)
+                write_marker(stage, self.what, [*listed, *produced, *containers])
+            _sync_dirs(stage)
         _fault("staged")
         with os_errors(self.display):
             if old.state == "missing":
@@ -586,13 +579,27 @@ def _replace_file(path: Path, data: str | bytes) -> None:
 def _link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst)
-    except OSError:
+    except OSError:  # a filesystem without hard links: copy, and sync like every other file
         shutil.copy2(src, dst)
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy,
                     ignore=lambda d, names: [n for n in names if _TRANSIENT.match(n)])
+
+
+def _check_parents(target: Path, display: str, advice: str) -> None:
+    """Refuse a path under a file, with a message naming the file (mkdir would say 'File exists')."""
+    for a in target.parents:
+        if a.exists():
+            if not a.is_dir():
+                raise StoreError(f"{display}: {a} is a file, not a folder; {advice}")
+            return
 
 
 def staged_claim(path: str | os.PathLike) -> Claim | None:
@@ -732,6 +739,7 @@ def write_file_atomic(path: str | os.PathLike, write: Callable[[IO[str]], Any], 
         if not ours:
             raise StoreError(f"{named}: exists and was not written by mfvsdnn (its first line is not "
                              f"{header!r}); pass --overwrite to replace it, or choose another file")
+    _check_parents(target, named, "choose another file")
     with os_errors(display):
         target.parent.mkdir(parents=True, exist_ok=True)
         _clean_dead_temps(target)
