@@ -213,7 +213,8 @@ def owner_of(path: Path) -> tuple[str | None, frozenset[str]]:
 
 @dataclass
 class Folder:
-    """What is at an output path. state: missing, empty, owned, foreign, file or symlink."""
+    """What is at an output path. state: missing, empty, owned (a tool folder), holder (a plain folder
+    holding only tool folders), foreign, file or symlink."""
 
     state: str
     what: str | None = None
@@ -238,6 +239,8 @@ def inspect_folder(path: Path) -> Folder:
         return Folder("empty")
     what, own = owner_of(path)
     if what is None:
+        if not _container_foreign(path, stop_at_first=True):  # only mfvsdnn folders (reports/ with sweep/)
+            return Folder("holder")
         return Folder("foreign", foreign=[n for n in names if not _TRANSIENT.match(n)])
     foreign: list[str] = []
     for n in names:
@@ -258,16 +261,19 @@ def inspect_folder(path: Path) -> Folder:
     return Folder("owned", what, foreign, own)
 
 
-def _container_foreign(path: Path) -> list[str]:
+def _container_foreign(path: Path, stop_at_first: bool = False) -> list[str]:
+    """What inside a plain folder is not a complete mfvsdnn folder (looking no deeper than those)."""
     out: list[str] = []
     for n in sorted(os.listdir(path)):
+        c = path / n
         if _TRANSIENT.match(n):
             continue
-        sub = inspect_folder(path / n) if _is_dir(path / n) else Folder("foreign")
-        if sub.state == "owned":
-            out += [f"{n}/{x}" for x in sub.foreign]
-        elif sub.state != "empty":
+        if not _is_dir(c) or owner_of(c)[0] is None:
             out.append(n)
+        else:
+            out += [f"{n}/{x}" for x in inspect_folder(c).foreign]
+        if out and stop_at_first:
+            break
     return out
 
 
@@ -429,6 +435,10 @@ class Claim:
         if f.state == "foreign":
             raise StoreError(f"{d}: not empty and not written by mfvsdnn (holds {_listing(f.foreign)}); "
                              f"choose a new or empty folder for {opt}")
+        if f.state == "holder" and self.what == "run":
+            inside = sorted(n for n in os.listdir(self.path) if not _TRANSIENT.match(n))
+            raise StoreError(f"{d}: holds other mfvsdnn folders ({_listing(inside)}); choose a new or empty "
+                             f"folder for {opt}")
         if f.state == "owned" and f.what != self.what:
             raise StoreError(f"{d}: is {WHAT[f.what or 'run']} written by mfvsdnn, not {WHAT[self.what]}; "
                              f"choose another {opt}")
@@ -508,7 +518,7 @@ class Claim:
             old = inspect_folder(self.path)
             self._accept(old)  # again: files may have appeared while the command ran
             produced = [n for n in os.listdir(stage) if n != MARKER]
-            if old.state == "owned":
+            if old.state in ("owned", "holder"):
                 for rel in _nested_outputs(self.path, old.own):
                     if not (stage / rel).exists() and not (stage / rel).is_symlink():
                         (stage / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -281,3 +281,22 @@ def test_missing_parents_are_created_but_not_under_a_file(csv, tmp_path):
     res = invoke("compare", csv, "--report-dir", tmp_path / "f" / "rep")
     assert res.exit_code == 1 and "is a file, not a folder" in res.output
     assert (tmp_path / "f").read_text() == "x"
+
+
+def test_a_real_full_disk_and_read_only_mount(csv, tmp_path):
+    """Where the tests may mount (root in a container): a 64 KiB tmpfs fills up, then turns read-only."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here; the injected ENOSPC/EROFS tests cover these paths")
+    try:
+        assert invoke("train-wals", csv, "--out", mnt / "run", "--factors", "2", "--iterations", "1").exit_code == 0
+        res = invoke("train-wals", csv, "--out", mnt / "run", "--factors", "40", "--iterations", "1")
+        assert res.exit_code == 1 and "No space left on device" in res.output and "Traceback" not in res.output
+        assert load_run(mnt / "run").model.factors == 2 and os.listdir(mnt) == ["run"]
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        res = invoke("train-wals", csv, "--out", mnt / "run", *TRAIN)
+        assert res.exit_code == 1 and "Read-only file system" in res.output
+        assert load_run(mnt / "run").model.factors == 2
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

@@ -144,3 +144,18 @@ def test_a_sweep_on_another_split_starts_afresh_in_its_own_folder(csv, tmp_path)
     assert invoke("sweep", csv, "--report-dir", rep, "--seed", "5", *SWEEP).exit_code == 0
     doc = json.loads((rep / "sweep.json").read_text())
     assert doc["split"]["fingerprint"] != first and doc["complete"] and not doc["points"][0]["resumed"]
+
+
+def test_a_plain_folder_holding_only_mfvsdnn_folders_becomes_a_report_set(csv, tmp_path):
+    rep = tmp_path / "reports"  # make sweep first: reports/ is then a plain folder holding reports/sweep
+    assert invoke("sweep", csv, "--report-dir", rep / "sweep", *SWEEP).exit_code == 0
+    sweep = snapshot(rep / "sweep")
+    res = invoke("train-wals", csv, "--out", rep, "--factors", "2", "--iterations", "1")
+    assert res.exit_code == 1 and "holds other mfvsdnn folders (sweep)" in res.output  # not as a run
+    res = invoke("compare", csv, "--report-dir", rep, *FAST)
+    assert res.exit_code == 0, res.output
+    assert snapshot(rep / "sweep") == sweep and (rep / "report.json").exists()
+    (rep.parent / "plain").mkdir()
+    (rep.parent / "plain" / "empty").mkdir()  # an empty folder of yours is not the tool's either
+    res = invoke("compare", csv, "--report-dir", rep.parent / "plain", *FAST)
+    assert res.exit_code == 1 and "not written by mfvsdnn (holds empty)" in res.output
