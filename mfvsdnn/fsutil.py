@@ -345,8 +345,9 @@ def _lock(target: Path, display: str, option: str) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            with contextlib.suppress(OSError):  # the pid only makes the busy message better
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             return fd
         os.close(fd)
     raise StoreError(f"{display}: could not take the lock {path}; try again")
@@ -416,14 +417,6 @@ class Claim:
         """``p`` relative to the target if it lies inside it (or is it), else None."""
         a = absolute(p)
         return a.relative_to(self.path) if _inside(a, self.path) else None
-
-    def in_stage(self, p: str | os.PathLike) -> Path | None:
-        """The final path (as the user named the target) of a path inside one of the stagings."""
-        a = absolute(p)
-        for s in self._stages:
-            if _inside(a, s):
-                return Path(self.display) / a.relative_to(s)
-        return None
 
     # -- checks
     def _accept(self, f: Folder) -> None:
@@ -547,9 +540,11 @@ class Claim:
             with contextlib.suppress(OSError):
                 _fsync_dir(self.path.parent)
         _fault("swapped")
-        for p in [*self._stages, *([self._aside] if self._aside else [])]:
-            shutil.rmtree(p, ignore_errors=True)  # the old set (after an exchange) or unused stagings
-        self._stages.clear()
+        old_copy = stage if stage in self._stages else self._aside  # the old set, now at a temporary name
+        if old_copy is not None:
+            shutil.rmtree(old_copy, ignore_errors=True)
+        if stage in self._stages:
+            self._stages.remove(stage)
         self._aside = None
         _fault("cleaned")
 

@@ -300,3 +300,33 @@ def test_a_real_full_disk_and_read_only_mount(csv, tmp_path):
         assert load_run(mnt / "run").model.factors == 2
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+PAUSE_AT_STAGED = r"""
+import sys
+from mfvsdnn import fsutil
+def pause(s):
+    if s == "staged":
+        print("ready", flush=True)
+        sys.stdin.readline()
+fsutil._fault = pause
+from mfvsdnn.cli import app
+app(sys.argv[1:])
+"""
+
+
+def test_two_processes_one_out_the_second_is_refused_with_the_first_ones_pid(csv, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train-wals", csv, "--out", out, "--factors", "2", "--iterations", "1").exit_code == 0
+    first = subprocess.Popen([sys.executable, "-c", PAUSE_AT_STAGED, "train-wals", str(csv), "--out", str(out),
+                              *TRAIN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True)
+    try:
+        assert first.stdout.readline().strip() == "ready"  # the first writer holds the lock, its new run staged
+        res = invoke("train-wals", csv, "--out", out, "--factors", "4", "--iterations", "1")
+        assert res.exit_code == 1 and f"another mfvsdnn process (pid {first.pid}) is writing {out}" in res.output
+        assert load_run(out).model.factors == 2
+    finally:
+        first.communicate("\n")
+    assert first.returncode == 0
+    assert load_run(out).model.factors == 3 and leftovers(tmp_path, "run") == []
