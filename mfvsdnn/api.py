@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 
 from .data import ColumnSpec, read_interactions, summarize
 from .errors import DataError, MfvsdnnError
+from .fsutil import absolute, claim_output, claim_unless_staged, os_errors, write_new
 from .models.base import ProgressFn, check_model_memory, check_params, model_class, no_progress
 from .split import Split, SplitConfig, make_split
 from .store import save_run
@@ -33,11 +35,14 @@ def info(data: str | Path, columns: ColumnSpec, split: SplitConfig,
     return out
 
 
-def make_data(out: str | Path, config: SyntheticConfig) -> dict:
-    """Write grouped synthetic data to ``out``; returns a summary of the file written."""
+def make_data(out: str | Path, config: SyntheticConfig, overwrite: bool = False) -> dict:
+    """Write grouped synthetic data to ``out``; returns a summary of the file written.
+
+    An existing ``out`` is replaced only if mfvsdnn wrote it (its exact header) or ``overwrite``.
+    """
     t0 = time.perf_counter()
     try:
-        rows = write_csv(config, out)
+        rows = write_csv(config, out, overwrite=overwrite)
     except ValueError as e:
         raise DataError(str(e)) from None
     ds = read_interactions(out)
@@ -165,7 +170,7 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     from . import evaluate as E
     from .errors import EvaluationError
     from .report import compare_html, compare_markdown
-    from .store import load_run, write_json_atomic, write_text_atomic
+    from .store import json_text, load_run
 
     bar = progress_factory or _null_bar
     runs = dict(runs or {})
@@ -180,13 +185,71 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     for kind in COMPARE_KINDS:  # before any file is read or any model trained
         check_params(kind, params.get(kind, {}), f"--{kind}-param")
     main_k = E.MAIN_K if E.MAIN_K in ks else ks[len(ks) // 2]
-    loaded = {kind: (load_run(runs[kind]) if runs.get(kind) else None) for kind in COMPARE_KINDS}
-    _check_runs(loaded, None, data)  # runs against each other, before the (slower) data read
-    split = prepare_split(data, columns, split_cfg, test_path)
-    _check_runs(loaded, split, data)
+    with contextlib.ExitStack() as held:
+        claim = held.enter_context(claim_output(report_dir, "compare", option="--report-dir",
+                                                inputs=(data, test_path)))
+        loaded = {kind: (load_run(runs[kind]) if runs.get(kind) else None) for kind in COMPARE_KINDS}
+        _check_runs(loaded, None, data)  # runs against each other, before the (slower) data read
+        stage = claim.staging()
+        outs = run_outputs(claim, stage, held, loaded, [k for k in COMPARE_KINDS if loaded[k] is None],
+                           Path(runs_dir) if runs_dir else Path(report_dir) / "runs", (data, test_path))
+        split = prepare_split(data, columns, split_cfg, test_path)
+        _check_runs(loaded, split, data)
+        result = _compare_split(split, loaded, outs, params, ks, main_k, n_boot, serving_sample, bar)
+        out = Path(report_dir)
+        paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+        with os_errors(str(report_dir)):
+            write_new(stage / "report.json", json_text(result.report))
+            write_new(stage / "report.md", compare_markdown(result.report))
+            write_new(stage / "report.html", compare_html(result.report, result.plots))
+        claim.commit(stage)
+    return CompareResult(result.report, result.plots, paths)
+
+
+def run_outputs(claim: Any, stage: Path, held: contextlib.ExitStack, loaded: dict[str, Any], kinds: list[str],
+                runs_dir: Path, inputs: tuple) -> dict[str, tuple[Path, Path]]:
+    """Where compare saves each model of ``kinds`` it trains: (path written now, final path).
+
+    A run inside the report folder is written into its staging folder and switched in with the
+    reports; one outside it is claimed on its own (held in ``held``). A run compare loads must not
+    be where it would write one.
+    """
+    from .errors import StoreError
+
+    outs: dict[str, tuple[Path, Path]] = {}
+    for kind in kinds:
+        final = runs_dir / kind
+        rel = claim.relative(final)
+        if rel == Path("."):
+            raise StoreError(f"--runs-dir {runs_dir}: would save the {kind} run as the report folder itself")
+        if rel is None:
+            held.enter_context(claim_output(final, "run", option="--runs-dir", inputs=inputs))
+            outs[kind] = (final, final)
+        else:
+            outs[kind] = (stage / rel, final)
+        for other, r2 in loaded.items():
+            if r2 is not None:
+                a, b = absolute(r2.path), absolute(final)
+                if a == b or a in b.parents or b in a.parents:
+                    raise StoreError(f"--{other} {r2.path}: compare would save the {kind} run it trains at {final}, "
+                                     "over the run it loads; pass another --runs-dir")
+    return outs
+
+
+@dataclass
+class _Compared:
+    report: dict
+    plots: dict
+
+
+def _compare_split(split: Split, loaded: dict[str, Any], outs: dict[str, tuple[Path, Path]],
+                   params: dict[str, dict], ks: tuple[int, ...], main_k: int, n_boot: int, serving_sample: int,
+                   bar: Any) -> _Compared:
+    """Train what is not loaded, evaluate both, build report.json's content and the plots' arrays."""
+    from . import evaluate as E
+
     ds = split.dataset
-    seed = split_cfg.seed
-    runs_dir = Path(runs_dir) if runs_dir else Path(report_dir) / "runs"
+    seed = split.config.seed
 
     models: dict[str, Any] = {}
     info_: dict[str, dict] = {}
@@ -198,9 +261,9 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
                            "valid_recall@20": r.meta.get("valid_recall@20")}
         else:
             with bar(f"training {kind}") as prog:
-                res = train_model(kind, split, params.get(kind, {}), seed, runs_dir / kind, prog)
+                res = train_model(kind, split, params.get(kind, {}), seed, outs[kind][0], prog)
             models[kind] = res.model
-            info_[kind] = {"run_dir": str(res.run_dir), "trained_here": True, "seed": seed,
+            info_[kind] = {"run_dir": str(outs[kind][1]), "trained_here": True, "seed": seed,
                            "valid_recall@20": res.valid_recall20}
 
     pops = E.populations(split)
@@ -251,12 +314,7 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     plots = {"maps": {kind: E.embedding_map(models[kind].item_vectors, np.random.default_rng(map_seed))
                       for kind in COMPARE_KINDS},
              "item_groups": ds.item_groups, "group_names": list(ds.group_names)}
-    out = Path(report_dir)
-    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
-    write_json_atomic(paths["json"], report)
-    write_text_atomic(paths["md"], compare_markdown(report))
-    write_text_atomic(paths["html"], compare_html(report, plots))
-    return CompareResult(report, plots, paths)
+    return _Compared(report, plots)
 
 
 def _version() -> str:
@@ -373,61 +431,63 @@ def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, s
 
 
 def recommend_all(run_dir: str | Path, k: int, out: str | Path, progress: ProgressFn = no_progress,
-                  chunk_size: int = 4096) -> dict:
+                  chunk_size: int = 4096, overwrite: bool = False) -> dict:
     """Write ``user_id,item_id,rank,score`` (top-k, known items excluded) for every training user.
 
     Users are processed ``chunk_size`` at a time; the CSV is written to a temporary file beside
-    ``out`` and renamed into place, so an interrupted run leaves no partial file.
+    ``out`` and renamed into place, so an interrupted run leaves no partial file. An existing
+    ``out`` is replaced only if mfvsdnn wrote it (its exact header line) or ``overwrite``.
     """
     import csv
-    import os
-    import tempfile
 
     from .evaluate import top_k_with_scores
+    from .fsutil import write_file_atomic
     from .store import load_run
 
     _check_k(k)
     t0 = time.perf_counter()
     run = load_run(run_dir)
-    out = Path(out)
-    if out.is_dir():
-        raise DataError(f"--out {out}: is a directory; give a CSV file name")
     users = np.flatnonzero(np.diff(run.known.indptr) > 0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    rows = 0
     n_chunks = max(1, -(-len(users) // chunk_size))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")  # quotes ids that contain the delimiter
-            writer.writerow(["user_id", "item_id", "rank", "score"])
-            for c in range(n_chunks):
-                u = users[c * chunk_size:(c + 1) * chunk_size]
-                hist = run.known[u]
-                feats = {name: codes[u] for name, codes in run.features.items()}
-                q = np.asarray(run.model.query_vectors(hist, feats, users=u), dtype=np.float32)
-                idx, scores = top_k_with_scores(q, run.model.item_vectors, hist, k)
-                r, col = np.nonzero(idx >= 0)
-                uid = run.user_ids[u][r]
-                iid = run.item_ids[idx[r, col]]
-                writer.writerows(zip(uid.tolist(), iid.tolist(), (col + 1).tolist(),
-                                     [f"{s:.6g}" for s in scores[r, col].tolist()], strict=True))
-                rows += len(r)
-                progress(c + 1, n_chunks, {"users": float(min(len(users), (c + 1) * chunk_size))})
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(f: Any) -> int:
+        rows = 0
+        writer = csv.writer(f, lineterminator="\n")  # quotes ids that contain the delimiter
+        writer.writerow(RECS_HEADER.split(","))
+        for c in range(n_chunks):
+            u = users[c * chunk_size:(c + 1) * chunk_size]
+            hist = run.known[u]
+            feats = {name: codes[u] for name, codes in run.features.items()}
+            q = np.asarray(run.model.query_vectors(hist, feats, users=u), dtype=np.float32)
+            idx, scores = top_k_with_scores(q, run.model.item_vectors, hist, k)
+            r, col = np.nonzero(idx >= 0)
+            uid = run.user_ids[u][r]
+            iid = run.item_ids[idx[r, col]]
+            writer.writerows(zip(uid.tolist(), iid.tolist(), (col + 1).tolist(),
+                                 [f"{s:.6g}" for s in scores[r, col].tolist()], strict=True))
+            rows += len(r)
+            progress(c + 1, n_chunks, {"users": float(min(len(users), (c + 1) * chunk_size))})
+        return rows
+
+    rows = write_file_atomic(out, write, option="--out", header=RECS_HEADER, overwrite=overwrite)
     return {"run": str(run.path), "kind": run.kind, "path": str(out), "users": int(len(users)), "k": k,
             "rows": rows, "seconds": time.perf_counter() - t0}
+
+
+RECS_HEADER = "user_id,item_id,rank,score"
 
 
 def train_from_csv(kind: str, data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig,
                    test_path: str | Path | None, params: dict[str, Any], out: str | Path | None,
                    progress: ProgressFn = no_progress) -> TrainResult:
-    """Read and split the CSV, then :func:`train_model` with the split's seed (train-wals / train-*)."""
-    split = prepare_split(data, columns, split_cfg, test_path)
-    return train_model(kind, split, params, split_cfg.seed, out, progress)
+    """Read and split the CSV, then :func:`train_model` with the split's seed (train-wals / train-*).
+
+    ``out`` is claimed first (:func:`mfvsdnn.fsutil.claim_output`), so a folder that may not be
+    replaced, or one another process is writing, is refused before the data is read or trained on.
+    """
+    with claim_unless_staged(out, "run", option="--out", inputs=(data, test_path)):
+        split = prepare_split(data, columns, split_cfg, test_path)
+        return train_model(kind, split, params, split_cfg.seed, out, progress)
 # end of recommend / train_from_csv (issue 3)
 
 
@@ -438,37 +498,51 @@ def train_from_csv(kind: str, data: str | Path, columns: ColumnSpec, split_cfg: 
 def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None,
           cfg: Any, report_dir: str | Path, jobs: int = 1, progress_factory: Any = None,
           on_point: Any = None) -> tuple[dict, dict[str, Path]]:
-    """Run (or resume) a sweep on one split; write sweep.json, sweep.md and sweep.html to ``report_dir``."""
+    """Run (or resume) a sweep on one split; write sweep.json, sweep.md and sweep.html to ``report_dir``.
+
+    sweep.json is replaced after every point (the resume file); at the end the three files are
+    switched into place as one set.
+    """
     from .report_curves import curve_files
-    from .store import write_text_atomic
+    from .store import json_text
     from .sweep import run_sweep
 
     if jobs < 1:
         raise MfvsdnnError(f"--jobs must be >= 1, got {jobs}")
-    split = prepare_split(data, columns, split_cfg, test_path)
-    data_args = (str(data), columns.as_dict(), split_cfg.as_dict(), str(test_path) if test_path else None)
-    doc = run_sweep(split, cfg, report_dir, jobs=jobs, data_args=data_args, on_point=on_point,
-                    progress_factory=progress_factory)
-    out = Path(report_dir)
-    paths = {"json": out / "sweep.json"}
-    for name, text in curve_files("sweep", doc).items():
-        write_text_atomic(out / name, text)
-        paths[name.split(".")[-1]] = out / name
+    with claim_output(report_dir, "sweep", option="--report-dir", inputs=(data, test_path)) as claim:
+        split = prepare_split(data, columns, split_cfg, test_path)
+        data_args = (str(data), columns.as_dict(), split_cfg.as_dict(), str(test_path) if test_path else None)
+        doc = run_sweep(split, cfg, report_dir, jobs=jobs, data_args=data_args, on_point=on_point,
+                        progress_factory=progress_factory)
+        paths = _write_set(claim, "sweep", json_text(doc), curve_files("sweep", doc))
     return doc, paths
 
 
+def _write_set(claim: Any, stem: str, json_doc: str, others: dict[str, str | bytes]) -> dict[str, Path]:
+    """Stage STEM.json and the other report files, then switch them into place as one set."""
+    stage = claim.staging()
+    out = Path(claim.display)
+    paths = {"json": out / f"{stem}.json"}
+    with os_errors(claim.display):
+        write_new(stage / f"{stem}.json", json_doc)
+        for name, text in others.items():
+            write_new(stage / name, text)
+            paths[name.split(".")[-1]] = out / name
+    claim.commit(stage)
+    return paths
+
+
 def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress) -> tuple[dict, dict[str, Path]]:
-    """Measure cost against corpus size; write scale.json, scale.md and scale.html to ``report_dir``."""
+    """Measure cost against corpus size; write scale.json, scale.md and scale.html to ``report_dir``.
+
+    The report folder is claimed before the (long) measurement starts.
+    """
     from .report_curves import curve_files
     from .scale import run_scale
-    from .store import write_json_atomic, write_text_atomic
+    from .store import json_text
 
     cfg.check_memory()  # the largest size, before any data is generated
-    doc = run_scale(cfg, progress)
-    out = Path(report_dir)
-    paths = {"json": out / "scale.json"}
-    write_json_atomic(paths["json"], doc)
-    for name, text in curve_files("scale", doc).items():
-        write_text_atomic(out / name, text)
-        paths[name.split(".")[-1]] = out / name
+    with claim_output(report_dir, "scale", option="--report-dir") as claim:
+        doc = run_scale(cfg, progress)
+        paths = _write_set(claim, "scale", json_text(doc), curve_files("scale", doc))
     return doc, paths

@@ -353,6 +353,8 @@ def make_data(
                                         min=0.0, max=MAX_ZIPF)] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same file.", min=0,
                                       max=MAX_SEED)] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even if it is not a file "
+                                            "make-data wrote.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Write grouped synthetic interactions (user_id,item_id,user_group,item_group,country,age_band)."""
@@ -365,7 +367,7 @@ def make_data(
     rows = users * min(mean_interactions, items)
     check_memory(f"make-data ({users:,} users x about {min(mean_interactions, items):g} interactions)",
                  int(SYNTHETIC_BYTES_PER_ROW * rows), "lower --users or --mean-interactions")
-    summary = api.make_data(out, cfg)
+    summary = api.make_data(out, cfg, overwrite=overwrite)
     if json_out:
         _print_json(summary)
     else:
@@ -478,6 +480,8 @@ def recommend(
                                                       "repeat for several. Used when --history is empty.")] = None,
     k: Annotated[int, typer.Option("--k", help="Number of items to recommend per user.", min=1, max=MAX_K)] = 10,
     out: Annotated[Path | None, typer.Option("--out", help="CSV file for --all (written atomically).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --all: replace --out even if it is not "
+                                            "a file recommend wrote.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Top-k items for a known user (--user), every training user (--all --out), or a new user
@@ -492,7 +496,7 @@ def recommend(
         if out is None:
             raise MfvsdnnError("--all needs --out FILE (the CSV to write)")
         with report.progress_bar("recommend") as bar:
-            summary = api.recommend_all(run, k, out, bar)
+            summary = api.recommend_all(run, k, out, bar, overwrite=overwrite)
         if json_out:
             _print_json(summary)
         else:

@@ -15,7 +15,9 @@ appears in two families) is trained once and reported under both knobs.
 
 ``sweep.json`` is rewritten atomically after each finished point; a rerun with the same data, split
 and settings reuses every point already in it (matched by a hash of model kind, hyper-parameters,
-split fingerprint, ks and bootstrap count), so an interrupted sweep resumes where it stopped.
+split fingerprint, ks and bootstrap count), so an interrupted sweep resumes where it stopped. A
+sweep.json that mfvsdnn did not write (not a JSON object of format ``mfvsdnn-sweep``) is never
+replaced: the resume is refused with a message.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import numpy as np
 
 from . import evaluate as E
 from .data import ColumnSpec
-from .errors import MfvsdnnError
+from .errors import MfvsdnnError, StoreError
+from .fsutil import claim_output
 from .models.base import (
     MAX_BOOTSTRAP,
     MAX_K,
@@ -46,7 +49,7 @@ from .models.base import (
 )
 from .models.sampling import SAMPLERS
 from .split import Split, SplitConfig
-from .store import config_hash, write_json_atomic
+from .store import config_hash, json_text
 
 SWEEP_FORMAT = "mfvsdnn-sweep"
 
@@ -174,16 +177,36 @@ def _worker_run(kind: str, params: dict[str, Any], cfg: SweepConfig) -> dict[str
 
 
 def load_previous(path: Path, fingerprint: str) -> dict[str, dict]:
-    """Finished points of an earlier (possibly interrupted) sweep on the same split, by key."""
+    """Finished points of an earlier (possibly interrupted) sweep on the same split, by key.
+
+    A sweep on another split gives nothing (it is started afresh); a file that is not a sweep
+    mfvsdnn wrote is refused (StoreError), so it is never overwritten.
+    """
     if not path.exists():
         return {}
+
+    def refuse(what: str) -> StoreError:
+        return StoreError(f"{path}: {what}, not a sweep written by mfvsdnn; resume refused (move the file away "
+                          "or choose another --report-dir)")
+
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except OSError as e:
+        raise StoreError(f"{path}: cannot be read ({e.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise refuse("not valid JSON") from None
+    if not isinstance(old, dict):
+        raise refuse(f"holds a JSON {type(old).__name__}")
+    if old.get("format") != SWEEP_FORMAT:
+        raise refuse(f"has format {old.get('format')!r}")
+    results = old.get("results", [])
+    split = old.get("split")
+    if not isinstance(results, list) or not isinstance(split, dict) \
+            or not all(isinstance(r, dict) and isinstance(r.get("key"), str) for r in results):
+        raise refuse("has malformed results")
+    if split.get("fingerprint") != fingerprint:
         return {}
-    if old.get("format") != SWEEP_FORMAT or old.get("split", {}).get("fingerprint") != fingerprint:
-        return {}
-    return {r["key"]: r for r in old.get("results", []) if "key" in r}
+    return {r["key"]: r for r in results}
 
 
 def run_sweep(split: Split, cfg: SweepConfig, report_dir: str | Path, jobs: int = 1,
@@ -203,8 +226,14 @@ def run_sweep(split: Split, cfg: SweepConfig, report_dir: str | Path, jobs: int 
     -------
     The sweep.json content.
     """
-    out_dir = Path(report_dir)
-    path = out_dir / "sweep.json"
+    with claim_output(report_dir, "sweep", option="--report-dir") as claim:
+        return _run_sweep(claim, split, cfg, jobs, data_args, on_point, progress_factory)
+
+
+def _run_sweep(claim: Any, split: Split, cfg: SweepConfig, jobs: int,
+               data_args: tuple[str, dict, dict, str | None] | None,
+               on_point: Callable[[int, int, dict], None] | None, progress_factory: Any) -> dict:
+    path = Path(claim.display) / "sweep.json"
     previous = load_previous(path, split.fingerprint)
     todo = cfg.points()
     unique: dict[str, dict] = {}
@@ -238,7 +267,7 @@ def run_sweep(split: Split, cfg: SweepConfig, report_dir: str | Path, jobs: int 
         doc = {**header, "points": points_view(),
                "results": [{"key": k, **v} for k, v in results.items()],
                "complete": len(results) == len(unique)}
-        write_json_atomic(path, doc)
+        claim.write_live("sweep.json", json_text(doc))
         return doc
 
     total = len(unique)

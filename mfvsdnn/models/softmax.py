@@ -805,16 +805,49 @@ class SoftmaxDNN:
 
     @classmethod
     def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray], info: dict[str, Any]) -> SoftmaxDNN:
+        """Rebuild a trained model from ``state()`` arrays, checking every shape against the params.
+
+        ``info`` may carry the run's ``n_items`` and ``feature_cardinalities`` (name -> number of
+        labels), which the arrays must match.
+        """
         m = cls(**params)
         arrays = dict(arrays)
-        m.best_epoch_ = int(arrays.pop("best_epoch", 0))
+        best = arrays.pop("best_epoch", np.array(0))
+        if best.dtype.kind not in "iu" or best.shape != ():
+            raise ModelError("softmax state: best_epoch must be one integer")
+        m.best_epoch_ = int(best)
         needed = ["item_out", "empty", "W_out", "b_out"] + ([] if m.tie_embeddings else ["item_in"])
         needed += [f"{w}{i}" for i in range(len(m.hidden)) for w in ("W", "b")]
         missing = [k for k in needed if k not in arrays]
         if missing:
             raise ModelError(f"softmax model state lacks arrays {missing}")
+        feats = sorted(k[len("feat__"):] for k in arrays if k.startswith("feat__"))
+        extra = sorted(set(arrays) - set(needed) - {f"feat__{f}" for f in feats})
+        if extra:
+            why = " (tie_embeddings is true but the state has separate input embeddings)" if "item_in" in extra else ""
+            raise ModelError(f"softmax state holds arrays {extra} that params do not use{why}")
+        n_items = info.get("n_items", arrays["item_out"].shape[0])
+        cards = info.get("feature_cardinalities")
+        if cards is not None and sorted(cards) != feats:
+            raise ModelError(f"softmax feature tables {feats} do not match the run's features {sorted(cards)}")
+        d, fd = m.dim, m.feature_dim
+        shapes = {"item_out": (n_items, d), "item_in": (n_items, d), "empty": (d,), "W_out": None, "b_out": (d,)}
+        for f in feats:
+            shapes[f"feat__{f}"] = (cards[f] + 1, fd) if cards is not None else (arrays[f"feat__{f}"].shape[0], fd)
+        width = d + fd * len(feats)
+        for i, h in enumerate(m.hidden):
+            shapes[f"W{i}"], shapes[f"b{i}"] = (width, h), (h,)
+            width = h
+        shapes["W_out"] = (width, d)
+        for k, v in arrays.items():
+            want = shapes[k]
+            if v.dtype.kind != "f" or v.shape != want:
+                raise ModelError(f"softmax state: {k} has shape {v.shape} ({v.dtype}), params (dim={d}, "
+                                 f"hidden={list(m.hidden)}, feature_dim={fd}) need {want}")
+            if not np.isfinite(v).all():
+                raise ModelError(f"softmax state: {k} contains NaN or infinity")
         m.params_ = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-        m.feature_names_ = tuple(sorted(k[len("feat__"):] for k in arrays if k.startswith("feat__")))
+        m.feature_names_ = tuple(feats)
         m.train_seconds_ = float(info.get("train_seconds", 0.0))
         m.history_ = list(info.get("history", []))
         return m

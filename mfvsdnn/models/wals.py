@@ -181,15 +181,48 @@ class WALS:
 
     @classmethod
     def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray], info: dict[str, Any]) -> WALS:
+        """Rebuild a fitted model from ``state()`` arrays, checking every shape and code first.
+
+        ``info`` may carry the run's ``n_users``, ``n_items`` and ``feature_cardinalities``
+        (name -> number of labels), which the arrays must match.
+        """
         model = cls(**params)
         need = ("user_factors", "item_factors", "warm_users", "feature_names", "feature_codes",
                 "feature_cardinalities")
         missing = [k for k in need if k not in arrays]
         if missing:
             raise ModelError(f"WALS state lacks the arrays {missing}; the model file is foreign or truncated")
-        names = [str(x) for x in arrays["feature_names"]]
-        model._set_state(arrays["user_factors"], arrays["item_factors"], arrays["warm_users"].astype(bool),
-                         names, arrays["feature_codes"], arrays["feature_cardinalities"])
+        extra = sorted(set(arrays) - set(need))
+        if extra:
+            raise ModelError(f"WALS state holds unexpected arrays {extra}; the model file is foreign")
+        U, V, warm = arrays["user_factors"], arrays["item_factors"], arrays["warm_users"]
+        names_a, codes, cards = arrays["feature_names"], arrays["feature_codes"], arrays["feature_cardinalities"]
+        d = model.factors
+        if U.dtype.kind != "f" or V.dtype.kind != "f" or U.ndim != 2 or V.ndim != 2 \
+                or U.shape[1] != d or V.shape[1] != d:
+            raise ModelError(f"WALS factors have shapes {U.shape} and {V.shape} ({U.dtype}), which do not match "
+                             f"factors={d}")
+        n_users = info.get("n_users", U.shape[0])
+        n_items = info.get("n_items", V.shape[0])
+        if U.shape[0] != n_users or V.shape[0] != n_items:
+            raise ModelError(f"WALS factors cover {U.shape[0]:,} users and {V.shape[0]:,} items, the run "
+                             f"{n_users:,} and {n_items:,}")
+        if warm.dtype.kind not in "bui" or warm.shape != (n_users,):
+            raise ModelError(f"WALS warm_users must be {n_users:,} flags, got shape {warm.shape}")
+        if names_a.dtype.kind != "U" or names_a.ndim != 1:
+            raise ModelError("WALS feature_names must be a list of strings")
+        names = [str(x) for x in names_a]
+        if codes.dtype.kind not in "iu" or codes.shape != (n_users, len(names)) \
+                or cards.dtype.kind not in "iu" or cards.shape != (len(names),) or (cards < 1).any():
+            raise ModelError(f"WALS feature codes {codes.shape} / cardinalities {cards.shape} do not match "
+                             f"{n_users:,} users and the features {names}")
+        if codes.size and ((codes < -1) | (codes >= cards[None, :])).any():
+            raise ModelError("WALS feature codes lie outside their features' label counts")
+        expected = info.get("feature_cardinalities")
+        if expected is not None and {n: int(c) for n, c in zip(names, cards, strict=True)} != dict(expected):
+            raise ModelError(f"WALS features {dict(zip(names, cards.tolist(), strict=True))} (name: labels) do "
+                             f"not match the run's feature labels {dict(expected)}")
+        model._set_state(U, V, warm.astype(bool), names, codes, cards)
         model.train_seconds_ = float(info.get("train_seconds", 0.0))
         model.history_ = list(info.get("history", []))
         return model
