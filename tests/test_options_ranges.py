@@ -216,7 +216,7 @@ def test_every_option_of_every_command_is_in_the_table():
     unchecked = {"--help", "--json", "--out", "--report-dir", "--runs-dir", "--wals", "--softmax", "--user",
                  "--all", "--history", "--feature", "--user-col", "--item-col", "--weight-col", "--time-col",
                  "--item-group-col", "--user-group-col", "--user-features", "--test", "--tie-embeddings",
-                 "--spark-master", "--spark-conf", "--spark-reader"}  # names, paths, flags, free text
+                 "--spark-master", "--spark-conf", "--spark-reader", "--overwrite"}  # names, paths, flags, free text
     covered = {(c, a) for c, args, _ in CASES for a in args if a.startswith("--")}
     shared = {a for args, _ in DATA_CASES for a in args if a.startswith("--")}
     missing = []
