@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .core.errors import DataError, EvaluationError
+from .core.errors import DataError, EvaluationError, MfvsdnnError
+from .core.fsutil import absolute, claim_output, claim_unless_staged, os_errors, write_new
 from .core.progress import ProgressFactory, ProgressFn, no_progress, silent
 from .data import ColumnSpec, read_interactions, summarize
 from .data.split import Split, SplitConfig
@@ -17,14 +19,13 @@ from .data.split import make_split as make_split_of
 from .data.synthetic import SyntheticConfig, write_csv
 from .experiment.results import Results
 from .experiment.spec import DataSpec, ExperimentSpec, ModelSpec
+from .models.registry import check_params
 
 
 def prepare_split(data: str | Path, columns: ColumnSpec, split: SplitConfig,
                   test_path: str | Path | None = None) -> Split:
     """Read the CSV (and an explicit test file) and split it deterministically."""
-    from .experiment.runner import prepare_split as read_and_split
-
-    return read_and_split(DataSpec(Path(data), columns, Path(test_path) if test_path else None), split)
+    return make_split_of(read_interactions(data, columns, test_path=test_path), split)
 
 
 def info(data: str | Path, columns: ColumnSpec, split: SplitConfig,
@@ -36,11 +37,14 @@ def info(data: str | Path, columns: ColumnSpec, split: SplitConfig,
     return out
 
 
-def make_data(out: str | Path, config: SyntheticConfig) -> dict:
-    """Write grouped synthetic data to ``out``; returns a summary of the file written."""
+def make_data(out: str | Path, config: SyntheticConfig, overwrite: bool = False) -> dict:
+    """Write grouped synthetic data to ``out``; returns a summary of the file written.
+
+    An existing ``out`` is replaced only if mfvsdnn wrote it (its exact header) or ``overwrite``.
+    """
     t0 = time.perf_counter()
     try:
-        rows = write_csv(config, out)
+        rows = write_csv(config, out, overwrite=overwrite)
     except ValueError as e:
         raise DataError(str(e)) from None
     ds = read_interactions(out)
@@ -83,6 +87,7 @@ def train_model(kind: str, split: Split, params: dict[str, Any], seed: int, out:
         "valid_recall@20": fitted.validation_recall,
         "history": list(getattr(model, "history_", [])),
         "split": split.summary(),
+        "notes": list(getattr(model, "notes_", [])),
     }
     return TrainResult(model, split, fitted.run_dir, float(model.train_seconds_), fitted.validation_recall, summary)
 
@@ -116,8 +121,10 @@ def model_specs(models: tuple[str, ...] | list[str], params: dict[str, dict] | N
 
     params, runs = dict(params or {}), dict(runs or {})
     kinds = list(dict.fromkeys(models))
-    for kind in kinds:
-        registry.get(kind)  # an unknown kind is refused here, before any data is read
+    for kind in kinds:  # an unknown kind or hyper-parameter is refused here, before any data is read
+        registry.get(kind)
+        check_params(kind, params.get(kind, {}), f"--{kind}-param" if kind in ("wals", "softmax") else
+                     f"{kind} hyper-parameters")
     if baselines:
         kinds += [b for b in BASELINES if b not in kinds]
     unused = sorted(k for k in set(params) | {k for k, v in runs.items() if v} if k not in kinds)
@@ -154,36 +161,76 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     The seed (``split_cfg.seed``) drives the split, the models' generators and the bootstrap.
     """
     from .experiment import runner
-    from .models.store import write_text_atomic
     from .report.html import compare_html
     from .report.markdown import compare_markdown
     from .report.plots import compare_plots
 
     specs = model_list if model_list is not None else model_specs(models, params, runs, baselines)
     spec = ExperimentSpec(DataSpec(Path(data), columns, Path(test_path) if test_path else None), split_cfg, specs,
-                          ks=tuple(ks), bootstrap=n_boot, serving_sample=serving_sample,
-                          runs_dir=Path(runs_dir) if runs_dir else Path(report_dir) / "runs", command=command)
+                          ks=tuple(ks), bootstrap=n_boot, serving_sample=serving_sample, command=command)
     spec.check()
     runner.check_models(spec.models)
-    split = runner.prepare_split(spec.data, split_cfg)
-    notes = []
-    if split.dataset.item_groups is None and model_list is None:
-        dropped = [m for m in spec.models if m.kind == "group-popularity" and m.run_dir is None]
-        if dropped:
-            spec.models = [m for m in spec.models if m not in dropped]
-            notes.append("the data has no item groups, so the group-popularity baseline (most popular within the "
-                         "user's group) was left out: it would equal most-popular")
-    outcome = runner.run(spec, split=split, progress_factory=progress_factory or silent)
-    results = outcome.results
-    results.notes += notes
-    maps = {name: {**m, "item_groups": None if split.dataset.item_groups is None else split.dataset.item_groups[m["items"]],
-                   "group_names": list(split.dataset.group_names)} for name, m in outcome.maps.items()}
-    out = Path(report_dir)
-    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
-    write_text_atomic(paths["json"], results.to_json())
-    write_text_atomic(paths["md"], compare_markdown(results))
-    write_text_atomic(paths["html"], compare_html(results, compare_plots(results, maps)))
+    with contextlib.ExitStack() as held:
+        claim = held.enter_context(claim_output(report_dir, "compare", option="--report-dir",
+                                                inputs=(data, test_path)))
+        loaded = {s.label: runner.load_model(s) for s in spec.models if s.run_dir is not None}
+        runner.check_runs({name: run for name, (_, run) in loaded.items()}, None, data)
+        stage = claim.staging()
+        outs = run_outputs(claim, stage, held, {name: run for name, (_, run) in loaded.items()},
+                           [s.label for s in spec.models if s.run_dir is None],
+                           Path(runs_dir) if runs_dir else Path(report_dir) / "runs", (data, test_path))
+        split = prepare_split(data, columns, split_cfg, test_path)
+        notes = []
+        if split.dataset.item_groups is None and model_list is None:
+            dropped = [m for m in spec.models if m.kind == "group-popularity" and m.run_dir is None]
+            if dropped:
+                spec.models = [m for m in spec.models if m not in dropped]
+                notes.append("the data has no item groups, so the group-popularity baseline (most popular within "
+                             "the user's group) was left out: it would equal most-popular")
+        outcome = runner.run(spec, split=split, progress_factory=progress_factory or silent, save_paths=outs,
+                             loaded=loaded)
+        results = outcome.results
+        results.notes += notes
+        ds = split.dataset
+        maps = {name: {**m, "item_groups": None if ds.item_groups is None else ds.item_groups[m["items"]],
+                       "group_names": list(ds.group_names)} for name, m in outcome.maps.items()}
+        out = Path(report_dir)
+        paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+        with os_errors(str(report_dir)):
+            write_new(stage / "report.json", results.to_json())
+            write_new(stage / "report.md", compare_markdown(results))
+            write_new(stage / "report.html", compare_html(results, compare_plots(results, maps)))
+        claim.commit(stage)
     return CompareResult(results, maps, paths)
+
+
+def run_outputs(claim: Any, stage: Path, held: contextlib.ExitStack, loaded: dict[str, Any], names: list[str],
+                runs_dir: Path, inputs: tuple) -> dict[str, tuple[Path, Path]]:
+    """Where compare saves each model of ``names`` it trains: (path written now, final path).
+
+    A run inside the report folder is written into its staging folder and switched in with the
+    reports; one outside it is claimed on its own (held in ``held``). A run compare loads must not
+    be where it would write one.
+    """
+    from .core.errors import StoreError
+
+    outs: dict[str, tuple[Path, Path]] = {}
+    for name in names:
+        final = runs_dir / name
+        rel = claim.relative(final)
+        if rel == Path("."):
+            raise StoreError(f"--runs-dir {runs_dir}: would save the {name} run as the report folder itself")
+        if rel is None:
+            held.enter_context(claim_output(final, "run", option="--runs-dir", inputs=inputs))
+            outs[name] = (final, final)
+        else:
+            outs[name] = (stage / rel, final)
+        for other, r2 in loaded.items():
+            a, b = absolute(r2.path), absolute(final)
+            if a == b or a in b.parents or b in a.parents:
+                raise StoreError(f"--{other} {r2.path}: compare would save the {name} run it trains at {final}, "
+                                 "over the run it loads; pass another --runs-dir")
+    return outs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,61 +341,63 @@ def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, s
 
 
 def recommend_all(run_dir: str | Path, k: int, out: str | Path, progress: ProgressFn = no_progress,
-                  chunk_size: int = 4096) -> dict:
+                  chunk_size: int = 4096, overwrite: bool = False) -> dict:
     """Write ``user_id,item_id,rank,score`` (top-k, known items excluded) for every training user.
 
     Users are processed ``chunk_size`` at a time; the CSV is written to a temporary file beside
-    ``out`` and renamed into place, so an interrupted run leaves no partial file.
+    ``out`` and renamed into place, so an interrupted run leaves no partial file. An existing
+    ``out`` is replaced only if mfvsdnn wrote it (its exact header line) or ``overwrite``.
     """
     import csv
-    import os
-    import tempfile
 
+    from .core.fsutil import write_file_atomic
     from .core.topk import top_k_with_scores
     from .models.store import load_run
 
     _check_k(k)
     t0 = time.perf_counter()
     run = load_run(run_dir)
-    out = Path(out)
-    if out.is_dir():
-        raise DataError(f"--out {out}: is a directory; give a CSV file name")
     users = np.flatnonzero(np.diff(run.known.indptr) > 0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    rows = 0
     n_chunks = max(1, -(-len(users) // chunk_size))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")  # quotes ids that contain the delimiter
-            writer.writerow(["user_id", "item_id", "rank", "score"])
-            for c in range(n_chunks):
-                u = users[c * chunk_size:(c + 1) * chunk_size]
-                hist = run.known[u]
-                feats = {name: codes[u] for name, codes in run.features.items()}
-                q = np.asarray(run.model.query_vectors(hist, feats, users=u), dtype=np.float32)
-                idx, scores = top_k_with_scores(q, run.model.item_vectors, hist, k)
-                r, col = np.nonzero(idx >= 0)
-                uid = run.user_ids[u][r]
-                iid = run.item_ids[idx[r, col]]
-                writer.writerows(zip(uid.tolist(), iid.tolist(), (col + 1).tolist(),
-                                     [f"{s:.6g}" for s in scores[r, col].tolist()], strict=True))
-                rows += len(r)
-                progress(c + 1, n_chunks, {"users": float(min(len(users), (c + 1) * chunk_size))})
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(f: Any) -> int:
+        rows = 0
+        writer = csv.writer(f, lineterminator="\n")  # quotes ids that contain the delimiter
+        writer.writerow(RECS_HEADER.split(","))
+        for c in range(n_chunks):
+            u = users[c * chunk_size:(c + 1) * chunk_size]
+            hist = run.known[u]
+            feats = {name: codes[u] for name, codes in run.features.items()}
+            q = np.asarray(run.model.query_vectors(hist, feats, users=u), dtype=np.float32)
+            idx, scores = top_k_with_scores(q, run.model.item_vectors, hist, k)
+            r, col = np.nonzero(idx >= 0)
+            uid = run.user_ids[u][r]
+            iid = run.item_ids[idx[r, col]]
+            writer.writerows(zip(uid.tolist(), iid.tolist(), (col + 1).tolist(),
+                                 [f"{s:.6g}" for s in scores[r, col].tolist()], strict=True))
+            rows += len(r)
+            progress(c + 1, n_chunks, {"users": float(min(len(users), (c + 1) * chunk_size))})
+        return rows
+
+    rows = write_file_atomic(out, write, option="--out", header=RECS_HEADER, overwrite=overwrite)
     return {"run": str(run.path), "kind": run.kind, "path": str(out), "users": int(len(users)), "k": k,
             "rows": rows, "seconds": time.perf_counter() - t0}
+
+
+RECS_HEADER = "user_id,item_id,rank,score"
 
 
 def train_from_csv(kind: str, data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig,
                    test_path: str | Path | None, params: dict[str, Any], out: str | Path | None,
                    progress: ProgressFn = no_progress) -> TrainResult:
-    """Read and split the CSV, then :func:`train_model` with the split's seed (train-wals / train-*)."""
-    split = prepare_split(data, columns, split_cfg, test_path)
-    return train_model(kind, split, params, split_cfg.seed, out, progress)
+    """Read and split the CSV, then :func:`train_model` with the split's seed (train-wals / train-*).
+
+    ``out`` is claimed first (:func:`mfvsdnn.fsutil.claim_output`), so a folder that may not be
+    replaced, or one another process is writing, is refused before the data is read or trained on.
+    """
+    with claim_unless_staged(out, "run", option="--out", inputs=(data, test_path)):
+        split = prepare_split(data, columns, split_cfg, test_path)
+        return train_model(kind, split, params, split_cfg.seed, out, progress)
 # end of recommend / train_from_csv (issue 3)
 
 
@@ -359,36 +408,53 @@ def train_from_csv(kind: str, data: str | Path, columns: ColumnSpec, split_cfg: 
 def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None,
           cfg: Any, report_dir: str | Path, jobs: int = 1, progress_factory: Any = None,
           on_point: Any = None) -> tuple[dict, dict[str, Path]]:
-    """Run (or resume) a sweep on one split; write sweep.json, sweep.md and sweep.html to ``report_dir``."""
+    """Run (or resume) a sweep on one split; write sweep.json, sweep.md and sweep.html to ``report_dir``.
+
+    sweep.json is replaced after every point (the resume file); at the end the three files are
+    switched into place as one set.
+    """
     from .experiment.sweep import run_sweep
-    from .models.store import write_text_atomic
+    from .models.store import json_text
     from .report.curves import curve_files
 
-    split = prepare_split(data, columns, split_cfg, test_path)
-    data_args = (str(data), columns.as_dict(), split_cfg.as_dict(), str(test_path) if test_path else None)
-    doc = run_sweep(split, cfg, report_dir, jobs=jobs, data_args=data_args, on_point=on_point,
-                    progress_factory=progress_factory)
-    out = Path(report_dir)
-    paths = {"json": out / "sweep.json"}
-    for name, text in curve_files("sweep", doc).items():
-        write_text_atomic(out / name, text)
-        paths[name.split(".")[-1]] = out / name
+    if jobs < 1:
+        raise MfvsdnnError(f"--jobs must be >= 1, got {jobs}")
+    with claim_output(report_dir, "sweep", option="--report-dir", inputs=(data, test_path)) as claim:
+        split = prepare_split(data, columns, split_cfg, test_path)
+        data_args = (str(data), columns.as_dict(), split_cfg.as_dict(), str(test_path) if test_path else None)
+        doc = run_sweep(split, cfg, report_dir, jobs=jobs, data_args=data_args, on_point=on_point,
+                        progress_factory=progress_factory)
+        paths = _write_set(claim, "sweep", json_text(doc), curve_files("sweep", doc))
     return doc, paths
 
 
+def _write_set(claim: Any, stem: str, json_doc: str, others: dict[str, str | bytes]) -> dict[str, Path]:
+    """Stage STEM.json and the other report files, then switch them into place as one set."""
+    stage = claim.staging()
+    out = Path(claim.display)
+    paths = {"json": out / f"{stem}.json"}
+    with os_errors(claim.display):
+        write_new(stage / f"{stem}.json", json_doc)
+        for name, text in others.items():
+            write_new(stage / name, text)
+            paths[name.split(".")[-1]] = out / name
+    claim.commit(stage)
+    return paths
+
+
 def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress) -> tuple[dict, dict[str, Path]]:
-    """Measure cost against corpus size; write scale.json, scale.md and scale.html to ``report_dir``."""
+    """Measure cost against corpus size; write scale.json, scale.md and scale.html to ``report_dir``.
+
+    The report folder is claimed before the (long) measurement starts.
+    """
     from .experiment.scale import run_scale
-    from .models.store import write_json_atomic, write_text_atomic
+    from .models.store import json_text
     from .report.curves import curve_files
 
-    doc = run_scale(cfg, progress)
-    out = Path(report_dir)
-    paths = {"json": out / "scale.json"}
-    write_json_atomic(paths["json"], doc)
-    for name, text in curve_files("scale", doc).items():
-        write_text_atomic(out / name, text)
-        paths[name.split(".")[-1]] = out / name
+    cfg.check_memory()  # the largest size, before any data is generated
+    with claim_output(report_dir, "scale", option="--report-dir") as claim:
+        doc = run_scale(cfg, progress)
+        paths = _write_set(claim, "scale", json_text(doc), curve_files("scale", doc))
     return doc, paths
 
 

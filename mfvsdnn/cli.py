@@ -4,9 +4,12 @@ Only this module turns an :class:`~mfvsdnn.core.errors.MfvsdnnError` (or a usage
 stderr and exit status 1.
 """
 
+import errno
 import functools
 import inspect
 import json
+import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +17,50 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from . import api
+from .__main__ import ABORTED_EXIT
 from .core.errors import MfvsdnnError
+from .core.memory import check_memory
 from .core.version import __version__
-from .data import ColumnSpec
+from .data import ColumnSpec, parse_sep
 from .data.split import SplitConfig
 from .data.synthetic import SyntheticConfig
+from .experiment.scale import (
+    MAX_EXAMPLES_TIMED,
+    MAX_LATENCY_QUERIES,
+    MAX_MEAN_INTERACTIONS,
+    MAX_SIZE,
+    MAX_USERS_PER_ITEM,
+    MIN_SIZE,
+)
+from .models.params import (
+    HYPER_PARAMETERS,
+    MAX_BATCH,
+    MAX_BOOTSTRAP,
+    MAX_CG_STEPS,
+    MAX_DIM,
+    MAX_EPOCHS,
+    MAX_HARD_POOL,
+    MAX_ITERATIONS,
+    MAX_K,
+    MAX_LAYERS,
+    MAX_LR,
+    MAX_NEGATIVES,
+    MAX_REG,
+    MAX_SEED,
+    MAX_THREADS,
+    MAX_WIDTH,
+)
+from .models.registry import check_params
 from .report import terminal
+
+try:  # recent typer vendors click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - typer on click itself
+    from click.exceptions import ClickException, UsageError
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -38,8 +76,84 @@ def command_line() -> str:
     return shlex.join(["mfvsdnn", *INVOCATION])
 
 
+MAX_SERVING_SAMPLE = 1_000_000
+MAX_JOBS = 256
+MAX_USERS = 100_000_000        # make-data
+MAX_ITEMS = 100_000_000
+MAX_GROUPS = 100_000
+MAX_TASTE_DIM = 1024
+MAX_ZIPF = 10.0
+SYNTHETIC_BYTES_PER_ROW = 200  # make-data's peak while generating (measured: 151 at 400k rows)
+TRACEBACK_ENV = "MFVSDNN_TRACEBACK"  # set to 1 to see the traceback of an unexpected error
+
+
+def _error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _usage_line(e: Any) -> str:
+    """One line for a usage error (bad option or value), pointing at the command's --help."""
+    ctx = getattr(e, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return " ".join(e.format_message().split()) + where
+
+
+def _os_error_line(e: OSError) -> str:
+    """'PATH: reason' (e.g. 'runs/x/model.npz: No space left on device')."""
+    reason = e.strerror or str(e) or type(e).__name__
+    if e.filename is not None and e.filename2 is not None:
+        return f"{e.filename} -> {e.filename2}: {reason}"
+    if e.filename is not None:
+        return f"{e.filename}: {reason}"
+    return reason
+
+
 class _Group(TyperGroup):
-    """Turns library errors and usage errors into one message on stderr and exit status 1."""
+    """Every failure ends as one line on stderr, never a traceback: usage errors (bad option or
+    value) and library errors exit 1; so do OSError (disk full, read-only folder), MemoryError and,
+    as a last resort, any other exception (set MFVSDNN_TRACEBACK=1 to see its traceback). Ctrl-C
+    prints "Aborted" and exits 130."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # `mfvsdnn` alone shows the help
+                raise
+            _error(_usage_line(e))
+            raise typer.Exit(1) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":
+                raise
+            _error(_usage_line(e))
+        except ClickException as e:
+            _error(" ".join(e.format_message().split()))
+        except MfvsdnnError as e:
+            _error(str(e))
+        except KeyboardInterrupt:
+            err_console.print("Aborted", highlight=False)
+            raise typer.Exit(ABORTED_EXIT) from None
+        except MemoryError as e:
+            command = f"mfvsdnn {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "mfvsdnn"
+            detail = f": {e}" if str(e) else ""
+            _error(f"not enough memory for {command}{detail}; try smaller sizes or a machine with more memory")
+        except OSError as e:
+            if e.errno == errno.EPIPE:  # output closed early (e.g. `| head`): typer exits quietly
+                raise
+            _error(_os_error_line(e))
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as e:
+            if os.environ.get(TRACEBACK_ENV):
+                raise
+            command = f"mfvsdnn {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "mfvsdnn"
+            _error(f"unexpected {type(e).__name__} in {command}: {e} (a bug: please report it with the "
+                   f"command line; {TRACEBACK_ENV}=1 shows the traceback)")
+        raise typer.Exit(1)
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -47,8 +161,8 @@ class _Group(TyperGroup):
         try:
             return super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                                 standalone_mode=standalone_mode, **extra)
-        except MfvsdnnError as e:
-            err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True, markup=True)
+        except MfvsdnnError as e:  # raised outside a command (e.g. by an eager option)
+            _error(str(e))
             sys.exit(1)
         except SystemExit as e:
             if e.code == 2:  # a usage error (bad option or value): one exit status for all bad input
@@ -96,31 +210,78 @@ class DataOptions:
                 "test": str(self.test) if self.test else None}
 
 
-def _opt(name: str, annotation: Any, default: Any, help_: str, panel: str) -> inspect.Parameter:
-    return inspect.Parameter(
-        name.lstrip("-").replace("-", "_"), inspect.Parameter.KEYWORD_ONLY, default=default,
-        annotation=Annotated[annotation, typer.Option(name, help=help_, rich_help_panel=panel,
-                                                      show_default=default is not None)],
-    )
+def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    """The range in typer's notation (as its [x>=1] for integer options): 0<x<=10, x>=0, finite."""
+    if lo is None and hi is None:
+        return "finite"
+    if hi is None:
+        return f"x{'>' if lo_open else '>='}{lo:g}"
+    if lo is None:
+        return f"x{'<' if hi_open else '<='}{hi:g}"
+    return f"{lo:g}{'<' if lo_open else '<='}x{'<' if hi_open else '<='}{hi:g}"
+
+
+def _real(help_: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+          hi_open: bool = False, **option: Any) -> Any:
+    """A float option that must be finite and inside the interval; --help ends with the range.
+
+    typer's min=/max= cannot express open bounds and let inf through, hence a callback.
+    """
+    rng = _interval(lo, hi, lo_open, hi_open)
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return None
+        ok = math.isfinite(value)
+        if ok and lo is not None:
+            ok = value > lo if lo_open else value >= lo
+        if ok and hi is not None:
+            ok = value < hi if hi_open else value <= hi
+        if not ok:
+            raise typer.BadParameter(f"{value:g} is not a finite number" if not math.isfinite(value)
+                                     else f"{value:g} is not in {rng}")
+        return value
+
+    return typer.Option(help=f"{help_} \\[{rng}]", callback=check, **option)
+
+
+def _opt(name: str, annotation: Any, default: Any, help_: str, panel: str, **option: Any) -> inspect.Parameter:
+    """A shared option as a keyword parameter; ``option`` may hold typer's min/max, or ``real`` =
+    (lo, hi, lo_open, hi_open) for a float range (see :func:`_real`)."""
+    real = option.pop("real", None)
+    if real is not None:
+        lo, hi, lo_open, hi_open = real
+        info = _real(help_, lo, hi, lo_open=lo_open, hi_open=hi_open, rich_help_panel=panel,
+                     show_default=default is not None)
+        info.param_decls = (name,)
+    else:
+        info = typer.Option(name, help=help_, rich_help_panel=panel, show_default=default is not None, **option)
+    return inspect.Parameter(name.lstrip("-").replace("-", "_"), inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[annotation, info])
 
 
 _D, _S = "Data columns", "Split"
+_FRACTION = (0.0, 1.0, False, True)  # [0, 1)
 DATA_PARAMS = [
     _opt("--user-col", str | None, None, "User id column. Default: user_id, or an alias (user, userId, query_id).", _D),
     _opt("--item-col", str | None, None, "Item id column. Default: item_id, or an alias (item, itemId, movieId).", _D),
     _opt("--weight-col", str | None, None, "Numeric weight column (e.g. a rating). Rows below --min-weight are dropped.", _D),
-    _opt("--min-weight", float | None, None, "Keep rows whose weight is >= this (default: weight > 0). Needs --weight-col.", _D),
+    _opt("--min-weight", float | None, None, "Keep rows whose weight is >= this (default: weight > 0). Needs --weight-col.",
+         _D, real=(None, None, False, False)),
     _opt("--time-col", str | None, None, "Time column (numbers or dates); enables --split temporal.", _D),
     _opt("--item-group-col", str | None, None, "Item group column for folding metrics. Default: item_group if present; '' for none.", _D),
     _opt("--user-group-col", str | None, None, "User group column. Default: user_group if present, else each user's majority item group.", _D),
     _opt("--user-features", str, "", "Comma-separated categorical user-feature columns, constant per user (e.g. country,age_band).", _D),
-    _opt("--sep", str, ",", "Field delimiter: one character, or tab, comma, semicolon, pipe.", _D),
-    _opt("--seed", int, 42, "Seed of the split and of every model's random choices.", _S),
-    _opt("--cold-users", float, 0.1, "Fraction of users held out entirely as cold users (seeded hash of the user id).", _S),
-    _opt("--test-frac", float, 0.2, "Fraction of each warm user's interactions held out for testing.", _S),
-    _opt("--valid-frac", float, 0.1, "Fraction of each warm user's interactions held out for validation (early stopping).", _S),
+    _opt("--sep", str, ",", "Field delimiter: one character, or tab, comma, semicolon, pipe, space.", _D),
+    _opt("--seed", int, 42, "Seed of the split and of every model's random choices.", _S, min=0, max=MAX_SEED),
+    _opt("--cold-users", float, 0.1, "Fraction of users held out entirely as cold users (seeded hash of the user id).",
+         _S, real=_FRACTION),
+    _opt("--test-frac", float, 0.2, "Fraction of each warm user's interactions held out for testing.", _S,
+         real=_FRACTION),
+    _opt("--valid-frac", float, 0.1, "Fraction of each warm user's interactions held out for validation (early "
+         "stopping); --test-frac + --valid-frac < 1.", _S, real=_FRACTION),
     _opt("--split", str, "random", "Warm holdout: 'random' (seeded hash) or 'temporal' (latest interactions; needs --time-col).", _S),
-    _opt("--revealed", str, "0,1,3,5", "Cold users' revealed-history counts r to evaluate, comma-separated.", _S),
+    _opt("--revealed", str, "0,1,3,5", "Cold users' revealed-history counts r to evaluate, comma-separated integers >= 0.", _S),
     _opt("--test", Path | None, None, "Explicit held-out CSV (same columns) instead of the random holdout; "
          "users only in it are the cold users.", _S),
 ]
@@ -135,6 +296,8 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 
 
 def _data_options(kw: dict[str, Any]) -> DataOptions:
+    """The shared options as objects; every check that needs no data happens here."""
+    parse_sep(kw["sep"])
     cols = ColumnSpec(
         user_col=kw["user_col"], item_col=kw["item_col"], weight_col=kw["weight_col"],
         min_weight=kw["min_weight"], time_col=kw["time_col"], item_group_col=kw["item_group_col"],
@@ -190,20 +353,35 @@ def info(data: DataArg, json_out: JsonOpt = False, *, opts: DataOptions) -> None
 @app.command("make-data")
 def make_data(
     out: Annotated[Path, typer.Argument(help="CSV file to write (replaced atomically).", show_default=False)],
-    users: Annotated[int, typer.Option(help="Number of users.")] = 3000,
-    items: Annotated[int, typer.Option(help="Number of items.")] = 1000,
-    groups: Annotated[int, typer.Option(help="Number of groups (think languages); users and items each belong to one.")] = 4,
-    cross_rate: Annotated[float, typer.Option(help="Fraction of each user's interactions outside their group.")] = 0.05,
-    mean_interactions: Annotated[float, typer.Option(help="Mean interactions per user (at least 3 each).")] = 20.0,
-    taste_dim: Annotated[int, typer.Option(help="Latent taste dimension within groups.")] = 8,
-    zipf: Annotated[float, typer.Option(help="Zipf exponent of item popularity within a group.")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same file.")] = 0,
+    users: Annotated[int, typer.Option(help="Number of users.", min=1, max=MAX_USERS)] = 3000,
+    items: Annotated[int, typer.Option(help="Number of items (>= --groups).", min=3, max=MAX_ITEMS)] = 1000,
+    groups: Annotated[int, typer.Option(help="Number of groups (think languages); users and items each belong to "
+                                        "one.", min=1, max=MAX_GROUPS)] = 4,
+    cross_rate: Annotated[float, typer.Option(help="Fraction of each user's interactions outside their group "
+                                              "(0 when --groups 1).", min=0.0, max=1.0)] = 0.05,
+    mean_interactions: Annotated[float, typer.Option(help="Mean interactions per user (at least 3 each).",
+                                                     min=3.0, max=MAX_MEAN_INTERACTIONS)] = 20.0,
+    taste_dim: Annotated[int, typer.Option(help="Latent taste dimension within groups.", min=1,
+                                           max=MAX_TASTE_DIM)] = 8,
+    zipf: Annotated[float, typer.Option(help="Zipf exponent of item popularity within a group (0 = none).",
+                                        min=0.0, max=MAX_ZIPF)] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same file.", min=0,
+                                      max=MAX_SEED)] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even if it is not a file "
+                                            "make-data wrote.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Write grouped synthetic interactions (user_id,item_id,user_group,item_group,country,age_band)."""
     cfg = SyntheticConfig(users=users, items=items, groups=groups, cross_rate=cross_rate,
                           mean_interactions=mean_interactions, taste_dim=taste_dim, zipf=zipf, seed=seed)
-    summary = api.make_data(out, cfg)
+    try:
+        cfg.validate()  # before anything is generated or written
+    except ValueError as e:
+        raise MfvsdnnError(str(e)) from None
+    rows = users * min(mean_interactions, items)
+    check_memory(f"make-data ({users:,} users x about {min(mean_interactions, items):g} interactions)",
+                 int(SYNTHETIC_BYTES_PER_ROW * rows), "lower --users or --mean-interactions")
+    summary = api.make_data(out, cfg, overwrite=overwrite)
     if json_out:
         _print_json(summary)
     else:
@@ -220,18 +398,22 @@ def train_wals(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", help="Run directory to write (model.json, model.npz, data.npz); "
                                       "replaced atomically.")] = Path("runs/wals"),
-    factors: Annotated[int, typer.Option(help="Embedding dimension d of users and items.")] = 32,
-    w0: Annotated[float, typer.Option("--w0", help="Weight of every unobserved (user, item) pair, in [0, 1). "
-                                      "0 ignores unobserved pairs and shows folding.")] = 0.1,
-    reg: Annotated[float, typer.Option(help="L2 regularisation of U and V (implicit's regularization = reg/w0).")] = 1.0,
-    iterations: Annotated[int, typer.Option(help="Alternating iterations (items, then users).")] = 15,
+    factors: Annotated[int, typer.Option(help="Embedding dimension d of users and items.", min=1,
+                                         max=MAX_DIM)] = 32,
+    w0: Annotated[float, _real("Weight of every unobserved (user, item) pair; 0 ignores unobserved pairs and "
+                               "shows folding.", 0.0, 1.0, hi_open=True)] = 0.1,
+    reg: Annotated[float, _real("L2 regularisation of U and V (implicit's regularization = reg/w0).", 0.0, MAX_REG,
+                                lo_open=True)] = 1.0,
+    iterations: Annotated[int, typer.Option(help="Alternating iterations (items, then users).", min=1,
+                                            max=MAX_ITERATIONS)] = 15,
     solver: Annotated[str, typer.Option(help="Row solver: 'cg' (conjugate gradient, warm-started) or "
                                         "'cholesky' (exact).")] = "cg",
-    cg_steps: Annotated[int, typer.Option(help="Conjugate-gradient steps per row and half-iteration (solver cg).")] = 3,
+    cg_steps: Annotated[int, typer.Option(help="Conjugate-gradient steps per row and half-iteration (solver cg).",
+                                          min=1, max=MAX_CG_STEPS)] = 3,
     threads: Annotated[int, typer.Option(help="Threads for the solver kernels; 0 = all cores. "
-                                         "Results do not depend on it.")] = 0,
+                                         "Results do not depend on it.", min=0, max=MAX_THREADS)] = 0,
     min_support: Annotated[int, typer.Option(help="Cold start: fewest training users a feature combination needs "
-                                             "before its mean embedding is used (else back off).")] = 5,
+                                             "before its mean embedding is used (else back off).", min=1)] = 5,
     engine: Annotated[str, typer.Option(help="'local' (this machine) or 'spark' (Spark MLlib implicit ALS with "
                                         "alpha = 1/w0 - 1; needs pip install 'mfvsdnn\\[spark]' and Java 17+).",
                                         rich_help_panel="Engine")] = "local",
@@ -242,16 +424,19 @@ def train_wals(
     spark_reader: Annotated[str, typer.Option(help="Who parses DATA with --engine spark: 'auto' (pandas for local "
                                               "CSV files up to 2 GiB, else Spark), 'pandas' or 'spark'.",
                                               rich_help_panel="Engine")] = "auto",
-    spark_reg_param: Annotated[float | None, typer.Option(help="Spark regParam as given, instead of the mapping "
-                                                          "reg*(users+items)/(2*w0*nnz).",
-                                                          rich_help_panel="Engine")] = None,
+    spark_reg_param: Annotated[float | None, _real("Spark regParam as given, instead of the mapping "
+                                                   "reg*(users+items)/(2*w0*nnz).", 0.0,
+                                                   rich_help_panel="Engine")] = None,
     json_out: JsonOpt = False,
     *,
     opts: DataOptions,
 ) -> None:
     """Train WALS (weighted ALS with unobserved weight w0) on DATA and save the run to --out."""
+    from .models.wals import WALS
+
     params = {"factors": factors, "w0": w0, "reg": reg, "iterations": iterations, "solver": solver,
               "cg_steps": cg_steps, "num_threads": threads, "min_support": min_support}
+    WALS(**params)  # validates every option before the data is read
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
     if engine == "spark":  # issue 7
@@ -277,6 +462,12 @@ def train_wals(
     else:
         terminal.render_train(result.summary, out_console)
         terminal.render_objective(result.summary, out_console)
+        _print_notes(result.summary)
+
+
+def _print_notes(summary: dict) -> None:
+    for note in summary.get("notes", []):
+        out_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def _parse_features(pairs: list[str]) -> dict[str, str]:
@@ -301,8 +492,10 @@ def recommend(
                                                 "interacted with (folded in; excluded from the results).")] = None,
     feature: Annotated[list[str] | None, typer.Option("--feature", help="New user: a feature as NAME=VALUE; "
                                                       "repeat for several. Used when --history is empty.")] = None,
-    k: Annotated[int, typer.Option("--k", help="Number of items to recommend per user.")] = 10,
+    k: Annotated[int, typer.Option("--k", help="Number of items to recommend per user.", min=1, max=MAX_K)] = 10,
     out: Annotated[Path | None, typer.Option("--out", help="CSV file for --all (written atomically).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --all: replace --out even if it is not "
+                                            "a file recommend wrote.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Top-k items for a known user (--user), every training user (--all --out), or a new user
@@ -317,7 +510,7 @@ def recommend(
         if out is None:
             raise MfvsdnnError("--all needs --out FILE (the CSV to write)")
         with terminal.progress_bar("recommend") as bar:
-            summary = api.recommend_all(run, k, out, bar)
+            summary = api.recommend_all(run, k, out, bar, overwrite=overwrite)
         if json_out:
             _print_json(summary)
         else:
@@ -335,6 +528,18 @@ def recommend(
     else:
         terminal.render_recommendations(result, out_console)
 # end of train-wals and recommend (issue 3)
+
+
+def _keys(kind: str) -> str:
+    return ", ".join(HYPER_PARAMETERS[kind])
+
+
+def _k_list(text: str) -> tuple[int, ...]:
+    """--k: comma-separated cut-offs, each in [1, MAX_K]."""
+    ks = _int_list(text, "--k")
+    if not ks or any(not 1 <= k <= MAX_K for k in ks):
+        raise MfvsdnnError(f"--k expects comma-separated integers in [1, {MAX_K:,}], got {text!r}")
+    return ks
 
 
 def _key_values(items: list[str] | None, option: str) -> dict[str, Any]:
@@ -371,23 +576,28 @@ def compare(
     runs_dir: Annotated[Path | None, typer.Option(help="Where models trained here are saved (default: "
                                                   "REPORT_DIR/runs; reuse them with --wals/--softmax).",
                                                   rich_help_panel="Output")] = None,
-    k: Annotated[str, typer.Option("--k", help="Cut-offs k, comma-separated; every metric at each.",
-                                   rich_help_panel="Evaluation")] = "10,20,50",
+    k: Annotated[str, typer.Option("--k", help=f"Cut-offs k, comma-separated integers in [1, {MAX_K:,}]; every "
+                                   "metric at each.", rich_help_panel="Evaluation")] = "10,20,50",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples over users for the 95% intervals and the "
-                                           "paired test (0 = none).", rich_help_panel="Evaluation")] = 1000,
+                                           "paired test (0 = none).", min=0, max=MAX_BOOTSTRAP,
+                                           rich_help_panel="Evaluation")] = 1000,
     serving_sample: Annotated[int, typer.Option(help="Users timed one request at a time for p50/p99 latency.",
+                                                min=1, max=MAX_SERVING_SAMPLE,
                                                 rich_help_panel="Evaluation")] = 200,
     dim: Annotated[int | None, typer.Option(help="Embedding dimension of both models (WALS factors, DNN dim). "
-                                            "Default: each model's own default.", rich_help_panel="Models")] = None,
-    w0: Annotated[float | None, typer.Option(help="WALS unobserved weight w0 (default: the model's, 0.1).",
-                                             rich_help_panel="Models")] = None,
+                                            "Default: each model's own default.", min=1, max=MAX_DIM,
+                                            rich_help_panel="Models")] = None,
+    w0: Annotated[float | None, _real("WALS unobserved weight w0 (default: the model's, 0.1).", 0.0, 1.0,
+                                      hi_open=True, rich_help_panel="Models")] = None,
     negatives: Annotated[str | None, typer.Option(help="Softmax DNN negatives: 'all', N > 0 sampled, or 0 "
-                                                  "(default: the model's, 50).", rich_help_panel="Models")] = None,
+                                                  f"(default: the model's, 50; N <= {MAX_NEGATIVES:,}).",
+                                                  rich_help_panel="Models")] = None,
     wals_param: Annotated[list[str] | None, typer.Option(help="Any WALS hyper-parameter as KEY=VALUE "
-                                                         "(repeatable), e.g. iterations=10.",
-                                                         rich_help_panel="Models")] = None,
+                                                         "(repeatable), e.g. iterations=10. Keys: "
+                                                         f"{_keys('wals')}.", rich_help_panel="Models")] = None,
     softmax_param: Annotated[list[str] | None, typer.Option(help="Any softmax DNN hyper-parameter as KEY=VALUE "
-                                                            "(repeatable), e.g. epochs=10.",
+                                                            "(repeatable), e.g. epochs=10. Keys: "
+                                                            f"{_keys('softmax')}.",
                                                             rich_help_panel="Models")] = None,
     engine: Annotated[str, typer.Option(help="'local', or 'spark': warm-user recall@k, NDCG@k and leakage@k "
                                         "scored in Spark (WALS trained on Spark unless --wals; softmax only "
@@ -407,7 +617,15 @@ def compare(
 
     Prints the verdict table and writes report.json, report.md and a self-contained report.html.
     """
+    from .models.softmax.model import parse_negatives
+
     params = {"wals": _key_values(wals_param, "--wals-param"), "softmax": _key_values(softmax_param, "--softmax-param")}
+    for kind, given in params.items():  # what the user typed, checked before --dim/--w0/--negatives join it
+        check_params(kind, given, f"--{kind}-param")
+    if negatives is not None:
+        parse_negatives(negatives)
+    ks = _k_list(k)
+    kinds = _str_list(models)
     if dim is not None:
         params["wals"].setdefault("factors", dim)
         params["softmax"].setdefault("dim", dim)
@@ -415,6 +633,8 @@ def compare(
         params["wals"]["w0"] = w0
     if negatives is not None:
         params["softmax"]["negatives"] = negatives
+    given = {kind for kind, p in (("wals", wals_param), ("softmax", softmax_param)) if p}
+    params = {kind: p for kind, p in params.items() if p and (kind in kinds or kind in given)}
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
     if engine == "spark":  # issue 7
@@ -422,7 +642,7 @@ def compare(
 
         doc, paths = spark_engine.compare_spark(
             spark_engine.restore_uri(data), opts.columns, opts.split, opts.test,
-            runs={"wals": wals, "softmax": softmax}, params=params, ks=_int_list(k, "--k"),
+            runs={"wals": wals, "softmax": softmax}, params=params, ks=ks,
             report_dir=report_dir, runs_dir=runs_dir, master=spark_master,
             conf=spark_engine.parse_conf(spark_conf), reader=spark_reader)
         if json_out:
@@ -430,12 +650,10 @@ def compare(
         else:
             terminal.render_spark_compare(doc, out_console, paths)
         return
-    kinds = _str_list(models)
     runs = {kind: path for kind, path in (("wals", wals), ("softmax", softmax)) if path is not None}
-    params = {kind: p for kind, p in params.items() if p}
     result = api.compare(
         data, opts.columns, opts.split, opts.test, models=kinds, baselines=not no_baselines, runs=runs,
-        params=params, ks=_int_list(k, "--k"), n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
+        params=params, ks=ks, n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
         serving_sample=serving_sample, progress_factory=terminal.progress_bar, command=command_line(),
     )
     if json_out:
@@ -458,36 +676,41 @@ def train_softmax(
                                       "replaced atomically.", rich_help_panel=_SM)] = Path("runs/softmax"),
     negatives: Annotated[str, typer.Option(help="'all' = full softmax; N > 0 = sampled softmax with N negatives "
                                            "shared by each mini-batch; 0 = positives only (logistic loss on "
-                                           "positive pairs: folds groups together).", rich_help_panel=_SM)] = "50",
+                                           f"positive pairs: folds groups together). N <= {MAX_NEGATIVES:,}.",
+                                           rich_help_panel=_SM)] = "50",
     sampler: Annotated[str, typer.Option(help="Negative sampler for N > 0: 'uniform', 'popularity' (with logQ "
                                          "correction) or 'hard' (each example picks its N highest-scoring "
                                          "from a uniform pool of --hard-pool).", rich_help_panel=_SM)] = "uniform",
-    hard_pool: Annotated[int, typer.Option(help="Pool size per mini-batch for --sampler hard.",
-                                           rich_help_panel=_SM)] = 500,
-    gravity: Annotated[float, typer.Option(help="Gravity weight g: adds g*mean_b psi_b^T (V^T V / n) psi_b, "
-                                           "pushing all scores towards 0.", rich_help_panel=_SM)] = 0.0,
+    hard_pool: Annotated[int, typer.Option(help="Pool size per mini-batch for --sampler hard; must be >= "
+                                           "--negatives; a pool larger than the catalogue is the whole catalogue.",
+                                           min=1, max=MAX_HARD_POOL, rich_help_panel=_SM)] = 500,
+    gravity: Annotated[float, _real("Gravity weight g: adds g*mean_b psi_b^T (V^T V / n) psi_b, pushing all "
+                                    "scores towards 0.", 0.0, rich_help_panel=_SM)] = 0.0,
     dim: Annotated[int, typer.Option(help="Embedding dimension d (query output psi and item embeddings V).",
-                                     rich_help_panel=_SM)] = 32,
-    hidden: Annotated[str, typer.Option(help="ReLU hidden layer widths, comma-separated; '' = no hidden layer.",
+                                     min=1, max=MAX_DIM, rich_help_panel=_SM)] = 32,
+    hidden: Annotated[str, typer.Option(help=f"ReLU hidden layer widths, comma-separated, each in [1, {MAX_WIDTH}] "
+                                        f"(at most {MAX_LAYERS} layers); '' = no hidden layer.",
                                         rich_help_panel=_SM)] = "64",
-    feature_dim: Annotated[int, typer.Option(help="Embedding size of each user feature.",
+    feature_dim: Annotated[int, typer.Option(help="Embedding size of each user feature.", min=1, max=MAX_DIM,
                                              rich_help_panel=_SM)] = 8,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (passes over the training pairs).",
-                                        rich_help_panel=_SM)] = 30,
-    batch_size: Annotated[int, typer.Option(help="Training examples per mini-batch.", rich_help_panel=_SM)] = 256,
-    lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=_SM)] = 0.002,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (passes over the training pairs).", min=1,
+                                        max=MAX_EPOCHS, rich_help_panel=_SM)] = 30,
+    batch_size: Annotated[int, typer.Option(help="Training examples per mini-batch.", min=1, max=MAX_BATCH,
+                                            rich_help_panel=_SM)] = 256,
+    lr: Annotated[float, _real("Learning rate (Adam and Adagrad move a weight by about lr per step).", 0.0, MAX_LR,
+                               lo_open=True, rich_help_panel=_SM)] = 0.002,
     optimizer: Annotated[str, typer.Option(help="'adam' (lazy Adam on embedding rows) or 'adagrad'.",
                                            rich_help_panel=_SM)] = "adam",
-    l2: Annotated[float, typer.Option(help="L2 weight on the weights and on the embedding rows each step touches.",
-                                      rich_help_panel=_SM)] = 0.0,
+    l2: Annotated[float, _real("L2 weight on the weights and on the embedding rows each step touches.", 0.0,
+                               rich_help_panel=_SM)] = 0.0,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation "
-                                          "recall@20 (0 = run all epochs); the best epoch is kept.",
-                                          rich_help_panel=_SM)] = 3,
+                                          "recall@20 (0 = run all epochs); the best epoch is kept.", min=0,
+                                          max=MAX_EPOCHS, rich_help_panel=_SM)] = 3,
     tie_embeddings: Annotated[bool, typer.Option("--tie-embeddings", help="Use the output item embeddings V as "
                                                  "the input (history) embeddings too.", rich_help_panel=_SM)] = False,
-    history_dropout: Annotated[float, typer.Option(help="Fraction of training examples whose history is dropped, "
-                                                   "so the empty-history (features-only) path is learned.",
-                                                   rich_help_panel=_SM)] = 0.1,
+    history_dropout: Annotated[float, _real("Fraction of training examples whose history is dropped, so the "
+                                            "empty-history (features-only) path is learned.", 0.0, 1.0,
+                                            hi_open=True, rich_help_panel=_SM)] = 0.1,
     json_out: JsonOpt = False,
     *,
     opts: DataOptions,
@@ -506,6 +729,7 @@ def train_softmax(
         _print_json(result.summary)
     else:
         terminal.render_train(result.summary, out_console)
+        _print_notes(result.summary)
 # end of train-softmax (issue 4)
 
 
@@ -531,29 +755,32 @@ _SW = "Sweep"
 @with_data_options
 def sweep(
     data: DataArg,
-    w0: Annotated[str, typer.Option(help="WALS unobserved weights to try, comma-separated ('' skips WALS).",
-                                    rich_help_panel=_SW)] = "0,0.001,0.01,0.1,0.5",
+    w0: Annotated[str, typer.Option(help="WALS unobserved weights to try, comma-separated, each in [0, 1) "
+                                    "('' skips WALS).", rich_help_panel=_SW)] = "0,0.001,0.01,0.1,0.5",
     negatives: Annotated[str, typer.Option(help="Softmax negatives to try: 0 (positives only), N sampled, 'all' "
                                            "(full softmax); '' skips.", rich_help_panel=_SW)] = "0,5,50,all",
     sampler: Annotated[str, typer.Option(help="Negative samplers to try at --sampler-negatives: uniform, "
                                          "popularity (logQ-corrected), hard; '' skips.",
                                          rich_help_panel=_SW)] = "uniform,popularity,hard",
-    gravity: Annotated[str, typer.Option(help="Gravity weights g to try at --gravity-negatives; '' skips.",
-                                         rich_help_panel=_SW)] = "0,0.1,1",
-    sampler_negatives: Annotated[int, typer.Option(help="Negatives used by the sampler family.",
-                                                   rich_help_panel=_SW)] = 50,
+    gravity: Annotated[str, typer.Option(help="Gravity weights g to try at --gravity-negatives, each finite "
+                                         ">= 0; '' skips.", rich_help_panel=_SW)] = "0,0.1,1",
+    sampler_negatives: Annotated[int, typer.Option(help="Negatives used by the sampler family.", min=1,
+                                                   max=MAX_NEGATIVES, rich_help_panel=_SW)] = 50,
     gravity_negatives: Annotated[str, typer.Option(help="Negatives used by the gravity family (0 shows gravity "
                                                    "alone against folding).", rich_help_panel=_SW)] = "0",
     wals_param: Annotated[list[str] | None, typer.Option(help="Fixed WALS hyper-parameter for every WALS point, "
-                                                         "KEY=VALUE (repeatable).", rich_help_panel=_SW)] = None,
+                                                         "KEY=VALUE (repeatable; not w0, which is swept). Keys: "
+                                                         f"{_keys('wals')}.", rich_help_panel=_SW)] = None,
     softmax_param: Annotated[list[str] | None, typer.Option(help="Fixed softmax hyper-parameter for every softmax "
-                                                            "point, KEY=VALUE (repeatable), e.g. epochs=10.",
-                                                            rich_help_panel=_SW)] = None,
-    k: Annotated[str, typer.Option("--k", help="Cut-offs k, comma-separated.", rich_help_panel=_SW)] = "10,20,50",
+                                                            "point, KEY=VALUE (repeatable), e.g. epochs=10; not a "
+                                                            "swept knob (negatives, sampler, gravity). Keys: "
+                                                            f"{_keys('softmax')}.", rich_help_panel=_SW)] = None,
+    k: Annotated[str, typer.Option("--k", help=f"Cut-offs k, comma-separated integers in [1, {MAX_K:,}].",
+                                   rich_help_panel=_SW)] = "10,20,50",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples over users for each point's 95% intervals.",
-                                           rich_help_panel=_SW)] = 200,
+                                           min=0, max=MAX_BOOTSTRAP, rich_help_panel=_SW)] = 200,
     jobs: Annotated[int, typer.Option(help="Points trained in parallel processes (each holds its own copy of "
-                                      "the data; 1 = in this process with progress bars).",
+                                      "the data; 1 = in this process with progress bars).", min=1, max=MAX_JOBS,
                                       rich_help_panel=_SW)] = 1,
     report_dir: Annotated[Path, typer.Option(help="Where sweep.json, sweep.md and sweep.html are written; a "
                                              "sweep.json already there on the same split is resumed.",
@@ -568,7 +795,7 @@ def sweep(
     cfg = SweepConfig(w0=_float_list(w0, "--w0"), negatives=_str_list(negatives), sampler=_str_list(sampler),
                       gravity=_float_list(gravity, "--gravity"), sampler_negatives=sampler_negatives,
                       gravity_negatives=gravity_negatives, wals_params=_key_values(wals_param, "--wals-param"),
-                      softmax_params=_key_values(softmax_param, "--softmax-param"), ks=_int_list(k, "--k"),
+                      softmax_params=_key_values(softmax_param, "--softmax-param"), ks=_k_list(k),
                       bootstrap=bootstrap)
     with terminal.progress_bar("sweep points") as overall:
         doc, paths = api.sweep(data, opts.columns, opts.split, opts.test, cfg, report_dir, jobs=jobs,
@@ -584,16 +811,23 @@ def sweep(
 
 @app.command()
 def scale(
-    sizes: Annotated[str, typer.Option(help="Catalogue sizes (items), comma-separated; users and interactions "
-                                       "grow in proportion.")] = "1000,3000,10000,30000,100000",
-    users_per_item: Annotated[float, typer.Option(help="Users per item at every size.")] = 2.0,
-    mean_interactions: Annotated[float, typer.Option(help="Mean interactions per user.")] = 20.0,
-    factors: Annotated[int, typer.Option(help="WALS factors and softmax dimension.")] = 32,
-    negatives: Annotated[int, typer.Option(help="Negatives of the sampled softmax curve.")] = 50,
+    sizes: Annotated[str, typer.Option(help="Catalogue sizes (items), comma-separated, at least two different, "
+                                       f"each in [{MIN_SIZE}, {MAX_SIZE:,}]; users and interactions grow in "
+                                       "proportion.")] = "1000,3000,10000,30000,100000",
+    users_per_item: Annotated[float, _real("Users per item at every size.", 0.0, MAX_USERS_PER_ITEM,
+                                           lo_open=True)] = 2.0,
+    mean_interactions: Annotated[float, typer.Option(help="Mean interactions per user.", min=3.0,
+                                                     max=MAX_MEAN_INTERACTIONS)] = 20.0,
+    factors: Annotated[int, typer.Option(help="WALS factors and softmax dimension.", min=1, max=MAX_DIM)] = 32,
+    negatives: Annotated[int, typer.Option(help="Negatives of the sampled softmax curve.", min=1,
+                                           max=MAX_NEGATIVES)] = 50,
     examples_timed: Annotated[int, typer.Option(help="At most this many training examples are timed per softmax "
-                                                "point and scaled to a full epoch.")] = 60_000,
-    latency_queries: Annotated[int, typer.Option(help="Single queries timed per model and size.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic data, split and models.")] = 0,
+                                                "point and scaled to a full epoch.", min=1,
+                                                max=MAX_EXAMPLES_TIMED)] = 60_000,
+    latency_queries: Annotated[int, typer.Option(help="Single queries timed per model and size.", min=1,
+                                                 max=MAX_LATENCY_QUERIES)] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data, split and models.", min=0,
+                                      max=MAX_SEED)] = 0,
     report_dir: Annotated[Path, typer.Option(help="Where scale.json, scale.md and scale.html are written.")]
     = Path("reports/scale"),
     json_out: JsonOpt = False,
@@ -604,6 +838,7 @@ def scale(
     cfg = ScaleConfig(sizes=_int_list(sizes, "--sizes"), users_per_item=users_per_item,
                       mean_interactions=mean_interactions, factors=factors, negatives=negatives,
                       examples_timed=examples_timed, latency_queries=latency_queries, seed=seed)
+    cfg.check_memory()  # before the progress bar starts
     with terminal.progress_bar("corpus sizes") as prog:
         doc, paths = api.scale(cfg, report_dir, prog)
     if json_out:
@@ -614,9 +849,7 @@ def scale(
         render_scale(doc, out_console, paths)
 
 
-def main() -> None:  # pragma: no cover - console-script entry point
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
+    from .__main__ import main
+
     main()

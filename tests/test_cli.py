@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -53,5 +55,34 @@ def test_make_data_then_info(tmp_path):
 
 def test_make_data_bad_config_is_clear(tmp_path):
     res = runner.invoke(app, ["make-data", str(tmp_path / "x.csv"), "--cross-rate", "1.5"])
-    assert res.exit_code == 1 and "cross_rate" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 1 and "--cross-rate" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x.csv").exists()
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+WIDE = CliRunner(env={"COLUMNS": "300", "NO_COLOR": "1"})
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_readme_documents_every_option_of_every_command(command):
+    text = README.read_text(encoding="utf-8")
+    res = WIDE.invoke(app, [command, "--help"])
+    options = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", res.output)) - {"--help"}
+    assert options
+    undocumented = sorted(o for o in options if f"`{o}" not in text and not (o.startswith("--spark-")
+                                                                           and "`--spark-*`" in text))
+    assert undocumented == []
+
+
+@pytest.mark.parametrize("command, option, default", [
+    ("train-wals", "--factors", "32"), ("train-wals", "--reg", "1.0"), ("train-softmax", "--lr", "0.002"),
+    ("train-softmax", "--hard-pool", "500"), ("compare", "--serving-sample", "200"), ("sweep", "--jobs", "1"),
+    ("scale", "--users-per-item", "2.0"), ("make-data", "--users", "3000"), ("info", "--seed", "42"),
+])
+def test_readme_tables_give_the_same_default_as_help(command, option, default):
+    res = WIDE.invoke(app, [command, "--help"])
+    row = next(line for line in res.output.splitlines() if f" {option} " in line)
+    assert f"[default: {default}]" in row
+    rows = [line for line in README.read_text(encoding="utf-8").splitlines()
+            if line.startswith(f"| `{option}") and f"| {default} |" in line]
+    assert rows, (option, default)

@@ -291,7 +291,7 @@ def test_cli_engine_refusals_without_spark(tmp_path, monkeypatch):
     f.write_text("user_id,item_id\nu,i\n")
     runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
     for args, why in ((["--engine", "spark", "--w0", "0"], "infinite at w0 = 0"),
-                      (["--engine", "spark", "--w0", "1.5"], "negative"),
+                      (["--engine", "spark", "--w0", "1.5"], "0<=x<1"),  # --w0 range, before the engine
                       (["--engine", "spark", "--spark-conf", "nokey"], "KEY=VALUE"),
                       (["--engine", "dask"], "'local' or 'spark'")):
         res = runner.invoke(app, ["train-wals", str(f), "--out", str(tmp_path / "r"), *args])

@@ -20,19 +20,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_util import compile_twin, fmax_f32
+from .numba_util import CACHE, compile_twin, fmax_f32
 
 _BLOCK = 64  # scores per block of the skip test (8 AVX2 vectors)
 _LOW = 0xFFFFFFFF  # the low 32 bits of a key: 2^32 - 1 - item index
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _key(bits: np.ndarray, j: int) -> np.int64:
     b = np.int64(bits[j])
     return ((b ^ ((b >> 31) & 0x7FFFFFFF)) << 32) + (_LOW - j)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _sift_down(h: np.ndarray, key: np.int64, size: int) -> None:
     # min-heap of keys (root = the worst kept item): put ``key`` at the root, sink it (hole method)
     pos = 0
@@ -50,7 +50,7 @@ def _sift_down(h: np.ndarray, key: np.int64, size: int) -> None:
     h[pos] = key
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _sift_up(h: np.ndarray, pos: int) -> None:
     key = h[pos]
     while pos > 0:
@@ -135,6 +135,6 @@ def _topk_rows(scores: np.ndarray, ex_indptr: np.ndarray, ex_indices: np.ndarray
 # where starting the thread pool costs more than the work.  The serial one releases the GIL, so that
 # chunks can also be run from several Python threads, each with a one-thread BLAS product (no spinning
 # BLAS workers competing with numba's threads; see .notes/perf.md).
-topk_rows = njit(parallel=True, cache=True)(_topk_rows)
-topk_rows_serial = compile_twin(_topk_rows, "serial", cache=True, nogil=True)
+topk_rows = njit(parallel=True, cache=CACHE)(_topk_rows)
+topk_rows_serial = compile_twin(_topk_rows, "serial", cache=CACHE, nogil=True)
 PARALLEL_MIN_ROWS = 64

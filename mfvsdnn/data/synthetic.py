@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -452,18 +450,21 @@ def generate(config: SyntheticConfig) -> pd.DataFrame:
     )
 
 
-def write_csv(config: SyntheticConfig, path: str | os.PathLike[str]) -> int:
+def write_csv(config: SyntheticConfig, path: str | os.PathLike[str], overwrite: bool = False) -> int:
     """Generate data for ``config`` and write it as CSV, atomically.
 
     The CSV (header, ``\\n`` line endings, no index) is written to a temporary file in the target
     directory and renamed into place with ``os.replace``, so readers never see a partial file.
-    Missing parent directories are created.
+    Missing parent directories are created; the file's mode follows the umask.
 
     Parameters
     ----------
     config : SyntheticConfig
     path : str or os.PathLike
-        Destination file; overwritten if it exists.
+        Destination file. An existing file is replaced only if it is empty or was written by
+        mfvsdnn (its first line is exactly the header ``user_id,item_id,...``), or ``overwrite``.
+    overwrite : bool
+        Replace any existing file.
 
     Returns
     -------
@@ -473,23 +474,13 @@ def write_csv(config: SyntheticConfig, path: str | os.PathLike[str]) -> int:
     Raises
     ------
     ValueError
-        If the config is invalid.
-    OSError
-        If the file cannot be written.
+        If the config is invalid (nothing is written).
+    mfvsdnn.errors.StoreError
+        If the file may not or cannot be written (another file is there, a full disk, ...).
     """
+    from .fsutil import write_file_atomic
+
     df = generate(config)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            df.to_csv(fh, index=False, lineterminator="\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the data file ordinary permissions
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_file_atomic(path, lambda fh: df.to_csv(fh, index=False, lineterminator="\n"), option="",
+                      header=",".join(COLUMNS), overwrite=overwrite)
     return len(df)

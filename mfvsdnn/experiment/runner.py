@@ -32,6 +32,7 @@ from ..evaluation.evaluator import PopulationEval
 from ..evaluation.maps import embedding_map
 from ..evaluation.populations import populations as population_sets
 from ..models import registry
+from ..models.memory import check_model_memory
 from .comparison import comparison_rows
 from .results import (
     WARM,
@@ -89,9 +90,9 @@ def prepare_split(data: DataSpec, split_config: SplitConfig) -> Split:
 def check_models(specs: list[ModelSpec]) -> None:
     """Refuse unknown kinds and invalid parameters before any data is read."""
     for s in specs:
-        cls = registry.get(s.kind)
+        registry.get(s.kind)
         if s.run_dir is None:
-            cls(**s.params)
+            registry.check_params(s.kind, s.params, f"{s.label} hyper-parameters")
 
 
 def validation_recall(model: Any, split: Split, seed: int) -> float:
@@ -107,6 +108,8 @@ def fit_model(spec: ModelSpec, split: Split, seed: int, progress: ProgressFn = n
 
     model = registry.get(spec.kind)(**spec.params)
     train = split.train_set()
+    if hasattr(model, "estimate_bytes"):
+        check_model_memory(model, train)  # before fit allocates anything large
     t0 = time.perf_counter()
     model.fit(train, generator(seed, "fit", spec.kind, repeat), progress)
     if not getattr(model, "train_seconds_", 0.0):
@@ -252,37 +255,47 @@ def paired_tests(a: str, b: str, evals: dict[str, dict[str, PopulationEval]], n_
 
 
 def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: ProgressFactory = silent,
-        topk_backend: Any = None, fit: Any = None) -> Outcome:
+        topk_backend: Any = None, fit: Any = None, save_paths: dict[str, tuple[Path, Path]] | None = None,
+        loaded: dict[str, tuple[FittedModel, Any]] | None = None) -> Outcome:
     """Run an experiment: every model of ``spec`` fitted (or loaded) on one split and measured alike.
 
     split : an already prepared split (sweeps reuse one); else ``spec.data`` is read and split.
     topk_backend : where the scoring + top-k runs (None = here; the Spark engine passes its own).
     fit : ``(ModelSpec, Split, seed, progress, save_to) -> FittedModel`` replacing :func:`fit_model`
         for some models (the Spark engine trains WALS on Spark); None = :func:`fit_model` for all.
+    save_paths : model name -> (folder written now, folder it ends up in) for the models trained here
+        (compare writes runs inside its staged report set); default ``spec.runs_dir / name``.
+    loaded : model name -> (FittedModel, Run) already loaded by the caller (from ``load_model``);
+        default: the specs' ``run_dir`` are loaded here.
     """
     from ..core.version import __version__
     from .verdicts import measured_table
 
     spec.check()
     check_models(spec.models)
-    loaded = {s.label: load_model(s) for s in spec.models if s.run_dir is not None}
-    check_runs({name: run_ for name, (_, run_) in loaded.items()}, None, None)
+    if loaded is None:
+        loaded = {s.label: load_model(s) for s in spec.models if s.run_dir is not None}
+    runs = {name: run_ for name, (_, run_) in loaded.items()}
+    check_runs(runs, None, None)
     if split is None:
         if spec.data is None:
             raise EvaluationError("the experiment names no data and was given no split")
         split = prepare_split(spec.data, spec.split)
-    data_name = spec.data.path if spec.data is not None else split.dataset.source
-    check_runs({name: run_ for name, (_, run_) in loaded.items()}, split, data_name)
+    check_runs(runs, split, spec.data.path if spec.data is not None else split.dataset.source)
 
     fitted: list[FittedModel] = []
     for s in spec.models:
         if s.label in loaded:
             fitted.append(loaded[s.label][0])
             continue
-        save_to = spec.runs_dir / s.label if spec.runs_dir is not None else None
+        if save_paths is not None and s.label in save_paths:
+            write_to, final = save_paths[s.label]
+        else:
+            write_to = final = spec.runs_dir / s.label if spec.runs_dir is not None else None
         with progress_factory(f"training {s.label}") as prog:
-            fitter = fit or fit_model
-            fitted.append(fitter(s, split, spec.seed, prog, save_to))
+            fm = (fit or fit_model)(s, split, spec.seed, prog, write_to)
+        fm.run_dir = final
+        fitted.append(fm)
 
     models, evals = evaluate_models(fitted, split, spec, progress_factory, topk_backend)
     contrast = list(spec.contrast) if spec.contrast else default_contrast(models)

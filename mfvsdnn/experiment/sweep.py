@@ -15,7 +15,9 @@ appears in two families) is trained once and reported under both knobs.
 
 ``sweep.json`` is rewritten atomically after each finished point; a rerun with the same data, split
 and settings reuses every point already in it (matched by a hash of model kind, hyper-parameters,
-split fingerprint, ks and bootstrap count), so an interrupted sweep resumes where it stopped.
+split fingerprint, ks and bootstrap count), so an interrupted sweep resumes where it stopped. A
+sweep.json that mfvsdnn did not write (not a JSON object of format ``mfvsdnn-sweep``) is never
+replaced: the resume is refused with a message.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import MfvsdnnError
+from ..core.errors import MfvsdnnError, StoreError
+from ..core.fsutil import claim_output
 from ..core.progress import ProgressFn, no_progress
 from ..data import ColumnSpec
 from ..data.split import Split, SplitConfig
 from ..models import registry
-from ..models.store import config_hash, write_json_atomic
+from ..models.base import MAX_BOOTSTRAP, MAX_K, MAX_NEGATIVES, as_float, as_int, check_params
+from ..models.softmax.sampling import SAMPLERS
+from ..models.store import config_hash, json_text
 from . import runner
 from .spec import DataSpec, ExperimentSpec, ModelSpec
 
@@ -45,12 +50,14 @@ POINT_FORMAT = 2
 def _negatives(v: Any) -> int | str:
     if isinstance(v, str) and v.strip().lower() == "all":
         return "all"
+    if isinstance(v, bool):
+        raise MfvsdnnError(f"--negatives values must be integers >= 0 or 'all', got {v!r}")
     try:
         n = int(v)
     except (TypeError, ValueError):
         raise MfvsdnnError(f"--negatives values must be integers >= 0 or 'all', got {v!r}") from None
-    if n < 0:
-        raise MfvsdnnError(f"--negatives values must be >= 0, got {n}")
+    if not 0 <= n <= MAX_NEGATIVES:
+        raise MfvsdnnError(f"--negatives values must be in [0, {MAX_NEGATIVES:,}] or 'all', got {n}")
     return n
 
 
@@ -70,19 +77,34 @@ class SweepConfig:
     bootstrap: int = 200
 
     def __post_init__(self) -> None:
-        for w in self.w0:
-            if w < 0:
-                raise MfvsdnnError(f"--w0 values must be >= 0, got {w}")
+        """Check every knob and setting, and build each point's model once (no data is needed), so a
+        bad value or hyper-parameter stops the sweep before the data is read or anything is trained."""
+        object.__setattr__(self, "w0", tuple(as_float("--w0 values", w, 0.0, 1.0, hi_open=True) for w in self.w0))
         object.__setattr__(self, "negatives", tuple(_negatives(v) for v in self.negatives))
         object.__setattr__(self, "gravity_negatives", _negatives(self.gravity_negatives))
+        object.__setattr__(self, "gravity", tuple(as_float("--gravity values", g, 0.0) for g in self.gravity))
         for s in self.sampler:
-            if s not in ("uniform", "popularity", "hard"):
+            if s not in SAMPLERS:
                 raise MfvsdnnError(f"--sampler values must be uniform, popularity or hard, got {s!r}")
-        for g in self.gravity:
-            if g < 0:
-                raise MfvsdnnError(f"--gravity values must be >= 0, got {g}")
+        object.__setattr__(self, "sampler_negatives",
+                           as_int("--sampler-negatives", self.sampler_negatives, 1, MAX_NEGATIVES))
+        if not self.ks:
+            raise MfvsdnnError("--k needs at least one cut-off")
+        object.__setattr__(self, "ks", tuple(as_int("--k", k, 1, MAX_K) for k in self.ks))
+        object.__setattr__(self, "bootstrap", as_int("--bootstrap", self.bootstrap, 0, MAX_BOOTSTRAP))
         if not (self.w0 or self.negatives or self.sampler or self.gravity):
             raise MfvsdnnError("nothing to sweep: every knob list is empty")
+        swept = {"wals": {"w0": bool(self.w0)},
+                 "softmax": {"negatives": bool(self.negatives or self.sampler or self.gravity),
+                             "sampler": bool(self.sampler), "gravity": bool(self.gravity)}}
+        options = {"wals": "--wals-param", "softmax": "--softmax-param"}
+        for kind, fixed in (("wals", self.wals_params), ("softmax", self.softmax_params)):
+            clash = [k for k in fixed if swept[kind].get(k)]
+            if clash:
+                raise MfvsdnnError(f"{options[kind]} {clash[0]}=...: {clash[0]} is swept (--{clash[0]}); "
+                                   f"set it with --{clash[0]} instead")
+        for p in self.points():
+            check_params(p["model"], p["params"], f"{options[p['model']]} (point {p['knob']}={p['value']})")
 
     def points(self) -> list[dict[str, Any]]:
         """Every (model, knob, value, params) to run, in order."""
@@ -144,16 +166,36 @@ def _worker_run(kind: str, params: dict[str, Any], cfg: SweepConfig) -> dict[str
 
 
 def load_previous(path: Path, fingerprint: str) -> dict[str, dict]:
-    """Finished points of an earlier (possibly interrupted) sweep on the same split, by key."""
+    """Finished points of an earlier (possibly interrupted) sweep on the same split, by key.
+
+    A sweep on another split gives nothing (it is started afresh); a file that is not a sweep
+    mfvsdnn wrote is refused (StoreError), so it is never overwritten.
+    """
     if not path.exists():
         return {}
+
+    def refuse(what: str) -> StoreError:
+        return StoreError(f"{path}: {what}, not a sweep written by mfvsdnn; resume refused (move the file away "
+                          "or choose another --report-dir)")
+
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except OSError as e:
+        raise StoreError(f"{path}: cannot be read ({e.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise refuse("not valid JSON") from None
+    if not isinstance(old, dict):
+        raise refuse(f"holds a JSON {type(old).__name__}")
+    if old.get("format") != SWEEP_FORMAT:
+        raise refuse(f"has format {old.get('format')!r}")
+    results = old.get("results", [])
+    split = old.get("split")
+    if not isinstance(results, list) or not isinstance(split, dict) \
+            or not all(isinstance(r, dict) and isinstance(r.get("key"), str) for r in results):
+        raise refuse("has malformed results")
+    if split.get("fingerprint") != fingerprint:
         return {}
-    if old.get("format") != SWEEP_FORMAT or old.get("split", {}).get("fingerprint") != fingerprint:
-        return {}
-    return {r["key"]: r for r in old.get("results", []) if "key" in r}
+    return {r["key"]: r for r in results}
 
 
 def run_sweep(split: Split, cfg: SweepConfig, report_dir: str | Path, jobs: int = 1,
@@ -173,8 +215,14 @@ def run_sweep(split: Split, cfg: SweepConfig, report_dir: str | Path, jobs: int 
     -------
     The sweep.json content.
     """
-    out_dir = Path(report_dir)
-    path = out_dir / "sweep.json"
+    with claim_output(report_dir, "sweep", option="--report-dir") as claim:
+        return _run_sweep(claim, split, cfg, jobs, data_args, on_point, progress_factory)
+
+
+def _run_sweep(claim: Any, split: Split, cfg: SweepConfig, jobs: int,
+               data_args: tuple[str, dict, dict, str | None] | None,
+               on_point: Callable[[int, int, dict], None] | None, progress_factory: Any) -> dict:
+    path = Path(claim.display) / "sweep.json"
     previous = load_previous(path, split.fingerprint)
     todo = cfg.points()
     unique: dict[str, dict] = {}
@@ -208,7 +256,7 @@ def run_sweep(split: Split, cfg: SweepConfig, report_dir: str | Path, jobs: int 
         doc = {**header, "points": points_view(),
                "results": [{"key": k, **v} for k, v in results.items()],
                "complete": len(results) == len(unique)}
-        write_json_atomic(path, doc)
+        claim.write_live("sweep.json", json_text(doc))
         return doc
 
     total = len(unique)

@@ -8,7 +8,11 @@ recorded ``kind`` through ``from_state``, and the evaluator reads its ``capabili
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
 
 from ..core.errors import ModelError
 from .base import FAMILIES, Capabilities
@@ -88,3 +92,24 @@ def get(kind: str) -> type:
 def family_of(kind: str) -> str:
     """The family ("mf", "dnn" or "baseline") of a registered kind."""
     return get(kind).family
+
+
+def check_params(kind: str, params: Mapping[str, Any], option: str) -> dict[str, Any]:
+    """Every hyper-parameter of a ``kind`` model built from ``params`` (defaults filled in).
+
+    Refuses, with one message naming ``option`` (e.g. ``--wals-param``): a key that is not a
+    constructor keyword (the message lists the valid keys and suggests the closest one), and a
+    value the constructor refuses. Nothing is trained and no data is needed.
+    """
+    cls = get(kind)
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    for key in params:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ModelError(f"{option} {key}=...: {key!r} is not a {kind} hyper-parameter{hint}; "
+                             f"valid keys: {', '.join(valid)}")
+    try:
+        return cls(**params).get_params()
+    except ModelError as e:
+        raise ModelError(f"{option}: {e}") from None

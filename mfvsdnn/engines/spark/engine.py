@@ -621,15 +621,26 @@ def train_wals_spark(data: str | os.PathLike, columns: ColumnSpec, split_cfg: Sp
     reg_param : explicit Spark ``regParam`` instead of :func:`spark_reg_param`.
     num_blocks : ALS numUserBlocks = numItemBlocks (default: Spark's default parallelism, at least 2).
     """
+    from ...core.fsutil import claim_unless_staged
+    from ...models.wals import WALS
+
+    wp = WALS(**params).get_params()  # our validation first (w0 in [0, 1), reg > 0, ...)
+    spark_alpha(wp["w0"])
+    choose_reader(str(data), reader, test_path)  # refuse bad combinations before starting Spark
+    with claim_unless_staged(out, "run", option="--out", inputs=(data, test_path)):  # before Spark starts
+        return _train_wals_spark(data, columns, split_cfg, test_path, wp, out, master, conf, reader, reg_param,
+                                 num_blocks, spark, progress)
+
+
+def _train_wals_spark(data: Any, columns: ColumnSpec, split_cfg: SplitConfig, test_path: Any, wp: dict,
+                      out: Any, master: str, conf: Any, reader: str, reg_param: float | None,
+                      num_blocks: int | None, spark: Any, progress: ProgressFn) -> Any:
     from ...api import TrainResult
     from ...evaluation.evaluator import validation_recall
     from ...models.store import save_run
     from ...models.wals import WALS, objective
 
-    wp = WALS(**params).get_params()  # our validation first (w0 in [0, 1), reg > 0, ...)
-    spark_alpha(wp["w0"])
     source = str(data)
-    choose_reader(source, reader, test_path)  # refuse bad combinations before starting Spark
     total = 4
     t_start = time.perf_counter()
     with _session_or(spark, master, conf) as s:
@@ -760,16 +771,31 @@ def compare_spark(data: str | os.PathLike, columns: ColumnSpec, split_cfg: Split
     ``runs_dir/wals``. The softmax DNN is evaluated only when its run is given (it is not trained on
     Spark). Writes report.json and report.md to ``report_dir``; returns (report, paths).
     """
-    from ...api import _check_runs
-    from ...core.errors import EvaluationError
-    from ...data import summarize
-    from ...models.store import load_run, write_json_atomic, write_text_atomic
+    import contextlib
 
-    runs = {k: v for k, v in (runs or {}).items() if v}
-    params = dict(params or {})
+    from ...core.errors import EvaluationError
+    from ...core.fsutil import claim_output
+
     ks = tuple(sorted(set(int(k) for k in ks)))
     if not ks or ks[0] < 1:
         raise EvaluationError(f"--k must be positive integers, got {ks}")
+    with contextlib.ExitStack() as held:
+        claim = held.enter_context(claim_output(report_dir, "compare", option="--report-dir",
+                                                inputs=(data, test_path)))
+        return _compare_spark(claim, held, data, columns, split_cfg, test_path, runs, params, ks, report_dir,
+                              runs_dir, master, conf, reader, spark)
+
+
+def _compare_spark(claim: Any, held: Any, data: Any, columns: ColumnSpec, split_cfg: SplitConfig, test_path: Any,
+                   runs: Any, params: Any, ks: tuple[int, ...], report_dir: Any, runs_dir: Any, master: str,
+                   conf: Any, reader: str, spark: Any) -> tuple[dict, dict[str, Path]]:
+    from ...api import _check_runs, run_outputs
+    from ...core.fsutil import os_errors, write_new
+    from ...data import summarize
+    from ...models.store import json_text, load_run
+
+    runs = {k: v for k, v in (runs or {}).items() if v}
+    params = dict(params or {})
     loaded = {kind: load_run(runs[kind]) if kind in runs else None for kind in ("wals", "softmax")}
     _check_runs(loaded, None, data)
     if loaded["wals"] is None:  # validate before Spark starts
@@ -777,7 +803,9 @@ def compare_spark(data: str | os.PathLike, columns: ColumnSpec, split_cfg: Split
 
         spark_alpha(WALS(**params.get("wals", {})).w0)
     choose_reader(data, reader, test_path)
-    runs_dir = Path(runs_dir) if runs_dir else Path(report_dir) / "runs"
+    stage = claim.staging()
+    outs = run_outputs(claim, stage, held, loaded, ["wals"] if loaded["wals"] is None else [],
+                       Path(runs_dir) if runs_dir else Path(report_dir) / "runs", (data, test_path))
     models: dict[str, dict] = {}
     with _session_or(spark, master, conf) as s:
         split, route = read_split(s, str(data), columns, split_cfg, test_path, reader)
@@ -790,10 +818,10 @@ def compare_spark(data: str | os.PathLike, columns: ColumnSpec, split_cfg: Split
                 info = {"run_dir": str(r.path), "trained_here": False, "engine": r.meta.get("engine", "local"),
                         "params": r.meta["params"], "train_seconds": r.meta.get("train_seconds")}
             elif kind == "wals":
-                res = train_wals_spark(data, columns, split_cfg, test_path, params.get("wals", {}), runs_dir / "wals",
+                res = train_wals_spark(data, columns, split_cfg, test_path, params.get("wals", {}), outs["wals"][0],
                                        reader=reader, spark=s)
                 model = res.model
-                info = {"run_dir": str(res.run_dir), "trained_here": True, "engine": "spark",
+                info = {"run_dir": str(outs["wals"][1]), "trained_here": True, "engine": "spark",
                         "params": res.summary["params"], "train_seconds": res.train_seconds}
             else:
                 continue
@@ -813,8 +841,10 @@ def compare_spark(data: str | os.PathLike, columns: ColumnSpec, split_cfg: Split
     }
     out = Path(report_dir)
     paths = {"json": out / "report.json", "md": out / "report.md"}
-    write_json_atomic(paths["json"], report)
-    write_text_atomic(paths["md"], spark_compare_markdown(report))
+    with os_errors(str(report_dir)):
+        write_new(stage / "report.json", json_text(report))
+        write_new(stage / "report.md", spark_compare_markdown(report))
+    claim.commit(stage)
     return report, paths
 
 

@@ -2,8 +2,8 @@
 cross-entropy gradient, and fused Adam / Adagrad updates.
 
 Each is a plain loop that numpy could only express by materialising an (entries x d) array or by
-``np.add.at`` (slow). All are compiled with ``cache=True``; they work for float32 (training) and
-float64 (gradient checks).
+``np.add.at`` (slow). All are compiled with ``cache=CACHE`` (on-disk cache unless numba_util found no
+writable place); they work for float32 (training) and float64 (gradient checks).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ...core.numba_util import compile_twin, f32_from_bits, fmax_f32
+from ...core.numba_util import CACHE, compile_twin, f32_from_bits, fmax_f32
 
 # Below this many elements a kernel runs on the calling thread: on 2 shared cores, waking worker
 # threads for a small array costs more than the work (and stalls badly when the machine is busy).
@@ -19,7 +19,7 @@ PAR_MIN = 1 << 20
 
 
 # bag forward:  out[ex[i], :] += w[i] * E[idx[i], :]      idx, ex (m,) int; w (m,); E (n, d); out (B, d)
-@njit(cache=True)
+@njit(cache=CACHE)
 def gather_weighted(idx: np.ndarray, ex: np.ndarray, w: np.ndarray, E: np.ndarray, out: np.ndarray) -> None:
     d = E.shape[1]
     for i in range(idx.shape[0]):
@@ -29,7 +29,7 @@ def gather_weighted(idx: np.ndarray, ex: np.ndarray, w: np.ndarray, E: np.ndarra
 
 
 # bag backward: out[inv[i], :] += w[i] * G[ex[i], :]      inv (m,) into unique rows; G (B, d); out (u, d)
-@njit(cache=True)
+@njit(cache=CACHE)
 def scatter_weighted(inv: np.ndarray, ex: np.ndarray, w: np.ndarray, G: np.ndarray, out: np.ndarray) -> None:
     d = G.shape[1]
     for i in range(inv.shape[0]):
@@ -39,7 +39,7 @@ def scatter_weighted(inv: np.ndarray, ex: np.ndarray, w: np.ndarray, G: np.ndarr
 
 
 # row scatter: out[inv[i], :] += vals[i, :]                inv (m,); vals (m, d); out (u, d)
-@njit(cache=True)
+@njit(cache=CACHE)
 def scatter_rows(inv: np.ndarray, vals: np.ndarray, out: np.ndarray) -> None:
     d = vals.shape[1]
     for i in range(inv.shape[0]):
@@ -72,7 +72,7 @@ _EXP_MATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
 
 
 # seg <- exp(seg - shift) in place, float32, for seg - shift <= 0.  seg (m,)
-@njit(cache=True, fastmath=_EXP_MATH)
+@njit(cache=CACHE, fastmath=_EXP_MATH)
 def exp_shift_f32(seg: np.ndarray, shift: np.float32) -> None:
     for j in range(seg.shape[0]):
         x = max(seg[j] - shift, _EXP_LO)
@@ -142,10 +142,10 @@ def _softmax_xent_f32(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
 
 
 # one body, compiled twice: serial for small batches (no thread start-up), parallel over rows for big ones
-_softmax_xent_ser = compile_twin(_softmax_xent, "ser", cache=True, fastmath=True)
-_softmax_xent_par = compile_twin(_softmax_xent, "par", cache=True, parallel=True, fastmath=True)
-_softmax_xent_f32_ser = compile_twin(_softmax_xent_f32, "ser", cache=True, fastmath=True)
-_softmax_xent_f32_par = compile_twin(_softmax_xent_f32, "par", cache=True, parallel=True, fastmath=True)
+_softmax_xent_ser = compile_twin(_softmax_xent, "ser", cache=CACHE, fastmath=True)
+_softmax_xent_par = compile_twin(_softmax_xent, "par", cache=CACHE, parallel=True, fastmath=True)
+_softmax_xent_f32_ser = compile_twin(_softmax_xent_f32, "ser", cache=CACHE, fastmath=True)
+_softmax_xent_f32_par = compile_twin(_softmax_xent_f32, "par", cache=CACHE, parallel=True, fastmath=True)
 
 
 def softmax_xent_inplace(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
@@ -170,8 +170,8 @@ def _adam_dense(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t
         p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
 
 
-_adam_dense_ser = compile_twin(_adam_dense, "ser", cache=True, fastmath=True)
-_adam_dense_par = compile_twin(_adam_dense, "par", cache=True, parallel=True, fastmath=True)
+_adam_dense_ser = compile_twin(_adam_dense, "ser", cache=CACHE, fastmath=True)
+_adam_dense_par = compile_twin(_adam_dense, "par", cache=CACHE, parallel=True, fastmath=True)
 
 
 def adam_dense(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float, b1: float, b2: float,
@@ -180,7 +180,7 @@ def adam_dense(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t:
 
 
 # Lazy Adam on rows: the same update applied only to rows[r] of p, m, v (p, m, v (n, d); g (u, d)).
-@njit(cache=True)
+@njit(cache=CACHE)
 def adam_rows(p: np.ndarray, rows: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float,
               b1: float, b2: float, eps: float) -> None:
     d = p.shape[1]
@@ -204,8 +204,8 @@ def _adagrad_dense(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: 
         p[i] -= lr * gi / (np.sqrt(ai) + eps)
 
 
-_adagrad_dense_ser = compile_twin(_adagrad_dense, "ser", cache=True, fastmath=True)
-_adagrad_dense_par = compile_twin(_adagrad_dense, "par", cache=True, parallel=True, fastmath=True)
+_adagrad_dense_ser = compile_twin(_adagrad_dense, "ser", cache=CACHE, fastmath=True)
+_adagrad_dense_par = compile_twin(_adagrad_dense, "par", cache=CACHE, parallel=True, fastmath=True)
 
 
 def adagrad_dense(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
@@ -213,7 +213,7 @@ def adagrad_dense(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: f
 
 
 # Adagrad on rows (exact for sparse gradients: untouched rows have g = 0).
-@njit(cache=True)
+@njit(cache=CACHE)
 def adagrad_rows(p: np.ndarray, rows: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
     d = p.shape[1]
     for r in range(rows.shape[0]):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import os
 import time
 from collections.abc import Sequence
@@ -42,6 +43,21 @@ from threadpoolctl import ThreadpoolController
 from ...core.errors import ModelError
 from ...data.split import Split, TrainSet
 from ..base import Capabilities, ProgressFn, RecommenderMixin, no_progress
+from ..memory import validation_bytes
+from ..params import (
+    MAX_BATCH,
+    MAX_DIM,
+    MAX_EPOCHS,
+    MAX_HARD_POOL,
+    MAX_INIT_SCALE,
+    MAX_LAYERS,
+    MAX_LR,
+    MAX_NEGATIVES,
+    MAX_WIDTH,
+    as_choice,
+    as_float,
+    as_int,
+)
 from . import kernels as K
 from .optim import RowGrad, make_optimizer
 from .sampling import SAMPLERS, choose_hard, make_sampler
@@ -419,8 +435,12 @@ def _l2_term(P: dict[str, np.ndarray], grads: dict, l2: float) -> float:
 # the model
 
 
+OPTIMIZERS = ("adam", "adagrad")
+
+
 def parse_negatives(value: Any) -> str | int:
-    """'all' | int >= 0 (also from a string such as '50'); anything else is a ModelError."""
+    """'all' | int in [0, MAX_NEGATIVES] (also from a string such as '50'); anything else is a ModelError."""
+    need = f"'all', 0 (positives only) or a positive integer up to {MAX_NEGATIVES:,}"
     if isinstance(value, str):
         v = value.strip().lower()
         if v == "all":
@@ -428,25 +448,32 @@ def parse_negatives(value: Any) -> str | int:
         try:
             value = int(v)
         except ValueError:
-            raise ModelError(f"--negatives must be 'all', 0 (positives only) or a positive integer; "
-                             f"got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise ModelError(f"--negatives must be 'all', 0 (positives only) or a positive integer; got {value!r}")
+            raise ModelError(f"--negatives must be {need}; got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value <= MAX_NEGATIVES:
+        raise ModelError(f"--negatives must be {need}; got {value!r}")
     return int(value)
 
 
 def parse_hidden(value: Any) -> tuple[int, ...]:
     """Layer widths from a tuple/list of ints or a comma-separated string ('' = no hidden layer)."""
+    need = f"comma-separated integers in [1, {MAX_WIDTH}] (at most {MAX_LAYERS} layers; '' for none)"
     if isinstance(value, str):
         try:
             value = [int(x) for x in value.split(",") if x.strip()]
         except ValueError:
-            raise ModelError(f"--hidden expects comma-separated positive integers (or '' for none); "
-                             f"got {value!r}") from None
-    out = tuple(int(x) for x in value)
-    if any(w <= 0 for w in out):
-        raise ModelError(f"--hidden widths must be positive; got {list(out)}")
-    return out
+            raise ModelError(f"--hidden expects {need}; got {value!r}") from None
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        value = [value]  # one layer given as a number (e.g. --softmax-param hidden=64)
+    try:
+        widths = list(value)
+    except TypeError:
+        raise ModelError(f"--hidden expects {need}; got {value!r}") from None
+    if len(widths) > MAX_LAYERS:
+        raise ModelError(f"--hidden expects {need}; got {len(widths)} layers")
+    bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, int | np.integer) or not 1 <= w <= MAX_WIDTH]
+    if bad:
+        raise ModelError(f"--hidden widths must be integers in [1, {MAX_WIDTH}]; got {widths}")
+    return tuple(int(w) for w in widths)
 
 
 class SoftmaxDNN(RecommenderMixin):
@@ -460,7 +487,8 @@ class SoftmaxDNN(RecommenderMixin):
     negatives : "all" (full softmax), N > 0 (sampled softmax with N negatives shared by the batch),
         or 0 (positives only, logistic loss; folds groups).
     sampler : "uniform" | "popularity" (with logQ correction) | "hard" (see ``sampling``).
-    hard_pool : uniform pool size per batch from which the hard sampler picks each example's N.
+    hard_pool : uniform pool size per batch from which the hard sampler picks each example's N
+        (>= negatives with the hard sampler; a pool larger than the catalogue is the catalogue).
     gravity : weight g of the gravity term g * mean_b psi_b^T (V^T V / n) psi_b.
     epochs, batch_size, lr, optimizer ("adam" | "adagrad"), l2 : training.
     patience : stop after this many epochs without a better validation recall@20 (0 = never stop
@@ -470,6 +498,9 @@ class SoftmaxDNN(RecommenderMixin):
         history path used for cold users with features only).
     feature_dropout : fraction of feature codes replaced by "unknown" in training (trains that row).
     init_scale : standard deviation of the initial embeddings.
+
+    Every value is checked here (ranges in :mod:`.base`); a bad one is a ModelError naming the CLI
+    option. ``fit`` stops with a ModelError when the loss or the parameters become inf/nan.
     """
 
     kind: ClassVar[str] = "softmax"
@@ -482,50 +513,39 @@ class SoftmaxDNN(RecommenderMixin):
                  gravity: float = 0.0, epochs: int = 30, batch_size: int = 256, lr: float = 0.002,
                  optimizer: str = "adam", l2: float = 0.0, patience: int = 3, tie_embeddings: bool = False,
                  history_dropout: float = 0.1, feature_dropout: float = 0.05, init_scale: float = 0.1) -> None:
-        self.dim = int(dim)
+        self.dim = as_int("--dim", dim, 1, MAX_DIM)
         self.hidden = parse_hidden(hidden)
-        self.feature_dim = int(feature_dim)
+        self.feature_dim = as_int("--feature-dim", feature_dim, 1, MAX_DIM)
         self.negatives = parse_negatives(negatives)
-        self.sampler = sampler
-        self.hard_pool = int(hard_pool)
-        self.gravity = float(gravity)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.optimizer = optimizer
-        self.l2 = float(l2)
-        self.patience = int(patience)
+        self.sampler = as_choice("--sampler", sampler, SAMPLERS)
+        self.hard_pool = as_int("--hard-pool", hard_pool, 1, MAX_HARD_POOL)
+        self.gravity = as_float("--gravity", gravity, 0.0)
+        self.epochs = as_int("--epochs", epochs, 1, MAX_EPOCHS)
+        self.batch_size = as_int("--batch-size", batch_size, 1, MAX_BATCH)
+        self.lr = as_float("--lr", lr, 0.0, MAX_LR, lo_open=True)
+        self.optimizer = as_choice("--optimizer", optimizer, OPTIMIZERS)
+        self.l2 = as_float("--l2", l2, 0.0)
+        self.patience = as_int("--patience", patience, 0, MAX_EPOCHS)
+        if not isinstance(tie_embeddings, bool | np.bool_):
+            raise ModelError(f"tie_embeddings must be true or false, got {tie_embeddings!r}")
         self.tie_embeddings = bool(tie_embeddings)
-        self.history_dropout = float(history_dropout)
-        self.feature_dropout = float(feature_dropout)
-        self.init_scale = float(init_scale)
+        self.history_dropout = as_float("--history-dropout", history_dropout, 0.0, 1.0, hi_open=True)
+        self.feature_dropout = as_float("feature_dropout", feature_dropout, 0.0, 1.0, hi_open=True)
+        self.init_scale = as_float("init_scale", init_scale, 0.0, MAX_INIT_SCALE, lo_open=True)
         self._validate()
         self.params_: dict[str, np.ndarray] = {}
         self.feature_names_: tuple[str, ...] = ()
         self.history_: list[dict[str, float]] = []
         self.train_seconds_ = 0.0
         self.best_epoch_ = 0
+        self.notes_: list[str] = []
 
     def _validate(self) -> None:
-        checks = [
-            (self.dim > 0, f"--dim must be a positive integer, got {self.dim}"),
-            (self.feature_dim > 0, f"feature_dim must be positive, got {self.feature_dim}"),
-            (self.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}"),
-            (self.hard_pool > 0, f"hard_pool must be positive, got {self.hard_pool}"),
-            (np.isfinite(self.gravity) and self.gravity >= 0, f"--gravity must be >= 0, got {self.gravity}"),
-            (self.epochs > 0, f"--epochs must be a positive integer, got {self.epochs}"),
-            (self.batch_size > 0, f"--batch-size must be a positive integer, got {self.batch_size}"),
-            (np.isfinite(self.lr) and self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (self.optimizer in ("adam", "adagrad"), f"--optimizer must be 'adam' or 'adagrad', got {self.optimizer!r}"),
-            (np.isfinite(self.l2) and self.l2 >= 0, f"--l2 must be >= 0, got {self.l2}"),
-            (self.patience >= 0, f"--patience must be >= 0, got {self.patience}"),
-            (0 <= self.history_dropout < 1, f"history_dropout must be in [0, 1), got {self.history_dropout}"),
-            (0 <= self.feature_dropout < 1, f"feature_dropout must be in [0, 1), got {self.feature_dropout}"),
-            (self.init_scale > 0, f"init_scale must be > 0, got {self.init_scale}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ModelError(msg)
+        """Checks between parameters (each one alone is checked as it is converted)."""
+        hard = self.sampler == "hard" and isinstance(self.negatives, int) and self.negatives > 0
+        if hard and self.hard_pool < self.negatives:
+            raise ModelError(f"--hard-pool ({self.hard_pool}) must be >= --negatives ({self.negatives}) with "
+                             "--sampler hard: each example picks its negatives from the pool")
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -536,6 +556,50 @@ class SoftmaxDNN(RecommenderMixin):
             "tie_embeddings": self.tie_embeddings, "history_dropout": self.history_dropout,
             "feature_dropout": self.feature_dropout, "init_scale": self.init_scale,
         }
+
+    memory_hint: ClassVar[str] = "lower --dim, --hidden, --batch-size, --negatives or --hard-pool"
+
+    def _pool(self, n_items: int) -> int:
+        """Candidates drawn per mini-batch by the hard sampler: --hard-pool, at most the catalogue."""
+        return min(self.hard_pool, n_items)
+
+    def estimate_bytes(self, n_users: int, n_items: int, nnz: int, cardinalities: dict[str, int]) -> int:
+        """Peak bytes ``fit`` allocates.
+
+        Parameters (float32) four times over: the parameters, Adam's two moments (Adagrad: one
+        accumulator) and the copy of the best epoch; the training pairs and their shuffle (int64);
+        and one mini-batch's work arrays: tower activations, then the loss's (full softmax: a
+        logits block of at most 2^25 values plus dense (n_items, d) gradients; sampled: (B, N)
+        logits and their softmax; hard: the (B, pool) scores and the float64 Gumbel draw); and the
+        validation recall of each epoch (queries embedded 8192 at a time, then scored).
+        """
+        d, B = self.dim, self.batch_size
+        width = d + self.feature_dim * len(cardinalities)
+        n_params = n_items * d * (1 if self.tie_embeddings else 2) + d
+        n_params += sum((c + 1) * self.feature_dim for c in cardinalities.values())
+        for h in self.hidden:
+            n_params += width * h + h
+            width = h
+        n_params += width * d + d
+        copies = 4 if self.optimizer == "adam" else 3
+        params = 4 * n_params * copies
+        pairs = 3 * 8 * nnz + 8 * (n_users + 1) + 8 * n_users * len(cardinalities)
+        tower = 4 * 3 * B * (d + self.feature_dim * len(cardinalities) + sum(self.hidden))
+        if self.negatives == "all":
+            chunk = inspect.signature(full_softmax_loss).parameters["max_chunk_elems"].default
+            rows = min(B, max(1, chunk // max(n_items, 1)))  # full_softmax_loss's reused logits block
+            loss = 4 * rows * n_items + 3 * 4 * n_items * d
+        elif self.negatives == 0:
+            loss = 4 * 4 * B * d
+        else:
+            n = self._pool(n_items) if self.sampler == "hard" else self.negatives
+            loss = 8 * 4 * B * n + 4 * n * d
+            if self.sampler == "hard":
+                loss += 5 * 8 * B * n  # Gumbel noise and its logs in float64, the argpartition
+        gravity = 2 * 4 * n_items * d if self.gravity else 0
+        embed = 4 * 8192 * (2 * d + self.feature_dim * len(cardinalities) + 2 * sum(self.hidden))
+        valid = embed + validation_bytes(n_users, n_items, d)
+        return params + pairs + tower + loss + gravity + valid
 
     # -- parameters ------------------------------------------------------------------------------
 
@@ -597,7 +661,11 @@ class SoftmaxDNN(RecommenderMixin):
         pair_items = indices
         counts = np.bincount(indices, minlength=n_items)
         sampler = make_sampler(self.sampler, counts) if isinstance(self.negatives, int) and self.negatives > 0 else None
-        n_draw = (self.hard_pool if self.sampler == "hard" else self.negatives) if sampler else 0
+        n_draw = (self._pool(n_items) if self.sampler == "hard" else self.negatives) if sampler else 0
+        self.notes_ = []
+        if sampler is not None and self.sampler == "hard" and self.hard_pool > n_items:
+            self.notes_.append(f"--hard-pool {self.hard_pool:,} exceeds the catalogue ({n_items:,} items): "
+                               "every batch's pool is the whole catalogue")
         hard_n = self.negatives if sampler is not None and self.sampler == "hard" else 0
         opt = make_optimizer(self.optimizer, self.lr)
         cfg = self._loss_config()
@@ -628,11 +696,13 @@ class SoftmaxDNN(RecommenderMixin):
             for s in range(0, n_pairs, self.batch_size):
                 idx = perm[s:s + self.batch_size]
                 loss = self._train_step(P, opt, cfg, indptr, indices, codes, pair_users[idx], pair_items[idx],
-                                        rng, sampler, n_draw, hard_n)
-                if not np.isfinite(loss):
-                    raise ModelError(f"training diverged at epoch {epoch} (loss {loss}); lower --lr")
+                                        rng, sampler, n_draw, hard_n, epoch=epoch)
                 total += loss * len(idx)
                 seen += len(idx)
+            bad_params = [k for k, v in P.items() if not np.isfinite(v).all()]
+            if bad_params:
+                raise ModelError(f"training diverged at epoch {epoch} (parameters {', '.join(bad_params)} are "
+                                 "inf/nan); lower --lr")
             rec = float(validation_recall(self, train, k=20, rng=np.random.default_rng(valid_seed))) \
                 if has_valid else float("nan")
             row = {"epoch": epoch, "loss": total / max(seen, 1), "valid_recall@20": rec,
@@ -653,8 +723,10 @@ class SoftmaxDNN(RecommenderMixin):
     def _train_step(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, indptr: np.ndarray,
                     indices: np.ndarray, codes: list[np.ndarray], users: np.ndarray, targets: np.ndarray,
                     rng: np.random.Generator, sampler: Any, n_draw: int, hard_n: int,
-                    timings: dict[str, float] | None = None) -> float:
-        """One optimiser step on the examples (users, targets). Returns the batch loss."""
+                    timings: dict[str, float] | None = None, epoch: int = 0) -> float:
+        """One optimiser step on the examples (users, targets). Returns the batch loss.
+
+        A non-finite loss stops training (ModelError) before the optimiser sees its gradients."""
         tick = time.perf_counter()
         B = len(users)
         drop = rng.random(B) < self.history_dropout if self.history_dropout else None
@@ -669,9 +741,17 @@ class SoftmaxDNN(RecommenderMixin):
             sample = Sample(cand, sampler.log_q(cand), sampler.log_q(targets))
         if timings is not None:
             timings["batch"] = timings.get("batch", 0.0) + time.perf_counter() - tick
-        loss, grads = loss_and_grads(P, batch, cfg, sample, rng, hard_n, timings)
+        try:
+            loss, grads = loss_and_grads(P, batch, cfg, sample, rng, hard_n, timings)
+        except ZeroDivisionError:  # the fastmath kernels divide by zero only on inf/nan inputs
+            loss, grads = float("nan"), {}
+        if not np.isfinite(loss):
+            raise ModelError(f"training diverged at epoch {epoch} (loss is {loss}); lower --lr")
         tick = time.perf_counter()
-        opt.step(P, grads)
+        try:
+            opt.step(P, grads)
+        except ZeroDivisionError:
+            raise ModelError(f"training diverged at epoch {epoch} (gradients are inf/nan); lower --lr") from None
         if timings is not None:
             timings["optimizer"] = timings.get("optimizer", 0.0) + time.perf_counter() - tick
         return loss
@@ -731,16 +811,49 @@ class SoftmaxDNN(RecommenderMixin):
 
     @classmethod
     def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray], info: dict[str, Any]) -> SoftmaxDNN:
+        """Rebuild a trained model from ``state()`` arrays, checking every shape against the params.
+
+        ``info`` may carry the run's ``n_items`` and ``feature_cardinalities`` (name -> number of
+        labels), which the arrays must match.
+        """
         m = cls(**params)
         arrays = dict(arrays)
-        m.best_epoch_ = int(arrays.pop("best_epoch", 0))
+        best = arrays.pop("best_epoch", np.array(0))
+        if best.dtype.kind not in "iu" or best.shape != ():
+            raise ModelError("softmax state: best_epoch must be one integer")
+        m.best_epoch_ = int(best)
         needed = ["item_out", "empty", "W_out", "b_out"] + ([] if m.tie_embeddings else ["item_in"])
         needed += [f"{w}{i}" for i in range(len(m.hidden)) for w in ("W", "b")]
         missing = [k for k in needed if k not in arrays]
         if missing:
             raise ModelError(f"softmax model state lacks arrays {missing}")
+        feats = sorted(k[len("feat__"):] for k in arrays if k.startswith("feat__"))
+        extra = sorted(set(arrays) - set(needed) - {f"feat__{f}" for f in feats})
+        if extra:
+            why = " (tie_embeddings is true but the state has separate input embeddings)" if "item_in" in extra else ""
+            raise ModelError(f"softmax state holds arrays {extra} that params do not use{why}")
+        n_items = info.get("n_items", arrays["item_out"].shape[0])
+        cards = info.get("feature_cardinalities")
+        if cards is not None and sorted(cards) != feats:
+            raise ModelError(f"softmax feature tables {feats} do not match the run's features {sorted(cards)}")
+        d, fd = m.dim, m.feature_dim
+        shapes = {"item_out": (n_items, d), "item_in": (n_items, d), "empty": (d,), "W_out": None, "b_out": (d,)}
+        for f in feats:
+            shapes[f"feat__{f}"] = (cards[f] + 1, fd) if cards is not None else (arrays[f"feat__{f}"].shape[0], fd)
+        width = d + fd * len(feats)
+        for i, h in enumerate(m.hidden):
+            shapes[f"W{i}"], shapes[f"b{i}"] = (width, h), (h,)
+            width = h
+        shapes["W_out"] = (width, d)
+        for k, v in arrays.items():
+            want = shapes[k]
+            if v.dtype.kind != "f" or v.shape != want:
+                raise ModelError(f"softmax state: {k} has shape {v.shape} ({v.dtype}), params (dim={d}, "
+                                 f"hidden={list(m.hidden)}, feature_dim={fd}) need {want}")
+            if not np.isfinite(v).all():
+                raise ModelError(f"softmax state: {k} contains NaN or infinity")
         m.params_ = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-        m.feature_names_ = tuple(sorted(k[len("feat__"):] for k in arrays if k.startswith("feat__")))
+        m.feature_names_ = tuple(feats)
         m.train_seconds_ = float(info.get("train_seconds", 0.0))
         m.history_ = list(info.get("history", []))
         return m

@@ -9,7 +9,8 @@ estimates the full one without favouring rarely-sampled items).
 - ``uniform``: N items uniformly with replacement; Q(j) = 1/n (a constant, so the correction cancels).
 - ``popularity``: N items with replacement, Q(j) = (c_j + 1) / sum_k (c_k + 1) where c_j is item j's
   training count (+1 so that items never seen in training can still be pushed down).
-- ``hard``: a pool of ``pool`` items drawn uniformly (shared by the batch); then each example picks its
+- ``hard``: a pool of ``pool`` items drawn uniformly (shared by the batch; the whole catalogue, each item
+  once, when ``pool`` >= the number of items); then each example picks its
   own N negatives from the pool without replacement with probability proportional to
   exp(psi(x) . V_j) under its *current* scores (Gumbel-top-N over the pool's logits, see
   :func:`choose_hard`). No logQ correction is applied (log Q = 0): the point of hard negatives is to
@@ -64,6 +65,10 @@ class HardPoolSampler:
         self.n = n_items
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """(min(size, n),) int64: a uniform pool with replacement, or every item once when the pool
+        would cover the catalogue (a bigger pool only repeats items and costs (B, size) scores)."""
+        if size >= self.n:
+            return np.arange(self.n, dtype=np.int64)
         return rng.integers(0, self.n, size=size, dtype=np.int64)
 
     def log_q(self, items: np.ndarray) -> np.ndarray:

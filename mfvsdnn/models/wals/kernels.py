@@ -19,12 +19,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ...core.numba_util import compile_twin
+from ...core.numba_util import CACHE, compile_twin
 
 CHUNK = 64
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@njit(cache=CACHE, fastmath=True, inline="always")
 def _dot32(a, b, d):
     # a . b for two float32 vectors of length d (float32 accumulation, SIMD-friendly).
     acc = np.float32(0.0)
@@ -37,7 +37,7 @@ def _dot32(a, b, d):
 #   r0 = b - A x0 = -G x0 + sum_j (1 - s * y_j . x0) y_j,  then ``cg_steps`` standard CG steps.
 # Shapes: indptr (n+1,), indices (nnz,), Y (m, d) f32, X (n, d) f32 updated in place (warm start),
 #         G (d, d) f32.  Rows with no entries get x = 0 (the exact solution, b = 0).
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=CACHE, fastmath=True)
 def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, chunk):
     n, d = X.shape
     s32 = np.float32(s)
@@ -108,7 +108,7 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, chunk):
 # Exact solve by Cholesky, in float64:  A_i = L L^T,  L z = b_i,  L^T x_i = z.
 # Shapes: indptr (n+1,), indices (nnz,), Y (m, d) f32, G (d, d) f64, out (n, d) f32 (written).
 # Used for training (--solver cholesky) and for folding in new queries against fixed item factors.
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def solve_rows_cholesky(indptr, indices, Y, G, s, out, chunk):
     n, d = out.shape
     n_chunks = (n + chunk - 1) // chunk
@@ -168,13 +168,13 @@ def solve_rows_cholesky(indptr, indices, Y, G, s, out, chunk):
 
 # The same solve compiled without threads: a request of a few rows (serving a new user) would
 # otherwise pay the thread pool's start-up, which costs more than the solve itself.
-solve_rows_cholesky_serial = compile_twin(solve_rows_cholesky.py_func, "serial", cache=True)
+solve_rows_cholesky_serial = compile_twin(solve_rows_cholesky.py_func, "serial", cache=CACHE)
 
 
 # Observed part of the objective via  sum_{(i,j) in Omega} [(1 - u_i.v_j)^2 - w0 (u_i.v_j)^2];
 # the caller adds w0 * <U^T U, V^T V> (= w0 * sum over ALL pairs of (u.v)^2) and the L2 term.
 # Shapes: indptr (n+1,), indices (nnz,), U (n, d) f32, V (m, d) f32.  Returns a float64 sum.
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=CACHE, fastmath=True)
 def observed_loss(indptr, indices, U, V, w0):
     n, d = U.shape
     total = 0.0

@@ -43,6 +43,18 @@ import scipy.sparse as sp
 from ...core.errors import ModelError
 from ...data.split import Split, TrainSet
 from ..base import Capabilities, ProgressFn, RecommenderMixin, no_progress
+from ..memory import validation_bytes
+from ..params import (
+    MAX_CG_STEPS,
+    MAX_DIM,
+    MAX_INIT_SCALE,
+    MAX_ITERATIONS,
+    MAX_REG,
+    MAX_THREADS,
+    as_choice,
+    as_float,
+    as_int,
+)
 from . import kernels
 
 SOLVERS = ("cg", "cholesky")
@@ -109,6 +121,9 @@ class WALS(RecommenderMixin):
     num_threads : threads for the numba kernels, 0 = all (default 0). Results do not depend on it.
     min_support : fewest training users a feature subset needs in the cold-start heuristic (default 5).
     init_scale : standard deviation of the random normal initial factors (default 0.01).
+
+    Every value is checked here (ranges in :mod:`.base`: factors <= MAX_DIM, reg finite in (0,
+    MAX_REG], ...); a bad one is a ModelError naming the CLI option.
     """
 
     kind: ClassVar[str] = "wals"
@@ -119,33 +134,15 @@ class WALS(RecommenderMixin):
     def __init__(self, factors: int = 32, w0: float = 0.1, reg: float = 1.0, iterations: int = 15,
                  solver: str = "cg", cg_steps: int = 3, num_threads: int = 0, min_support: int = 5,
                  init_scale: float = 0.01) -> None:
-        def bad(option: str, value: Any, need: str) -> ModelError:
-            return ModelError(f"--{option} must be {need}, got {value!r}")
-
-        try:
-            factors, iterations, cg_steps = int(factors), int(iterations), int(cg_steps)
-            num_threads, min_support = int(num_threads), int(min_support)
-            w0, reg, init_scale = float(w0), float(reg), float(init_scale)
-        except (TypeError, ValueError) as e:
-            raise ModelError(f"invalid WALS hyper-parameter ({e})") from None
-        if factors < 1:
-            raise bad("factors", factors, "a positive integer")
-        if not 0.0 <= w0 < 1.0:
-            raise bad("w0", w0, "in [0, 1)")
-        if not reg > 0.0:
-            raise bad("reg", reg, "> 0 (it keeps every row solve well posed)")
-        if iterations < 1:
-            raise bad("iterations", iterations, "a positive integer")
-        if solver not in SOLVERS:
-            raise bad("solver", solver, "'cg' or 'cholesky'")
-        if cg_steps < 1:
-            raise bad("cg-steps", cg_steps, "a positive integer")
-        if num_threads < 0:
-            raise bad("threads", num_threads, ">= 0 (0 = all cores)")
-        if min_support < 1:
-            raise bad("min-support", min_support, "a positive integer")
-        if not init_scale > 0.0:
-            raise bad("init-scale", init_scale, "> 0")
+        factors = as_int("--factors", factors, 1, MAX_DIM)
+        w0 = as_float("--w0", w0, 0.0, 1.0, hi_open=True)
+        reg = as_float("--reg", reg, 0.0, MAX_REG, lo_open=True)  # > 0 keeps every row solve well posed
+        iterations = as_int("--iterations", iterations, 1, MAX_ITERATIONS)
+        solver = as_choice("--solver", solver, SOLVERS)
+        cg_steps = as_int("--cg-steps", cg_steps, 1, MAX_CG_STEPS)
+        num_threads = as_int("--threads", num_threads, 0, MAX_THREADS)  # 0 = all cores
+        min_support = as_int("--min-support", min_support, 1)
+        init_scale = as_float("init_scale", init_scale, 0.0, MAX_INIT_SCALE, lo_open=True)
         self.factors, self.w0, self.reg, self.iterations = factors, w0, reg, iterations
         self.solver, self.cg_steps, self.num_threads = solver, cg_steps, num_threads
         self.min_support, self.init_scale = min_support, init_scale
@@ -160,6 +157,20 @@ class WALS(RecommenderMixin):
                 "solver": self.solver, "cg_steps": self.cg_steps, "num_threads": self.num_threads,
                 "min_support": self.min_support, "init_scale": self.init_scale}
 
+    memory_hint: ClassVar[str] = "lower --factors"
+
+    def estimate_bytes(self, n_users: int, n_items: int, nnz: int, cardinalities: dict[str, int]) -> int:
+        """Peak bytes ``fit`` allocates: the float32 factors (twice: the scaled random start is a
+        copy), both CSR structures (users x items and its transpose), the d x d Gram terms and each
+        thread's row-solve buffers, the stored feature codes, and the validation recall computed
+        after training."""
+        d = self.factors
+        factors = 2 * 4 * (n_users + n_items) * d
+        structure = 16 * nnz + 16 * (n_users + n_items + 2)
+        grams = 6 * 8 * d * d + numba.config.NUMBA_NUM_THREADS * 8 * (d * d + 3 * d)
+        return (factors + structure + grams + 4 * n_users * len(cardinalities)
+                + validation_bytes(n_users, n_items, d))
+
     def state(self) -> dict[str, np.ndarray]:
         """Learned arrays: user_factors (n_users, d), item_factors (n_items, d), warm_users (n_users,)
         bool, and the training users' feature codes (n_users, F) with names and cardinalities."""
@@ -172,15 +183,48 @@ class WALS(RecommenderMixin):
 
     @classmethod
     def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray], info: dict[str, Any]) -> WALS:
+        """Rebuild a fitted model from ``state()`` arrays, checking every shape and code first.
+
+        ``info`` may carry the run's ``n_users``, ``n_items`` and ``feature_cardinalities``
+        (name -> number of labels), which the arrays must match.
+        """
         model = cls(**params)
         need = ("user_factors", "item_factors", "warm_users", "feature_names", "feature_codes",
                 "feature_cardinalities")
         missing = [k for k in need if k not in arrays]
         if missing:
             raise ModelError(f"WALS state lacks the arrays {missing}; the model file is foreign or truncated")
-        names = [str(x) for x in arrays["feature_names"]]
-        model._set_state(arrays["user_factors"], arrays["item_factors"], arrays["warm_users"].astype(bool),
-                         names, arrays["feature_codes"], arrays["feature_cardinalities"])
+        extra = sorted(set(arrays) - set(need))
+        if extra:
+            raise ModelError(f"WALS state holds unexpected arrays {extra}; the model file is foreign")
+        U, V, warm = arrays["user_factors"], arrays["item_factors"], arrays["warm_users"]
+        names_a, codes, cards = arrays["feature_names"], arrays["feature_codes"], arrays["feature_cardinalities"]
+        d = model.factors
+        if U.dtype.kind != "f" or V.dtype.kind != "f" or U.ndim != 2 or V.ndim != 2 \
+                or U.shape[1] != d or V.shape[1] != d:
+            raise ModelError(f"WALS factors have shapes {U.shape} and {V.shape} ({U.dtype}), which do not match "
+                             f"factors={d}")
+        n_users = info.get("n_users", U.shape[0])
+        n_items = info.get("n_items", V.shape[0])
+        if U.shape[0] != n_users or V.shape[0] != n_items:
+            raise ModelError(f"WALS factors cover {U.shape[0]:,} users and {V.shape[0]:,} items, the run "
+                             f"{n_users:,} and {n_items:,}")
+        if warm.dtype.kind not in "bui" or warm.shape != (n_users,):
+            raise ModelError(f"WALS warm_users must be {n_users:,} flags, got shape {warm.shape}")
+        if names_a.dtype.kind != "U" or names_a.ndim != 1:
+            raise ModelError("WALS feature_names must be a list of strings")
+        names = [str(x) for x in names_a]
+        if codes.dtype.kind not in "iu" or codes.shape != (n_users, len(names)) \
+                or cards.dtype.kind not in "iu" or cards.shape != (len(names),) or (cards < 1).any():
+            raise ModelError(f"WALS feature codes {codes.shape} / cardinalities {cards.shape} do not match "
+                             f"{n_users:,} users and the features {names}")
+        if codes.size and ((codes < -1) | (codes >= cards[None, :])).any():
+            raise ModelError("WALS feature codes lie outside their features' label counts")
+        expected = info.get("feature_cardinalities")
+        if expected is not None and {n: int(c) for n, c in zip(names, cards, strict=True)} != dict(expected):
+            raise ModelError(f"WALS features {dict(zip(names, cards.tolist(), strict=True))} (name: labels) do "
+                             f"not match the run's feature labels {dict(expected)}")
+        model._set_state(U, V, warm.astype(bool), names, codes, cards)
         model.train_seconds_ = float(info.get("train_seconds", 0.0))
         model.history_ = list(info.get("history", []))
         return model
@@ -276,6 +320,9 @@ class WALS(RecommenderMixin):
                 self._half(u_ptr, u_idx, V, U)  # users given items
                 secs = time.perf_counter() - t0
                 f = objective(u_ptr, u_idx, U, V, self.w0, self.reg)
+                if not np.isfinite(f):
+                    raise ModelError(f"training diverged at iteration {it} (objective is {f}); "
+                                     "raise --reg or use --solver cholesky")
                 history.append({"iteration": it, "objective": f, "seconds": secs})
                 progress(it, self.iterations, {"objective": f})
         self._finish(U, V, train, history, time.perf_counter() - t_start)
