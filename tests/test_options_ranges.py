@@ -177,8 +177,8 @@ CASES = (
 @pytest.fixture
 def nothing_is_read(monkeypatch):
     """Fail the test if any command reads a CSV, loads a run, or generates data."""
-    import mfvsdnn.scale as scale
-    import mfvsdnn.store as store
+    import mfvsdnn.experiment.scale as scale
+    import mfvsdnn.models.store as store
 
     import mfvsdnn.api as api
 

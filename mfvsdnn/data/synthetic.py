@@ -478,7 +478,7 @@ def write_csv(config: SyntheticConfig, path: str | os.PathLike[str], overwrite: 
     mfvsdnn.errors.StoreError
         If the file may not or cannot be written (another file is there, a full disk, ...).
     """
-    from .fsutil import write_file_atomic
+    from ..core.fsutil import write_file_atomic
 
     df = generate(config)
     write_file_atomic(path, lambda fh: df.to_csv(fh, index=False, lineterminator="\n"), option="",

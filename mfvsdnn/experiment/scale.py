@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.errors import MfvsdnnError
+from ..core.memory import check_memory
 from ..core.progress import ProgressFn, no_progress
 from ..core.seeding import generator
 from ..data import ColumnSpec, dataset_from_frame
@@ -33,15 +34,7 @@ from ..data.split import SplitConfig, TrainSet, make_split
 from ..data.synthetic import SyntheticConfig, generate
 from ..evaluation.cost import serving_cost
 from ..models import registry
-from ..models.base import (
-    MAX_DIM,
-    MAX_ITERATIONS,
-    MAX_NEGATIVES,
-    MAX_SEED,
-    as_float,
-    as_int,
-    check_memory,
-)
+from ..models.params import MAX_DIM, MAX_ITERATIONS, MAX_NEGATIVES, MAX_SEED, as_float, as_int
 from . import runner
 from .spec import ModelSpec
 

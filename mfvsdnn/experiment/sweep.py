@@ -36,7 +36,8 @@ from ..core.progress import ProgressFn, no_progress
 from ..data import ColumnSpec
 from ..data.split import Split, SplitConfig
 from ..models import registry
-from ..models.base import MAX_BOOTSTRAP, MAX_K, MAX_NEGATIVES, as_float, as_int, check_params
+from ..models.params import MAX_BOOTSTRAP, MAX_K, MAX_NEGATIVES, as_float, as_int
+from ..models.registry import check_params
 from ..models.softmax.sampling import SAMPLERS
 from ..models.store import config_hash, json_text
 from . import runner
