@@ -361,7 +361,7 @@ def test_cli_engine_refusals_without_spark(tmp_path, monkeypatch):
 def _exclusions(rng: np.random.Generator, q: int, n: int, density: float) -> sp.csr_matrix:
     mask = rng.random((q, n)) < density
     mask[3] = False  # one query excludes nothing
-    mask[5, : n - 2] = True  # one has fewer than k eligible items: -1 and -inf fill the rest
+    mask[5] = np.arange(n) < n - 2  # one has 2 eligible items, fewer than k: -1 and -inf fill the rest
     return sp.csr_matrix(mask.astype(np.float32))
 
 
