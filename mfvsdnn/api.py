@@ -96,6 +96,7 @@ def train_model(kind: str, split: Split, params: dict[str, Any], seed: int, out:
 # compare: any set of models on one split, one evaluator, three reports
 
 DEFAULT_MODELS = ("wals", "softmax")
+ENGINES = ("local", "spark")
 BASELINES = ("popularity", "group-popularity", "random")
 
 
@@ -111,6 +112,57 @@ class CompareResult:
     def report(self) -> dict:
         """report.json's content."""
         return self.results.to_dict()
+
+
+def _drop_group_popularity(spec: ExperimentSpec, split: Split) -> list[str]:
+    """Leave out the group-popularity baseline on data without item groups (it would equal most-popular)."""
+    if split.dataset.item_groups is not None:
+        return []
+    dropped = [m for m in spec.models if m.kind == "group-popularity" and m.run_dir is None]
+    if not dropped:
+        return []
+    spec.models = [m for m in spec.models if m not in dropped]
+    return ["the data has no item groups, so the group-popularity baseline (most popular within the "
+            "user's group) was left out: it would equal most-popular"]
+
+
+def _compare_on_spark(spec: ExperimentSpec, data: str, master: str, conf: dict[str, str] | None, reader: str,
+                      spark: Any, progress_factory: ProgressFactory, drop_baselines: bool,
+                      save_paths: dict[str, tuple[Path, Path]], loaded: dict[str, Any]) -> tuple[Any, list[str]]:
+    """``compare --engine spark``: the runner with the Spark reader, the Spark WALS fit and SparkTopK.
+
+    Everything Spark cannot express is refused before Spark starts. Returns (outcome, notes).
+    """
+    from .engines.spark import reader as spark_read
+    from .engines.spark import session as spark_env
+    from .engines.spark import train as spark_train
+    from .engines.spark.evaluate import SparkTopK
+    from .experiment import runner
+
+    spark_train.check_models(spec.models)
+    test_path = spec.data.test_path
+    spark_read.choose_reader(data, reader, test_path)
+    with spark_env.session_or(spark, master, conf) as session:
+        split, route = spark_read.read_split(session, data, spec.data.columns, spec.split, test_path, reader)
+        notes = _drop_group_popularity(spec, split) if drop_baselines else []
+        fit = spark_train.fit_on_spark(session, master=master, conf=conf, reader=route)
+        outcome = runner.run(spec, split=split, progress_factory=progress_factory, topk_backend=SparkTopK(session),
+                             fit=fit, save_paths=save_paths, loaded=loaded)
+        where = spark_env.session_info(session)
+    notes.append(f"engine spark ({where['master']}, Spark {where['version']}): DATA read by the {route} reader; "
+                 "the evaluator's batch scoring and top-k ran in Spark tasks (its per-query times include "
+                 "Spark's scheduling); serving latencies (p50/p99) and the candidate cache are measured "
+                 "locally on the driver, not in Spark")
+    for name, meta in fit.meta.items():
+        ap = meta["als_params"]
+        notes.append(f"{name}: trained as Spark MLlib implicit ALS (alpha = 1/w0 - 1 = {ap['alpha']:g}, "
+                     f"regParam {ap['regParam']:.4g}: Spark regularises each row by regParam * its positives, "
+                     "so the regularisation is not exactly --reg; see spark.lambda_relation in its model.json); "
+                     "its training time is Spark's ALS fit, without moving the data in and the factors out")
+    trained_locally = [m.label for m in spec.models if m.run_dir is None and m.label not in fit.meta]
+    if trained_locally:
+        notes.append(f"trained locally on the driver (no Spark version of these models): {', '.join(trained_locally)}")
+    return outcome, notes
 
 
 def model_specs(models: tuple[str, ...] | list[str], params: dict[str, dict] | None = None,
@@ -141,7 +193,9 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
             ks: tuple[int, ...] = (10, 20, 50), n_boot: int = 1000, report_dir: str | Path = "reports",
             runs_dir: str | Path | None = None, serving_sample: int = 200,
             progress_factory: ProgressFactory | None = None, command: str = "",
-            model_list: list[ModelSpec] | None = None) -> CompareResult:
+            model_list: list[ModelSpec] | None = None, engine: str = "local", spark_master: str = "local[*]",
+            spark_conf: dict[str, str] | None = None, spark_reader: str = "auto",
+            spark: Any = None) -> CompareResult:
     """Train (or load) every model on one split, evaluate them alike, write the three reports.
 
     Parameters
@@ -157,6 +211,12 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     progress_factory : ``description -> context manager yielding a ProgressFn``; None shows nothing.
     command : the command line that reproduces the run (recorded in every report).
     model_list : explicit ModelSpecs instead of ``models``/``baselines``/``runs``/``params``.
+    engine : "local", or "spark": DATA is read by the Spark engine's reader (``spark_reader``: auto,
+        pandas or spark), WALS models trained here are trained as Spark MLlib implicit ALS, every other
+        model locally, and the evaluator's scoring + top-k runs in Spark tasks (``SparkTopK``); the
+        results and the three reports are the same as locally, with ``settings.engine == "spark"``.
+    spark_master, spark_conf : the session started for ``engine="spark"`` (unless ``spark``, an open
+        SparkSession, is given; it is left running).
 
     The seed (``split_cfg.seed``) drives the split, the models' generators and the bootstrap.
     """
@@ -165,9 +225,12 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     from .report.markdown import compare_markdown
     from .report.plots import compare_plots
 
+    if engine not in ENGINES:
+        raise EvaluationError(f"--engine must be 'local' or 'spark', got {engine!r}")
     specs = model_list if model_list is not None else model_specs(models, params, runs, baselines)
     spec = ExperimentSpec(DataSpec(Path(data), columns, Path(test_path) if test_path else None), split_cfg, specs,
-                          ks=tuple(ks), bootstrap=n_boot, serving_sample=serving_sample, command=command)
+                          ks=tuple(ks), bootstrap=n_boot, serving_sample=serving_sample, command=command,
+                          engine=engine)
     spec.check()
     runner.check_models(spec.models)
     with contextlib.ExitStack() as held:
@@ -179,16 +242,15 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
         outs = run_outputs(claim, stage, held, {name: run for name, (_, run) in loaded.items()},
                            [s.label for s in spec.models if s.run_dir is None],
                            Path(runs_dir) if runs_dir else Path(report_dir) / "runs", (data, test_path))
-        split = prepare_split(data, columns, split_cfg, test_path)
-        notes = []
-        if split.dataset.item_groups is None and model_list is None:
-            dropped = [m for m in spec.models if m.kind == "group-popularity" and m.run_dir is None]
-            if dropped:
-                spec.models = [m for m in spec.models if m not in dropped]
-                notes.append("the data has no item groups, so the group-popularity baseline (most popular within "
-                             "the user's group) was left out: it would equal most-popular")
-        outcome = runner.run(spec, split=split, progress_factory=progress_factory or silent, save_paths=outs,
-                             loaded=loaded)
+        progress = progress_factory or silent
+        if engine == "spark":
+            outcome, notes = _compare_on_spark(spec, str(data), spark_master, spark_conf, spark_reader, spark,
+                                               progress, model_list is None, outs, loaded)
+        else:
+            split = prepare_split(data, columns, split_cfg, test_path)
+            notes = _drop_group_popularity(spec, split) if model_list is None else []
+            outcome = runner.run(spec, split=split, progress_factory=progress, save_paths=outs, loaded=loaded)
+        split = outcome.split
         results = outcome.results
         results.notes += notes
         ds = split.dataset
@@ -399,6 +461,45 @@ def train_from_csv(kind: str, data: str | Path, columns: ColumnSpec, split_cfg: 
         split = prepare_split(data, columns, split_cfg, test_path)
         return train_model(kind, split, params, split_cfg.seed, out, progress)
 # end of recommend / train_from_csv (issue 3)
+
+
+def train_wals_spark(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None,
+                     params: dict[str, Any], out: str | Path | None, *, master: str = "local[*]",
+                     conf: dict[str, str] | None = None, reader: str = "auto", reg_param: float | None = None,
+                     num_blocks: int | None = None, spark: Any = None,
+                     progress: ProgressFn = no_progress) -> TrainResult:
+    """``train-wals --engine spark``: read and split DATA with the Spark engine's reader, fit WALS as
+    Spark MLlib implicit ALS with the same fit ``compare --engine spark`` uses, save the run to ``out``.
+
+    The run is the local format (kind "wals") plus ``engine: "spark"`` and a ``spark`` entry in
+    model.json, which the summary repeats under ``"spark"``. Parameters are validated, and w0 checked
+    against Spark, before Spark starts.
+
+    master, conf : the session to start (ignored when ``spark``, an open SparkSession, is given).
+    reader : "auto", "pandas" or "spark". reg_param : Spark ``regParam`` as given instead of the mapping.
+    num_blocks : ALS numUserBlocks = numItemBlocks (default: Spark's default parallelism, at least 2).
+    """
+    from .engines.spark import reader as spark_read
+    from .engines.spark import session as spark_env
+    from .engines.spark import train as spark_train
+
+    spec = ModelSpec("wals", dict(params))
+    spark_train.check_models([spec])
+    spark_read.choose_reader(str(data), reader, test_path)  # refuse bad combinations before Spark starts
+    with claim_unless_staged(out, "run", option="--out", inputs=(data, test_path)):  # before Spark starts
+        with spark_env.session_or(spark, master, conf) as session:
+            split, route = spark_read.read_split(session, str(data), columns, split_cfg, test_path, reader)
+            fit = spark_train.fit_on_spark(session, master=master, conf=conf, reader=route, reg_param=reg_param,
+                                           num_blocks=num_blocks)
+            fitted = fit(spec, split, split_cfg.seed, progress, Path(out) if out else None)
+    model = fitted.model
+    summary = {
+        "kind": "wals", "engine": "spark", "run_dir": str(fitted.run_dir) if fitted.run_dir else None,
+        "params": model.get_params(), "seed": split_cfg.seed, "train_seconds": float(model.train_seconds_),
+        "valid_recall@20": fitted.validation_recall, "history": list(model.history_), "split": split.summary(),
+        "spark": fit.meta[spec.label],
+    }
+    return TrainResult(model, split, fitted.run_dir, float(model.train_seconds_), fitted.validation_recall, summary)
 
 
 # ---------------------------------------------------------------------------------------------

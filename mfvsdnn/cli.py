@@ -440,12 +440,12 @@ def train_wals(
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
     if engine == "spark":  # issue 7
-        from .engines.spark import engine as spark_engine
+        from .engines import spark as spark_engine
 
         conf = spark_engine.parse_conf(spark_conf)
         spark_engine.spark_alpha(w0)  # refuse w0 outside Spark before anything starts
         with terminal.progress_bar("WALS on Spark") as bar:
-            result = spark_engine.train_wals_spark(
+            result = api.train_wals_spark(
                 spark_engine.restore_uri(data), opts.columns, opts.split, opts.test, params, out,
                 master=spark_master, conf=conf, reader=spark_reader,
                 reg_param=spark_reg_param, progress=bar)
@@ -599,9 +599,9 @@ def compare(
                                                             "(repeatable), e.g. epochs=10. Keys: "
                                                             f"{_keys('softmax')}.",
                                                             rich_help_panel="Models")] = None,
-    engine: Annotated[str, typer.Option(help="'local', or 'spark': warm-user recall@k, NDCG@k and leakage@k "
-                                        "scored in Spark (WALS trained on Spark unless --wals; softmax only "
-                                        "with --softmax RUN); no intervals, cold start, serving or plots.",
+    engine: Annotated[str, typer.Option(help="'local', or 'spark': DATA read by the Spark engine, WALS trained as "
+                                        "Spark MLlib implicit ALS (unless --wals), the other models locally, "
+                                        "scoring and top-k in Spark tasks; the same full report.",
                                         rich_help_panel="Engine")] = "local",
     spark_master: Annotated[str, typer.Option(help="Spark master (--engine spark): local[*], spark://host:port, "
                                               "yarn, ...", rich_help_panel="Engine")] = "local[*]",
@@ -637,24 +637,19 @@ def compare(
     params = {kind: p for kind, p in params.items() if p and (kind in kinds or kind in given)}
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
+    spark_options: dict[str, Any] = {}
     if engine == "spark":  # issue 7
-        from .engines.spark import engine as spark_engine
+        from .engines import spark as spark_engine
 
-        doc, paths = spark_engine.compare_spark(
-            spark_engine.restore_uri(data), opts.columns, opts.split, opts.test,
-            runs={"wals": wals, "softmax": softmax}, params=params, ks=ks,
-            report_dir=report_dir, runs_dir=runs_dir, master=spark_master,
-            conf=spark_engine.parse_conf(spark_conf), reader=spark_reader)
-        if json_out:
-            _print_json(doc)
-        else:
-            terminal.render_spark_compare(doc, out_console, paths)
-        return
+        data = spark_engine.restore_uri(data)
+        spark_options = {"spark_master": spark_master, "spark_conf": spark_engine.parse_conf(spark_conf),
+                         "spark_reader": spark_reader}
     runs = {kind: path for kind, path in (("wals", wals), ("softmax", softmax)) if path is not None}
     result = api.compare(
         data, opts.columns, opts.split, opts.test, models=kinds, baselines=not no_baselines, runs=runs,
         params=params, ks=ks, n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
         serving_sample=serving_sample, progress_factory=terminal.progress_bar, command=command_line(),
+        engine=engine, **spark_options,
     )
     if json_out:
         _print_json(result.report)

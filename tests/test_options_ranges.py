@@ -177,10 +177,9 @@ CASES = (
 @pytest.fixture
 def nothing_is_read(monkeypatch):
     """Fail the test if any command reads a CSV, loads a run, or generates data."""
+    import mfvsdnn.api as api
     import mfvsdnn.experiment.scale as scale
     import mfvsdnn.models.store as store
-
-    import mfvsdnn.api as api
 
     calls = []
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from ..core.progress import ProgressFn
 from ..experiment.results import WARM, PopulationId, Results, Verdict
 from .format import fmt, fmt_ci, fmt_value
-from .tables import KIND_LABELS, better_and_significance, labels, row_label
+from .tables import better_and_significance, labels, row_label
 
 
 @contextlib.contextmanager
@@ -293,21 +293,3 @@ def render_tradeoff(verdicts: list[Verdict], console: Console) -> None:
         style = VERDICT_STYLE.get(v.verdict, "")
         t.add_row(v.axis, f"{v.claim}\n[dim]{v.evidence}[/dim]", f"[{style}]{v.verdict}[/{style}]")
     console.print(t)
-
-
-def render_spark_compare(report: dict, console: Console, paths: dict | None = None) -> None:
-    """Table for ``compare --engine spark``: warm-user means per model, then what this mode leaves out."""
-    models = report.get("models") or {}
-    kinds = list(models)
-    t = Table(title=f"Warm users, scored in Spark ({report.get('spark', {}).get('master', '?')})", title_justify="left")
-    t.add_column("metric", style="bold")
-    for kind in kinds:
-        t.add_column(f"{KIND_LABELS.get(kind, kind)} ({models[kind].get('engine', 'local')})", justify="right")
-    names = list(dict.fromkeys(n for m in models.values() for n in m["warm"]["means"]))
-    for n in names:
-        t.add_row(n, *[fmt(models[kind]["warm"]["means"].get(n)) for kind in kinds])
-    t.add_row("users scored", *[fmt(models[kind]["warm"]["users"]) for kind in kinds])
-    console.print(t)
-    console.print(f"Not in this mode: {report.get('not_available', '')}.", highlight=False)
-    for what, p in (paths or {}).items():
-        console.print(f"{what}: {p}", highlight=False)
