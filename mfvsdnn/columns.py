@@ -76,7 +76,7 @@ def _suggest(name: str, header: list[str]) -> str:
 
 
 def _no_column(path: Path, name: str, option: str, header: list[str]) -> DataError:
-    return DataError(f"{path}: no column {name!r} (given by {option}); the header has "
+    return DataError(f"{path}: no column {name!r} (given by {option}); the columns are "
                      f"{_listing(header)}.{_suggest(name, header)}")
 
 
@@ -94,7 +94,7 @@ def _resolve(path: Path, header: list[str], explicit: str | None, aliases: tuple
         if a.lower() in lower:
             return lower[a.lower()]
     raise DataError(
-        f"{path}: no {what} column: looked for {', '.join(aliases[:4])}; the header has "
+        f"{path}: no {what} column: looked for {', '.join(aliases[:4])}; the columns are "
         f"{_listing(header)}.{_suggest(aliases[0], header)} "
         f"Name it with {option} (and check the file has a header row and the right --sep)."
     )

@@ -75,12 +75,12 @@ def check_regular_file(path: Path) -> None:
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     if stat.S_ISDIR(st.st_mode):
-        raise DataError(f"{path}: is a directory, expected a CSV file")
+        raise DataError(f"{path}: is a directory, expected a CSV or Parquet file")
     if not stat.S_ISREG(st.st_mode):
-        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a character device"
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a character device"
                 if stat.S_ISCHR(st.st_mode) else "a block device" if stat.S_ISBLK(st.st_mode)
                 else "a socket" if stat.S_ISSOCK(st.st_mode) else "a special file")
-        raise DataError(f"{path}: not a regular file ({kind}); give the path of a CSV or Parquet file")
+        raise DataError(f"{path}: not a regular file but {kind}; give the path of a CSV or Parquet file")
     if st.st_size == 0:
         raise DataError(f"{path}: the file is empty (expected a header row and interactions)")
 
@@ -273,8 +273,8 @@ def _parse_error(path: Path, kind: str, sep: str, n_fields: int, message: str) -
     if "columns" in message:
         for _, first, last, n in _records(path, kind, sep):
             if n != n_fields:
-                span = (f" (the row runs from line {first} to line {last} through a quoted line break; "
-                        "is a quote left open?)" if last > first else "")
+                span = (f"; that row runs on to line {last} through a quoted line break: is a quote left open?"
+                        if last > first else "")
                 return DataError(f"{path}: line {first} has a different number of fields than the header "
                                  f"({n}, the header has {n_fields}){span}")
     if "straddl" in message:
