@@ -291,7 +291,7 @@ def _build(tables: list[pa.Table], sources: list[Source], spec: ColumnSpec, path
     # unique (user, item) positives; the earliest time of duplicates; test flag if any copy is test
     u, i = ucodes[keep].astype(np.int64), icodes[keep].astype(np.int64)
     key = u * n_items + i
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)  # the order within duplicates does not matter: min and or are symmetric
     key_sorted = key[order]
     first = np.ones(len(key_sorted), dtype=bool)
     first[1:] = key_sorted[1:] != key_sorted[:-1]
