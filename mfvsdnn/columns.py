@@ -62,8 +62,14 @@ def clean_name(name: str) -> str:
     return name.strip(BLANKS)
 
 
+def _shown(name: str) -> str:
+    """A header name fit for a one-line message: control characters escaped, long names cut."""
+    text = name if name.isprintable() else repr(name)[1:-1]
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _listing(header: list[str]) -> str:
-    shown = [h if len(h) <= 40 else h[:37] + "..." for h in header[:_LIST_AT_MOST]]
+    shown = [_shown(h) for h in header[:_LIST_AT_MOST]]
     more = f" and {len(header) - _LIST_AT_MOST} more" if len(header) > _LIST_AT_MOST else ""
     return (", ".join(shown) or "nothing") + more
 

@@ -183,7 +183,9 @@ def read_interactions(path: str | os.PathLike, columns: ColumnSpec = ColumnSpec(
         if resolve_columns(tpath, spec) != spec:
             raise DataError(f"{tpath}: the --test file must have the same columns as {path}")
         paths.append(tpath)
-    tables, sources = zip(*(read_source(p, spec) for p in paths), strict=True)
+    read = [read_source(p, spec) for p in paths]
+    tables, sources = [t for t, _ in read], [s for _, s in read]
+    del read  # _build empties `tables` once it has coded them, which frees the text early
     for s in sources:
         if s.n_rows == 0:
             raise DataError(f"{s.path}: the file has a header but no interactions")
@@ -192,7 +194,7 @@ def read_interactions(path: str | os.PathLike, columns: ColumnSpec = ColumnSpec(
     if test_path is not None:
         is_test_row = np.repeat([False, True], [sources[0].n_rows, sources[1].n_rows])
         file_hash = hashlib.sha256((file_hash + file_sha256(test_path)).encode()).hexdigest()
-    return _build(list(tables), list(sources), spec, path, file_hash, is_test_row)
+    return _build(tables, sources, spec, path, file_hash, is_test_row)
 
 
 def _arrow_table(df: pd.DataFrame, cols: list[str], name: str) -> pa.Table:
@@ -288,22 +290,30 @@ def _build(tables: list[pa.Table], sources: list[Source], spec: ColumnSpec, path
         features[f] = _per_entity(origin, ucodes, fc.codes, n_users, f, "user", user_ids, fc.labels)
         feature_values[f] = [str(c) for c in fc.labels]
 
+    tables.clear()  # every column is coded or parsed: let the text go before the largest step
+
     # unique (user, item) positives; the earliest time of duplicates; test flag if any copy is test
-    u, i = ucodes[keep].astype(np.int64), icodes[keep].astype(np.int64)
-    key = u * n_items + i
-    order = np.argsort(key)  # the order within duplicates does not matter: min and or are symmetric
-    key_sorted = key[order]
+    key = (ucodes if keep.all() else ucodes[keep]).astype(np.int64)
+    key *= n_items
+    key += icodes if keep.all() else icodes[keep]
+    t_out = test_out = None
+    if times is None and is_test_row is None:
+        key.sort()  # in place: no order is needed when nothing rides along with the pairs
+        key_sorted = key
+    else:
+        order = np.argsort(key)  # the order within duplicates does not matter: min and or are symmetric
+        key_sorted = key[order]
+        del key
     first = np.ones(len(key_sorted), dtype=bool)
-    first[1:] = key_sorted[1:] != key_sorted[:-1]
+    np.not_equal(key_sorted[1:], key_sorted[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     ukey = key_sorted[starts]
-    rows, cols = (ukey // n_items).astype(np.int32), (ukey % n_items).astype(np.int32)
-    t_out = None
     if times is not None:
         t_out = np.minimum.reduceat(times[keep][order], starts)
-    test_out = None
     if is_test_row is not None:
         test_out = np.logical_or.reduceat(is_test_row[keep][order], starts)
+    del key_sorted, first
+    rows, cols = (ukey // n_items).astype(np.int32), (ukey % n_items).astype(np.int32)
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
     matrix = sp.csr_matrix((np.ones(len(ukey), dtype=np.float32), cols, indptr), shape=(n_users, n_items))

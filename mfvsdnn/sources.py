@@ -202,8 +202,9 @@ def _csv_header(path: Path, stream: BinaryIO, sep: str) -> list[str]:
 
     try:
         return [clean_name(h) for h in next(csv.reader(decoded(), delimiter=sep))]
-    except csv.Error as e:
-        raise DataError(f"{path}: cannot read the header row ({e})") from None
+    except csv.Error as e:  # mostly the csv module's 128 KiB field limit
+        hint = "; is a quote left open on line 1?" if "field limit" in str(e) else ""
+        raise DataError(f"{path}: cannot read the header row ({e}){hint}") from None
 
 
 def read_header(path: str | os.PathLike, sep: str) -> list[str]:

@@ -63,9 +63,9 @@ def _as_text(values: pa.Array, path: Path, col: str) -> pa.Array:
 
 
 def dictionary_form(col: pa.ChunkedArray, path: Path, name: str) -> tuple[np.ndarray, pa.Array]:
-    """(indices, dictionary) of a column: int64 indices into a large_string dictionary, -1 where null."""
+    """(indices, dictionary) of a column: int32 indices into a large_string dictionary, -1 where null."""
     if pa.types.is_null(col.type):
-        return np.full(len(col), -1, dtype=np.int64), pa.array([], pa.large_string())
+        return np.full(len(col), -1, dtype=np.int32), pa.array([], pa.large_string())
     if pa.types.is_dictionary(col.type):
         chunks = col.unify_dictionaries().chunks
         dictionary = chunks[0].dictionary if chunks else pa.array([], col.type.value_type)
@@ -75,8 +75,8 @@ def dictionary_form(col: pa.ChunkedArray, path: Path, name: str) -> tuple[np.nda
         chunks = encoded.chunks if encoded is not None else []
         dictionary = chunks[0].dictionary if chunks else pa.array([], col.type)
         indices = [c.indices for c in chunks]
-    idx = (np.concatenate([i.cast(pa.int64()).fill_null(-1).to_numpy() for i in indices])
-           if indices else np.zeros(0, dtype=np.int64))
+    idx = (np.concatenate([_np(i.cast(pa.int32()).fill_null(-1)) for i in indices])
+           if indices else np.zeros(0, dtype=np.int32))
     return idx, _as_text(dictionary, path, name)
 
 
@@ -84,8 +84,8 @@ def merge_forms(forms: list[tuple[np.ndarray, pa.Array]]) -> tuple[np.ndarray, p
     """One (indices, dictionary) for the rows of several files, in order."""
     if len(forms) == 1:
         return forms[0]
-    offsets = np.cumsum([0] + [len(d) for _, d in forms[:-1]])
-    idx = np.concatenate([np.where(i >= 0, i + off, -1) for (i, _), off in zip(forms, offsets)])
+    offsets = np.cumsum([0] + [len(d) for _, d in forms[:-1]]).astype(np.int32)
+    idx = np.concatenate([np.where(i >= 0, i + off, np.int32(-1)) for (i, _), off in zip(forms, offsets)])
     return idx, pa.concat_arrays([d for _, d in forms])
 
 
@@ -94,17 +94,17 @@ def code_text(indices: np.ndarray, dictionary: pa.Array) -> Coded:
     trimmed = pc.utf8_trim(dictionary.fill_null(""), characters=BLANKS)
     labels = pc.unique(trimmed)
     labels = labels.take(pc.sort_indices(labels))  # UTF-8 byte order = code point order = Python's
-    remap = pc.index_in(trimmed, value_set=labels).to_numpy(zero_copy_only=False).astype(np.int64)
+    remap = _np(pc.index_in(trimmed, value_set=labels)).astype(np.int32)
     if len(labels) and labels[0].as_py() == "":  # "" sorts first: an empty field is missing
         labels, remap = labels[1:], remap - 1
-    codes = np.append(remap, -1)[indices]  # index -1 (null) picks the appended -1
+    codes = np.append(remap, np.int32(-1))[indices]  # index -1 (null) picks the appended -1
     used = np.bincount(codes[codes >= 0], minlength=len(labels)) > 0
     names = np.asarray(labels.to_pylist(), dtype=object)
     if not used.all():  # labels no row uses (unused dictionary entries) do not become users or items
-        keep = np.cumsum(used) - 1
-        codes = np.where(codes >= 0, keep[np.maximum(codes, 0)], -1)
+        keep = (np.cumsum(used) - 1).astype(np.int32)
+        codes = np.where(codes >= 0, keep[np.maximum(codes, 0)], np.int32(-1))
         names = names[used]
-    return Coded(codes.astype(np.int32), names)
+    return Coded(codes.astype(np.int32, copy=False), names)
 
 
 def with_label(coded: Coded, label: str) -> Coded:
@@ -120,6 +120,11 @@ def with_label(coded: Coded, label: str) -> Coded:
 
 # ----------------------------------------------------------------------------------------------
 # numbers and times
+
+
+def _np(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Arrow -> numpy, copying where needed (ChunkedArray.to_numpy takes no arguments in older pyarrow)."""
+    return values.to_numpy() if isinstance(values, pa.ChunkedArray) else values.to_numpy(zero_copy_only=False)
 
 
 def _values_at(col: pa.ChunkedArray, rows: np.ndarray) -> list:
@@ -138,7 +143,12 @@ def _trimmed_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _number_mask(text: pa.ChunkedArray) -> np.ndarray:
-    return pc.match_substring_regex(text, NUMBER).fill_null(False).to_numpy(zero_copy_only=False)
+    return _np(pc.match_substring_regex(text, NUMBER).fill_null(False))
+
+
+def _to_float(text: pa.ChunkedArray) -> np.ndarray:
+    """Text already matching NUMBER as float64 (a leading + dropped: not every pyarrow parses it)."""
+    return _np(pc.replace_substring_regex(text, pattern=r"^\+", replacement="").cast(pa.float64()))
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -166,19 +176,19 @@ def parse_numbers(col: pa.ChunkedArray, path: Path, where: Where, name: str, wha
         col = col.cast(t.value_type)
         t = col.type
     if _is_numeric(t):
-        _refuse_missing(path, where, name, what, col.is_null().to_numpy(zero_copy_only=False))
+        _refuse_missing(path, where, name, what, _np(col.is_null()))
         out = col.cast(pa.float64()).to_numpy()
         return _finite(path, where, name, what, col, out)
     if not _is_text(t):
         raise DataError(f"{path}: column {name!r} ({what}) holds {t} values, expected numbers")
     text = _trimmed_text(col)
-    _refuse_missing(path, where, name, what, (pc.utf8_length(text).to_numpy(zero_copy_only=False) == 0))
+    _refuse_missing(path, where, name, what, _np(pc.utf8_length(text)) == 0)
     ok = _number_mask(text)
     if not ok.all():
         r = int(np.flatnonzero(~ok)[0])
         raise DataError(f"{path}: {where([r])[0]}: column {name!r} ({what}) is not a number: "
                         f"{_values_at(text, np.array([r]))[0]!r}")
-    out = text.cast(pa.float64()).to_numpy()
+    out = _to_float(text)
     return _finite(path, where, name, what, text, out)
 
 
@@ -199,7 +209,7 @@ def _time_text(text: pa.ChunkedArray, path: Path, where: Where, name: str) -> np
     is_number = _number_mask(text)
     out = np.full(len(text), np.nan)
     if is_number.any():
-        out[is_number] = text.filter(pa.array(is_number)).cast(pa.float64()).to_numpy()
+        out[is_number] = _to_float(text.filter(pa.array(is_number)))
     if is_number.all():
         return out
     others = np.flatnonzero(~is_number)
@@ -231,7 +241,7 @@ def parse_times(col: pa.ChunkedArray, path: Path, where: Where, name: str) -> np
         t = col.type
     what = "the time"
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        _refuse_missing(path, where, name, what, col.is_null().to_numpy(zero_copy_only=False))
+        _refuse_missing(path, where, name, what, _np(col.is_null()))
         if pa.types.is_date32(t):
             return col.cast(pa.int32()).to_numpy().astype(np.float64) * _DAY
         if pa.types.is_date64(t):
@@ -242,6 +252,6 @@ def parse_times(col: pa.ChunkedArray, path: Path, where: Where, name: str) -> np
     if not _is_text(t):
         raise DataError(f"{path}: column {name!r} (the time) holds {t} values, expected numbers or dates")
     text = _trimmed_text(col)
-    _refuse_missing(path, where, name, what, (pc.utf8_length(text).to_numpy(zero_copy_only=False) == 0))
+    _refuse_missing(path, where, name, what, _np(pc.utf8_length(text)) == 0)
     out = _time_text(text, path, where, name)
     return _finite(path, where, name, what, text, out)

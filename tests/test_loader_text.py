@@ -117,6 +117,11 @@ def test_header_problems(tmp_path):
     cli_fails(["info", write(tmp_path, "user_id;item_id\na;x\n", "semi.csv")], "no user column", "--sep")
     ds = read_interactions(write(tmp_path, "user_id;item_id\na;x\n", "semi2.csv"), ColumnSpec(sep="semicolon"))
     assert pairs(ds) == {("a", "x")}
+    # a quote left open in the header: still one line, however far the "name" runs
+    out = cli_fails(["info", write(tmp_path, '"user_id,item_id\na,x\n', "q.csv")], "no user column")
+    assert out.strip().count("\n") == 0
+    cli_fails(["info", write(tmp_path, '"user_id,item_id\n' + "a,x\n" * 40000, "q2.csv")],
+              "header row", "quote left open")
 
 
 def test_long_header_listing_is_capped(tmp_path):

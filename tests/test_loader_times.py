@@ -31,7 +31,8 @@ def cli_fails(args: list[str], *words: str) -> str:
 
 
 def test_numbers_are_taken_as_given(tmp_path):
-    assert times_of(tmp_path, ["1577836800", " 1.5e9 ", "-3", "+2.25", ".5"]) == [1577836800.0, 1.5e9, -3.0, 2.25, 0.5]
+    assert times_of(tmp_path, ["1577836800", " 1.5e9 ", "-3", "+2.25", ".5", "5.", "1E+3"]) == \
+        [1577836800.0, 1.5e9, -3.0, 2.25, 0.5, 5.0, 1000.0]
 
 
 def test_iso_timestamps_with_zone_are_exact_unix_seconds(tmp_path):
