@@ -140,15 +140,18 @@ def open_csv_bytes(path: Path, kind: str) -> Iterator[BinaryIO]:
             raise DataError(f"{path}: {what} ({e})") from None
 
 
-def physical_lines(stream: BinaryIO) -> Iterator[bytes]:
+def physical_lines(stream: BinaryIO, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
     """The stream's lines with their ends; ``\\n``, ``\\r\\n`` and a lone ``\\r`` each end one line."""
     pending: list[bytes] = []
     while True:
-        block = stream.read(CHUNK_BYTES)
+        block = stream.read(chunk)
         if not block:
             break
-        if block.endswith(b"\r"):
-            block += stream.read(1)  # keep a \r\n split across blocks together
+        while block.endswith(b"\r"):  # keep a \r\n split across blocks together
+            extra = stream.read(1)
+            block += extra
+            if extra != b"\r":
+                break
         parts = block.splitlines(keepends=True)
         complete = parts[-1].endswith((b"\n", b"\r"))
         if len(parts) == 1 and not complete:

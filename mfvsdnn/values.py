@@ -43,6 +43,11 @@ class Coded:
 # text
 
 
+def _np(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Arrow -> numpy, copying where needed (ChunkedArray.to_numpy takes no arguments in older pyarrow)."""
+    return values.to_numpy() if isinstance(values, pa.ChunkedArray) else values.to_numpy(zero_copy_only=False)
+
+
 def _text_type_error(path: Path, col: str, t: pa.DataType) -> DataError:
     hint = (" (1.0 and 1 would be different ids; cast the column to integers or strings)"
             if pa.types.is_floating(t) else "; convert the column to strings or integers")
@@ -120,11 +125,6 @@ def with_label(coded: Coded, label: str) -> Coded:
 
 # ----------------------------------------------------------------------------------------------
 # numbers and times
-
-
-def _np(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Arrow -> numpy, copying where needed (ChunkedArray.to_numpy takes no arguments in older pyarrow)."""
-    return values.to_numpy() if isinstance(values, pa.ChunkedArray) else values.to_numpy(zero_copy_only=False)
 
 
 def _values_at(col: pa.ChunkedArray, rows: np.ndarray) -> list:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from mfvsdnn import sources
 from mfvsdnn.cli import app
 from mfvsdnn.data import ColumnSpec, read_header, read_interactions
 from mfvsdnn.errors import DataError
@@ -129,3 +134,35 @@ def test_long_header_listing_is_capped(tmp_path):
     out = cli_fails(["info", write(tmp_path, header + "\n" + ",".join("1" * 60) + "\n")], "no user column",
                     "and 40 more")
     assert "c59" not in out
+
+
+@example(data=b"\r\r\n", chunk=1)  # a \r\n after a run of \r split across reads
+@settings(max_examples=200, deadline=None)
+@given(data=st.lists(st.sampled_from([b"a", b"bc", b"\n", b"\r", b"\r\n", b",", b'"']), max_size=30).map(b"".join),
+       chunk=st.integers(1, 5))
+def test_physical_lines_split_on_every_line_end_across_read_boundaries(data, chunk):
+    lines = list(sources.physical_lines(io.BytesIO(data), chunk))
+    assert b"".join(lines) == data
+    assert lines == data.splitlines(keepends=True)  # bytes.splitlines: \n, \r\n and a lone \r
+
+
+record = st.one_of(st.just(None),  # a blank line
+                   st.tuples(st.sampled_from(["a", "b c", "x\ny", "p\r\nq\nr"]), st.sampled_from(["i", "j,k"])))
+
+
+@settings(max_examples=60, deadline=None)
+@given(records=st.lists(record, max_size=8), end=st.sampled_from(["\n", "\r\n", "\r"]))
+def test_the_line_in_a_message_is_the_physical_line(tmp_path_factory, records, end):
+    def field(text: str) -> str:
+        return f'"{text}"' if any(c in text for c in ',\r\n"') else text
+
+    lines = ["user_id,item_id"]
+    for rec in records:
+        lines.append("" if rec is None else f"{field(rec[0])},{field(rec[1])}")
+    text = end.join(lines) + end
+    expected = len(text.splitlines()) + 1  # the line after all of them (text ends with a line end)
+    text += ",z" + end  # the bad row: an empty user id
+    p = tmp_path_factory.mktemp("lines") / "d.csv"
+    p.write_bytes(text.encode())
+    with pytest.raises(DataError, match=rf"line {expected}: column 'user_id' is empty"):
+        read_interactions(p)
