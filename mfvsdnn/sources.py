@@ -225,11 +225,12 @@ def read_header(path: str | os.PathLike, sep: str) -> list[str]:
 # physical lines of data rows (only computed for a message)
 
 
-def _records(path: Path, kind: str, sep: str) -> Iterator[tuple[int, int, int, int]]:
-    """(data row, first line, last line, number of fields) of each data row, as the CSV reader sees rows:
-    the header is not a data row and blank lines are skipped."""
+def _records(path: Path, kind: str, sep: str) -> Iterator[tuple[int, int, int, list[str]]]:
+    """(data row, first line, last line, fields) of each data row, as the CSV reader sees rows: the
+    header is not a data row and blank lines are skipped. Bytes that are not UTF-8 come back as
+    surrogate escapes (U+DC80..U+DCFF)."""
     with open_csv_bytes(path, kind) as f, _any_field_size():
-        text = (raw.decode("utf-8-sig" if k == 0 else "utf-8", errors="replace")
+        text = (raw.decode("utf-8-sig" if k == 0 else "utf-8", errors="surrogateescape")
                 for k, raw in enumerate(physical_lines(f)))
         reader = csv.reader(text, delimiter=sep)
         last, row = 0, -1
@@ -239,7 +240,7 @@ def _records(path: Path, kind: str, sep: str) -> Iterator[tuple[int, int, int, i
                 if not rec:
                     continue
                 if row >= 0:
-                    yield row, first, last, len(rec)
+                    yield row, first, last, rec
                 row += 1
         except csv.Error:
             return
@@ -258,24 +259,27 @@ def _line_finder(path: Path, kind: str, sep: str) -> Callable[[Sequence[int]], d
     return line_of
 
 
-def first_bad_utf8_line(path: Path, kind: str) -> int | None:
-    """Physical line of the first byte that is not UTF-8 (a line never splits a UTF-8 character)."""
-    with open_csv_bytes(path, kind) as f:
-        for k, raw in enumerate(physical_lines(f), start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return k
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def first_bad_utf8_line(path: Path, kind: str, sep: str, positions: Sequence[int]) -> int | None:
+    """Physical line of the first row whose used fields (``positions``) hold bytes that are not UTF-8.
+    Columns the loader does not use are never decoded, so they may hold anything."""
+    for _, first, _, rec in _records(path, kind, sep):
+        if any(_NOT_UTF8.search(rec[p]) for p in positions if p < len(rec)):
+            return first
     return None
 
 
-def _parse_error(path: Path, kind: str, sep: str, n_fields: int, message: str) -> DataError:
+def _parse_error(path: Path, kind: str, sep: str, n_fields: int, positions: Sequence[int],
+                 message: str) -> DataError:
     if "UTF8" in message or "UTF-8" in message:
-        line = first_bad_utf8_line(path, kind)
+        line = first_bad_utf8_line(path, kind, sep, positions)
         if line is not None:
             return DataError(f"{path}: line {line} is not valid UTF-8 text")
     if "columns" in message:
-        for _, first, last, n in _records(path, kind, sep):
+        for _, first, last, rec in _records(path, kind, sep):
+            n = len(rec)
             if n != n_fields:
                 span = (f"; that row runs on to line {last} through a quoted line break: is a quote left open?"
                         if last > first else "")
@@ -294,7 +298,8 @@ def _read_csv(path: Path, kind: str, spec: ColumnSpec) -> tuple[pa.Table, Source
     with open_csv_bytes(path, kind) as f:
         header = _csv_header(path, f, spec.sep)
     # Positional names: header names may repeat or carry spaces; resolve_header checked the used ones.
-    names = [f"f{header.index(c)}" for c in spec.used()]
+    positions = [header.index(c) for c in spec.used()]
+    names = [f"f{p}" for p in positions]
     read_options = pv.ReadOptions(autogenerate_column_names=True, block_size=BLOCK_BYTES)
     parse_options = pv.ParseOptions(delimiter=spec.sep, newlines_in_values=True, ignore_empty_lines=True)
     convert_options = pv.ConvertOptions(include_columns=names, column_types={c: pa.string() for c in names},
@@ -305,7 +310,7 @@ def _read_csv(path: Path, kind: str, spec: ColumnSpec) -> tuple[pa.Table, Source
             table = pv.read_csv(f, read_options=read_options, parse_options=parse_options,
                                 convert_options=convert_options)
         except pa.ArrowInvalid as e:
-            raise _parse_error(path, kind, spec.sep, len(header), str(e)) from None
+            raise _parse_error(path, kind, spec.sep, len(header), positions, str(e)) from None
     table = table.slice(1).rename_columns(spec.used())  # row 0 is the header row itself
     return table, Source(path, table.num_rows, _line_finder(path, kind, spec.sep))
 

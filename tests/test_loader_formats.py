@@ -147,12 +147,14 @@ def test_parquet_integer_ids_become_their_decimal_text(tmp_path):
 def test_parquet_dictionary_and_pandas_columns(tmp_path):
     p = tmp_path / "d.pq"
     frame = pd.DataFrame({"userId": pd.Categorical(["b", "a", "b"]), "movieId": [10, 20, 10],
-                          "rating": [4.5, 3.0, 5.0], "country": ["fr", None, "fr"]})
+                          "rating": [4.5, 3.0, 5.0], "country": ["fr", None, "fr"],
+                          "smoker": [True, False, True]})
     frame.to_parquet(p, index=False)
-    ds = read_interactions(p, ColumnSpec(weight_col="rating", min_weight=4, user_features=("country",)))
+    ds = read_interactions(p, ColumnSpec(weight_col="rating", min_weight=4, user_features=("country", "smoker")))
     assert list(ds.user_ids) == ["a", "b"] and list(ds.item_ids) == ["10", "20"]
     assert pairs(ds) == {("b", "10")}
     assert [ds.feature_values["country"][c] for c in ds.features["country"]] == ["<missing>", "fr"]
+    assert [ds.feature_values["smoker"][c] for c in ds.features["smoker"]] == ["false", "true"]
 
 
 def test_parquet_timestamps_and_dates_are_unix_seconds(tmp_path):

@@ -117,6 +117,15 @@ def test_invalid_utf8_names_the_physical_line(tmp_path):
     cli_fails(["info", q], "line 1", "UTF-8")
 
 
+def test_only_used_columns_must_be_utf8_and_the_message_names_their_line(tmp_path):
+    latin1_note = b"user_id,item_id,note\na,x,caf\xe9\nb,y,ok\n"
+    ds = read_interactions(write(tmp_path, latin1_note))  # "note" is never decoded
+    assert pairs(ds) == {("a", "x"), ("b", "y")}
+    p = write(tmp_path, b"user_id,item_id,note\na,x,caf\xe9\n\nb,\xff,ok\n", "both.csv")
+    out = cli_fails(["info", p], "line 4", "UTF-8")
+    assert "line 2" not in out  # whose bad byte is in the unused column
+
+
 def test_header_problems(tmp_path):
     cli_fails(["info", write(tmp_path, "\nuser_id,item_id\na,x\n")], "line 1 is blank", "header")
     cli_fails(["info", write(tmp_path, "user_id;item_id\na;x\n", "semi.csv")], "no user column", "--sep")
