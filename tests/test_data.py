@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
-from mfvsdnn.data import ColumnSpec, read_interactions, summarize
+from mfvsdnn.data import ColumnSpec, dataset_from_frame, read_interactions, summarize
 from mfvsdnn.errors import DataError
 
 runner = CliRunner()
@@ -144,3 +144,17 @@ def test_directory_invalid_utf8_and_suggestions(tmp_path):
 def test_library_raises_data_error_not_pandas_errors(tmp_path):
     with pytest.raises(DataError, match="line 3"):
         read_interactions(write(tmp_path, "user_id,item_id\na,x\nb,y,z,w\n"))
+
+
+def test_frames_follow_the_file_rules():
+    frame = pd.DataFrame({"u": pd.Series([7, 2**53 + 1, 7], dtype="int64"), "i": pd.Categorical(["b", "a", "a"]),
+                          "t": [3.0, 1.0, 2.0]})
+    ds = dataset_from_frame(frame, ColumnSpec(user_col="u", item_col="i", time_col="t"), name="frame")
+    assert list(ds.user_ids) == sorted(["7", str(2**53 + 1)]) and list(ds.item_ids) == ["a", "b"]
+    assert ds.nnz == 3 and sorted(ds.times) == [1.0, 2.0, 3.0]
+    floats = pd.DataFrame({"u": [1.0, 2.0], "i": ["a", "b"]})
+    with pytest.raises(DataError, match="frame: column 'u' holds double values"):
+        dataset_from_frame(floats, ColumnSpec(user_col="u", item_col="i"), name="frame")
+    holes = pd.DataFrame({"u": ["a", None], "i": ["x", "y"]})
+    with pytest.raises(DataError, match="frame: row 2: column 'u' is empty"):
+        dataset_from_frame(holes, ColumnSpec(user_col="u", item_col="i"), name="frame")
