@@ -214,11 +214,14 @@ def dataset_from_frame(df: pd.DataFrame, columns: ColumnSpec, name: str = "<fram
     their decimal text), weights and times numbers (or text holding them) or timestamps. Messages
     name rows (1-based). The frame's content hash stands in for the file hash in the split fingerprint.
     """
-    missing = [c for c in (columns.user_col, columns.item_col) if c is None or c not in df.columns]
-    if missing:
+    if columns.user_col is None or columns.item_col is None:
         raise DataError(f"{name}: the frame needs explicit user and item columns present in it")
     spec = ColumnSpec(**{**columns.__dict__, "sep": ","})
     cols = spec.used()
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise DataError(f"{name}: the frame has no column {', '.join(map(repr, missing))}; it has "
+                        f"{', '.join(map(str, df.columns))}")
     digest = hashlib.sha256(pd.util.hash_pandas_object(df[cols], index=False).to_numpy().tobytes()).hexdigest()
     return _dataset_from_frame(df, spec, Path(name), digest, None)
 

@@ -155,6 +155,8 @@ def test_frames_follow_the_file_rules():
     floats = pd.DataFrame({"u": [1.0, 2.0], "i": ["a", "b"]})
     with pytest.raises(DataError, match="frame: column 'u' holds double values"):
         dataset_from_frame(floats, ColumnSpec(user_col="u", item_col="i"), name="frame")
+    with pytest.raises(DataError, match="frame: the frame has no column 'w'"):
+        dataset_from_frame(floats, ColumnSpec(user_col="u", item_col="i", weight_col="w"), name="frame")
     holes = pd.DataFrame({"u": ["a", None], "i": ["x", "y"]})
     with pytest.raises(DataError, match="frame: row 2: column 'u' is empty"):
         dataset_from_frame(holes, ColumnSpec(user_col="u", item_col="i"), name="frame")
