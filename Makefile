@@ -47,3 +47,15 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache reports runs
+
+# The lower bounds of pyproject.toml, pinned in a separate venv (created on first use), running the
+# loader tests (OLDEST_TESTS= runs the whole suite).
+OLDEST ?= /tmp/mfvsdnn-oldest
+OLDEST_PINS := numpy==1.26.0 pandas==2.1.0 scipy==1.11.1 numba==0.59.0 pyarrow==10.0.1 matplotlib==3.8.0 \
+	typer==0.16.0 rich==13.0.0 threadpoolctl==3.1.0 hypothesis==6.100.0 pytest==8.0.0
+OLDEST_TESTS ?= tests/test_data.py tests/test_loader_*.py
+.PHONY: test-oldest
+test-oldest:
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet $(OLDEST_PINS) -e '.[dev]'
+	$(OLDEST)/bin/python -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)

@@ -5,31 +5,55 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
+from mfvsdnn.data import ColumnSpec, dataset_from_frame, read_interactions, summarize
 from mfvsdnn.core.errors import DataError
-from mfvsdnn.data import ColumnSpec, read_interactions, summarize
 
 runner = CliRunner()
 
-ids = st.text(alphabet="abcxyz019_-é ", min_size=1, max_size=6).map(str.strip).filter(bool)
+BLANKS = " \t"  # the loader's whitespace rule: spaces and tabs around every field are removed
+# Text-like ids (with separators, quotes, line breaks and blanks inside), digit-only ids, and ids that
+# a type-inferring reader would turn into numbers or missing values.
+text_ids = st.text(alphabet="abcxyz019_-.+é ,\"\n\t", min_size=1, max_size=6)
+digit_ids = st.from_regex(r"[0-9]{1,4}", fullmatch=True)
+number_like = st.one_of(st.integers(-(2**64), 2**64).map(str), st.floats(allow_nan=True).map(str),
+                        st.sampled_from(["nan", "NA", "null", "None", "NaN", "N/A", "#N/A", "inf", "-0",
+                                         "1e3", "True", "false", "00", "+1", "1.0"]))
+ids = st.one_of(text_ids, digit_ids, number_like).filter(lambda s: s.strip(BLANKS) != "")
+
+DIGITS = [("0", "x"), ("00", "x"), ("000", "y")]
+FLOAT_LIKE = [("1.0", "a"), ("1", "a"), ("+1", "b"), ("01", "b")]
+BIG = [(str(2**53 + 1), "a"), (str(2**53), "a"), (str(2**63 + 1), "b"), (str(-(2**63) - 1), "b")]
+HALF_AMONG_INTS = [("1", "10"), ("2", "20"), ("1.5", "10"), ("3", "30")]
+MISSING_WORDS = [("nan", "NA"), ("null", "None"), ("NaN", "null"), ("None", "nan"), ("N/A", "#N/A")]
+SPACES = [(" a", "x"), ("a ", "x "), ("\tb\t", " y"), ("a b", "y")]
 
 
+@example(rows=DIGITS)
+@example(rows=FLOAT_LIKE)
+@example(rows=BIG)
+@example(rows=HALF_AMONG_INTS)
+@example(rows=MISSING_WORDS)
+@example(rows=SPACES)
 @settings(max_examples=40, deadline=None)
 @given(rows=st.lists(st.tuples(ids, ids), min_size=1, max_size=40))
 def test_round_trip_holds_exactly_the_unique_pairs(tmp_path_factory, rows):
     path = tmp_path_factory.mktemp("rt") / "x.csv"
-    pd.DataFrame(rows, columns=["user_id", "item_id"]).to_csv(path, index=False)
+    pd.DataFrame(rows, columns=["user_id", "item_id"], dtype=object).to_csv(path, index=False)
+    expected = {(u.strip(BLANKS), i.strip(BLANKS)) for u, i in rows}
     ds = read_interactions(path)
     m = ds.matrix.tocoo()
     got = {(ds.user_ids[u], ds.item_ids[i]) for u, i in zip(m.row, m.col)}
-    assert got == set(rows)
-    assert ds.nnz == len(set(rows))
+    assert got == expected
+    assert ds.nnz == len(expected)
+    assert all(type(u) is str for u in ds.user_ids) and all(type(i) is str for i in ds.item_ids)
     assert np.all(ds.matrix.data == 1.0)
     assert list(ds.user_ids) == sorted(ds.user_ids)  # index <-> id independent of row order
+    assert list(ds.item_ids) == sorted(ds.item_ids)
 
 
 def write(tmp_path, text: str, name: str = "d.csv") -> str:
@@ -120,3 +144,19 @@ def test_directory_invalid_utf8_and_suggestions(tmp_path):
 def test_library_raises_data_error_not_pandas_errors(tmp_path):
     with pytest.raises(DataError, match="line 3"):
         read_interactions(write(tmp_path, "user_id,item_id\na,x\nb,y,z,w\n"))
+
+
+def test_frames_follow_the_file_rules():
+    frame = pd.DataFrame({"u": pd.Series([7, 2**53 + 1, 7], dtype="int64"), "i": pd.Categorical(["b", "a", "a"]),
+                          "t": [3.0, 1.0, 2.0]})
+    ds = dataset_from_frame(frame, ColumnSpec(user_col="u", item_col="i", time_col="t"), name="frame")
+    assert list(ds.user_ids) == sorted(["7", str(2**53 + 1)]) and list(ds.item_ids) == ["a", "b"]
+    assert ds.nnz == 3 and sorted(ds.times) == [1.0, 2.0, 3.0]
+    floats = pd.DataFrame({"u": [1.0, 2.0], "i": ["a", "b"]})
+    with pytest.raises(DataError, match="frame: column 'u' holds double values"):
+        dataset_from_frame(floats, ColumnSpec(user_col="u", item_col="i"), name="frame")
+    with pytest.raises(DataError, match="frame: the frame has no column 'w'"):
+        dataset_from_frame(floats, ColumnSpec(user_col="u", item_col="i", weight_col="w"), name="frame")
+    holes = pd.DataFrame({"u": ["a", None], "i": ["x", "y"]})
+    with pytest.raises(DataError, match="frame: row 2: column 'u' is empty"):
+        dataset_from_frame(holes, ColumnSpec(user_col="u", item_col="i"), name="frame")
