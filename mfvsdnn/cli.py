@@ -21,8 +21,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from . import api
-from .__main__ import ABORTED_EXIT
-from .core.errors import MfvsdnnError
+from .core.errors import ABORTED_EXIT, MfvsdnnError
 from .core.memory import check_memory
 from .core.version import __version__
 from .data import ColumnSpec, parse_sep
@@ -844,7 +843,5 @@ def scale(
         render_scale(doc, out_console, paths)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    from .__main__ import main
-
-    main()
+if __name__ == "__main__":  # pragma: no cover - the console script is mfvsdnn.__main__:main
+    app()

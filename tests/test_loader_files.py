@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
-from mfvsdnn.data import read_interactions
 from mfvsdnn.core.errors import DataError
+from mfvsdnn.data import read_interactions
 
 runner = CliRunner()
 

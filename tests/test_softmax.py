@@ -281,11 +281,13 @@ def test_training_reduces_loss_same_seed_same_model_and_round_trip(split, tmp_pa
 
 def test_early_stopping_keeps_the_best_epoch(split):
     tr = split.train_set()
-    m = S.SoftmaxDNN(**dict(FAST, epochs=8, lr=0.05, patience=2)).fit(tr, np.random.default_rng(0))
+    from mfvsdnn.evaluation.evaluator import validation_recall
+
+    m = S.SoftmaxDNN(**dict(FAST, epochs=8, lr=0.05, patience=2)).fit(
+        tr, np.random.default_rng(0), validate=lambda model: validation_recall(model, tr, k=20))
     rec = [h["valid_recall@20"] for h in m.history_]
     assert m.best_epoch_ == int(np.argmax(rec)) + 1
     assert len(rec) == 8 or len(rec) - m.best_epoch_ == 2
-    from mfvsdnn.evaluation.evaluator import validation_recall
     # the kept parameters are the best epoch's (same validation users: the first 5000 = all here)
     assert validation_recall(m, tr, k=20) == pytest.approx(max(rec))
 

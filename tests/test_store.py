@@ -157,7 +157,7 @@ def test_any_hand_edit_of_model_json_is_refused_by_the_manifest(trained, tmp_pat
 
 @pytest.mark.parametrize("edit, needle", [
     (lambda m: "{not json", "not valid JSON"),
-    (lambda m: {**m, "kind": "forest"}, "kind must be 'wals' or 'softmax'"),
+    (lambda m: {**m, "kind": "forest"}, "kind must be a registered model kind"),
     (lambda m: {**m, "params": {**m["params"], "factors": 99}}, "factors=99"),
     (lambda m: {**m, "params": {**m["params"], "w0": 3}}, "--w0"),
     (lambda m: {**m, "params": {**m["params"], "depth": 3}}, "depth"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+ABORTED_EXIT = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+
 
 class MfvsdnnError(Exception):
     """Base class of every error that should reach the user as a one-line message."""

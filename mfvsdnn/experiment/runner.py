@@ -14,6 +14,7 @@ the same way:
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -95,6 +96,12 @@ def check_models(specs: list[ModelSpec]) -> None:
             registry.check_params(s.kind, s.params, f"{s.label} hyper-parameters")
 
 
+def validator(train: Any, seed: int) -> Any:
+    """The early-stopping callback: ``model -> recall@20 on the validation slice`` (same users every call)."""
+    return lambda model: float(evaluator.validation_recall(model, train, k=VALIDATION_K,
+                                                           rng=generator(seed, "validation")))
+
+
 def validation_recall(model: Any, split: Split, seed: int) -> float:
     """recall@20 on the validation slice (NaN without one), on the same seeded users for every model."""
     return float(evaluator.validation_recall(model, split.train_set(), k=VALIDATION_K,
@@ -111,7 +118,11 @@ def fit_model(spec: ModelSpec, split: Split, seed: int, progress: ProgressFn = n
     if hasattr(model, "estimate_bytes"):
         check_model_memory(model, train)  # before fit allocates anything large
     t0 = time.perf_counter()
-    model.fit(train, generator(seed, "fit", spec.kind, repeat), progress)
+    rng = generator(seed, "fit", spec.kind, repeat)
+    if "validate" in inspect.signature(model.fit).parameters:  # early stopping on validation, as a callback
+        model.fit(train, rng, progress, validate=validator(train, seed))
+    else:
+        model.fit(train, rng, progress)
     if not getattr(model, "train_seconds_", 0.0):
         model.train_seconds_ = time.perf_counter() - t0
     recall = validation_recall(model, split, seed)

@@ -38,6 +38,7 @@ from ..core.errors import ModelError, StoreError
 from ..core.version import __version__
 from ..data import file_sha256
 from ..data.split import Split
+from . import registry
 
 FORMAT = "mfvsdnn-run"
 FORMAT_VERSION = 2  # 2: manifest.json covers every file; 1 (mfvsdnn 0.1) hashed only the arrays
@@ -264,7 +265,7 @@ def _str_dict(v: Any) -> bool:
 
 
 _META_FIELDS: list[tuple[str, Any, str]] = [
-    ("kind", lambda v: v in ("wals", "softmax"), "'wals' or 'softmax'"),
+    ("kind", lambda v: isinstance(v, str) and v in registry.kinds(), "a registered model kind"),
     ("package_version", lambda v: isinstance(v, str), "a string"),
     ("created", lambda v: isinstance(v, str), "a string"),
     ("seed", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
@@ -394,8 +395,6 @@ def _check_params(cls: type, params: dict, mj: Path) -> None:
 
 def load_run(path: str | os.PathLike) -> Run:
     """Load a run directory written by :func:`save_run`; any edit or inconsistency is a StoreError."""
-    from . import registry
-
     path = Path(path)
     meta = read_meta(path)
     mj = path / "model.json"

@@ -32,7 +32,7 @@ import copy
 import inspect
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -644,7 +644,7 @@ class SoftmaxDNN(RecommenderMixin):
     # -- training --------------------------------------------------------------------------------
 
     def fit(self, train: TrainSet | Split, rng: np.random.Generator | None = None,
-            progress: ProgressFn = no_progress) -> SoftmaxDNN:
+            progress: ProgressFn = no_progress, validate: Callable[[SoftmaxDNN], float] | None = None) -> SoftmaxDNN:
         """Train on (user, target) pairs of ``train.matrix``; early stopping on validation recall@20."""
         train, rng = self._fit_inputs(train, rng)
         t_start = time.perf_counter()
@@ -669,22 +669,24 @@ class SoftmaxDNN(RecommenderMixin):
         hard_n = self.negatives if sampler is not None and self.sampler == "hard" else 0
         opt = make_optimizer(self.optimizer, self.lr)
         cfg = self._loss_config()
-        has_valid = train.valid is not None and train.valid.nnz > 0
+        validate = validate if train.valid is not None and train.valid.nnz > 0 else None
         with blas_threads(None):  # one BLAS thread, except inside the full softmax / gravity products
-            self._epochs(P, opt, cfg, train, indptr, indices, codes, pair_users, pair_items, rng, sampler,
-                         n_draw, hard_n, progress, has_valid)
+            self._epochs(P, opt, cfg, indptr, indices, codes, pair_users, pair_items, rng, sampler,
+                         n_draw, hard_n, progress, validate)
         self.train_seconds_ = time.perf_counter() - t_start
         self.remember_training(train)
         return self
 
-    def _epochs(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, train: TrainSet, indptr: np.ndarray,
+    def _epochs(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, indptr: np.ndarray,
                 indices: np.ndarray, codes: list[np.ndarray], pair_users: np.ndarray, pair_items: np.ndarray,
                 rng: np.random.Generator, sampler: Any, n_draw: int, hard_n: int, progress: ProgressFn,
-                has_valid: bool) -> None:
-        """The epoch loop with early stopping; leaves the best epoch's parameters in ``params_``."""
-        from ...evaluation.evaluator import validation_recall
+                validate: Callable[[SoftmaxDNN], float] | None) -> None:
+        """The epoch loop with early stopping; leaves the best epoch's parameters in ``params_``.
 
-        valid_seed = int(rng.integers(2**63))
+        ``validate(model) -> recall`` scores the model on validation after each epoch (the experiment
+        runner passes the evaluator's validation recall@20); without it the best epoch is the one with
+        the lowest training loss.
+        """
         best = (-np.inf, None, 0)
         self.history_ = []
         n_pairs = len(pair_users)
@@ -703,13 +705,12 @@ class SoftmaxDNN(RecommenderMixin):
             if bad_params:
                 raise ModelError(f"training diverged at epoch {epoch} (parameters {', '.join(bad_params)} are "
                                  "inf/nan); lower --lr")
-            rec = float(validation_recall(self, train, k=20, rng=np.random.default_rng(valid_seed))) \
-                if has_valid else float("nan")
+            rec = float(validate(self)) if validate is not None else float("nan")
             row = {"epoch": epoch, "loss": total / max(seen, 1), "valid_recall@20": rec,
                    "seconds": time.perf_counter() - t0}
             self.history_.append(row)
             progress(epoch, self.epochs, {"loss": row["loss"], "valid recall@20": rec})
-            score = rec if has_valid else -row["loss"]
+            score = rec if validate is not None else -row["loss"]
             if score > best[0]:
                 best = (score, copy.deepcopy(P), epoch)
                 bad = 0
