@@ -460,7 +460,6 @@ def train_from_csv(kind: str, data: str | Path, columns: ColumnSpec, split_cfg: 
     with claim_unless_staged(out, "run", option="--out", inputs=(data, test_path)):
         split = prepare_split(data, columns, split_cfg, test_path)
         return train_model(kind, split, params, split_cfg.seed, out, progress)
-# end of recommend / train_from_csv (issue 3)
 
 
 def train_wals_spark(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None,
@@ -503,7 +502,7 @@ def train_wals_spark(data: str | Path, columns: ColumnSpec, split_cfg: SplitConf
 
 
 # ---------------------------------------------------------------------------------------------
-# sweep and scale (issue 6)
+# sweep and scale
 
 
 def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None,

@@ -388,7 +388,7 @@ def make_data(
 
 
 # ---------------------------------------------------------------------------------------------
-# train-wals and recommend (issue 3)
+# train-wals and recommend
 
 
 @app.command("train-wals")
@@ -438,7 +438,7 @@ def train_wals(
     WALS(**params)  # validates every option before the data is read
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
-    if engine == "spark":  # issue 7
+    if engine == "spark":
         from .engines import spark as spark_engine
 
         conf = spark_engine.parse_conf(spark_conf)
@@ -526,7 +526,6 @@ def recommend(
         _print_json(result)
     else:
         terminal.render_recommendations(result, out_console)
-# end of train-wals and recommend (issue 3)
 
 
 def _keys(kind: str) -> str:
@@ -637,7 +636,7 @@ def compare(
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
     spark_options: dict[str, Any] = {}
-    if engine == "spark":  # issue 7
+    if engine == "spark":
         from .engines import spark as spark_engine
 
         data = spark_engine.restore_uri(data)
@@ -657,7 +656,7 @@ def compare(
 
 
 # ---------------------------------------------------------------------------------------------
-# train-softmax (issue 4)
+# train-softmax
 
 _SM = "Softmax DNN"
 
@@ -724,11 +723,10 @@ def train_softmax(
     else:
         terminal.render_train(result.summary, out_console)
         _print_notes(result.summary)
-# end of train-softmax (issue 4)
 
 
 # ---------------------------------------------------------------------------------------------
-# sweep and scale (issue 6)
+# sweep and scale
 
 
 def _float_list(text: str, option: str) -> tuple[float, ...]:

@@ -83,16 +83,16 @@ def _source_hash(spark: Any, source: str, frame: Any, cols: list[str]) -> str:
     loader), else an order-independent content hash of the used columns computed by Spark."""
     import hashlib
 
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sql
 
     from ...data import file_sha256
 
     local = source[len("file://"):] if source.startswith("file://") else source
     if not is_uri(local) and Path(local).is_file():
         return file_sha256(local)
-    h = F.xxhash64(*[F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in cols])
-    row = frame.agg(F.count(F.lit(1)).alias("n"), F.sum((h % (1 << 40)).cast("decimal(38,0)")).alias("s"),
-                    F.sum((F.shiftright(h, 24) % (1 << 40)).cast("decimal(38,0)")).alias("t")).collect()[0]
+    h = sql.xxhash64(*[sql.coalesce(sql.col(c).cast("string"), sql.lit("\u0000")) for c in cols])
+    row = frame.agg(sql.count(sql.lit(1)).alias("n"), sql.sum((h % (1 << 40)).cast("decimal(38,0)")).alias("s"),
+                    sql.sum((sql.shiftright(h, 24) % (1 << 40)).cast("decimal(38,0)")).alias("t")).collect()[0]
     return hashlib.sha256(f"spark-content:{row['n']}:{row['s']}:{row['t']}:{cols}".encode()).hexdigest()
 
 
@@ -105,17 +105,17 @@ def _analysis_error(source: str, e: Exception) -> DataError:
 
 def _to_double(col: str) -> Any:
     """``try_cast(col AS DOUBLE)``: null for non-numbers, also under ANSI mode (Spark 4's default)."""
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sql
 
     c = col.replace("`", "``")
-    return F.expr(f"try_cast(`{c}` AS DOUBLE)")
+    return sql.expr(f"try_cast(`{c}` AS DOUBLE)")
 
 
 def _distinct_values(frame: Any, cols: list[str]) -> dict[str, np.ndarray]:
     """Sorted distinct string values of every column, in one Spark job (sorted as the local loader)."""
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sql
 
-    pairs = F.explode(F.array(*[F.struct(F.lit(k).alias("k"), F.col(c).alias("v")) for k, c in enumerate(cols)]))
+    pairs = sql.explode(sql.array(*[sql.struct(sql.lit(k).alias("k"), sql.col(c).alias("v")) for k, c in enumerate(cols)]))
     got: dict[int, list[str]] = {k: [] for k in range(len(cols))}
     for row in frame.select(pairs.alias("p")).select("p.k", "p.v").distinct().toLocalIterator(True):
         got[row[0]].append(str(row[1]))
@@ -127,11 +127,11 @@ MAP_MAX = 20_000  # columns with at most this many values are coded by a literal
 
 def _code_column(frame: Any, col: str, cats: np.ndarray, out_col: str, spark: Any) -> Any:
     """Replace ``col`` by its integer code (index into the sorted ``cats``)."""
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sql
 
     if len(cats) <= MAP_MAX:
-        lookup = F.create_map(*[x for i, v in enumerate(cats) for x in (F.lit(str(v)), F.lit(i))])
-        return frame.withColumn(out_col, lookup[F.col(col)]).drop(col)
+        lookup = sql.create_map(*[x for i, v in enumerate(cats) for x in (sql.lit(str(v)), sql.lit(i))])
+        return frame.withColumn(out_col, lookup[sql.col(col)]).drop(col)
     table = spark.createDataFrame([(str(v), i) for i, v in enumerate(cats)], f"`{col}` string, `{out_col}` int")
     return frame.join(table, on=col, how="inner").drop(col)
 
@@ -144,7 +144,7 @@ def read_dataset_spark(spark: Any, source: str, columns: ColumnSpec = ColumnSpec
     receives one row per user: the user's code and a string of ``item|other codes`` per interaction.
     """
     from pyspark.errors import AnalysisException
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sql
 
     s = str(source)
     sep = parse_sep(columns.sep)
@@ -167,15 +167,15 @@ def read_dataset_spark(spark: Any, source: str, columns: ColumnSpec = ColumnSpec
     cats_cols = list(dict.fromkeys(c for c in (spec.user_col, spec.item_col, spec.item_group_col,
                                                 spec.user_group_col, *spec.user_features) if c))
     num_cols = [c for c in (spec.weight_col, spec.time_col) if c]
-    sel = df.select(*[F.col(f"`{c}`").cast("string").alias(c) for c in cats_cols],
-                    *[F.col(f"`{c}`").cast("string").alias(c) for c in num_cols if c not in cats_cols])
+    sel = df.select(*[sql.col(f"`{c}`").cast("string").alias(c) for c in cats_cols],
+                    *[sql.col(f"`{c}`").cast("string").alias(c) for c in num_cols if c not in cats_cols])
     try:
-        checks = [F.count(F.lit(1)).alias("rows")]
+        checks = [sql.count(sql.lit(1)).alias("rows")]
         for c in (spec.user_col, spec.item_col, spec.item_group_col, spec.user_group_col):
             if c:
-                checks.append(F.sum(F.col(c).isNull().cast("long")).alias(f"null:{c}"))
+                checks.append(sql.sum(sql.col(c).isNull().cast("long")).alias(f"null:{c}"))
         if spec.weight_col:
-            checks.append(F.sum((F.col(spec.weight_col).isNotNull()
+            checks.append(sql.sum((sql.col(spec.weight_col).isNotNull()
                                  & _to_double(spec.weight_col).isNull()).cast("long")).alias("badw"))
         stats = sel.agg(*checks).collect()[0].asDict()
     except Exception as e:  # malformed CSV (FAILFAST), unreadable file
@@ -186,25 +186,25 @@ def read_dataset_spark(spark: Any, source: str, columns: ColumnSpec = ColumnSpec
         if c and stats[f"null:{c}"]:
             raise DataError(f"{s}: column {c!r} is empty on {stats[f'null:{c}']:,} rows (required on every row)")
     if spec.weight_col and stats["badw"]:
-        bad = sel.filter(F.col(spec.weight_col).isNotNull() & _to_double(spec.weight_col).isNull()) \
+        bad = sel.filter(sql.col(spec.weight_col).isNotNull() & _to_double(spec.weight_col).isNull()) \
             .select(spec.weight_col).first()[0]
         raise DataError(f"{s}: column {spec.weight_col!r} (the weight) is not a number: {bad!r}")
     file_hash = _source_hash(spark, s, sel, cats_cols + num_cols)
     kept = "__kept"  # 1 where the weight passes the filter: ids and per-user values come from all rows,
     if spec.weight_col:  # as in the local loader; only kept rows become interactions
         w = _to_double(spec.weight_col)
-        keep = w >= F.lit(float(spec.min_weight)) if spec.min_weight is not None else w > 0
-        sel = sel.withColumn(kept, F.coalesce(keep, F.lit(False)).cast("int"))
-        if sel.filter(F.col(kept) == 1).limit(1).count() == 0:
+        keep = w >= sql.lit(float(spec.min_weight)) if spec.min_weight is not None else w > 0
+        sel = sel.withColumn(kept, sql.coalesce(keep, sql.lit(False)).cast("int"))
+        if sel.filter(sql.col(kept) == 1).limit(1).count() == 0:
             thr = f">= {spec.min_weight}" if spec.min_weight is not None else "> 0"
             raise DataError(f"{s}: no interaction left: no row has {spec.weight_col!r} {thr}; lower --min-weight")
     for f in spec.user_features:
-        sel = sel.withColumn(f, F.coalesce(F.col(f), F.lit("<missing>")))
+        sel = sel.withColumn(f, sql.coalesce(sql.col(f), sql.lit("<missing>")))
     if spec.time_col:
         tc = spec.time_col.replace("`", "``")
-        sel = sel.withColumn(spec.time_col, F.coalesce(
-            _to_double(spec.time_col), F.expr(f"unix_micros(try_to_timestamp(`{tc}`))").cast("double") / 1e6))
-        n_bad = sel.filter(F.col(spec.time_col).isNull()).count()
+        sel = sel.withColumn(spec.time_col, sql.coalesce(
+            _to_double(spec.time_col), sql.expr(f"unix_micros(try_to_timestamp(`{tc}`))").cast("double") / 1e6))
+        n_bad = sel.filter(sql.col(spec.time_col).isNull()).count()
         if n_bad:
             raise DataError(f"{s}: column {spec.time_col!r} (the time) is empty or neither a number nor a date "
                             f"on {n_bad:,} rows")
@@ -217,8 +217,8 @@ def read_dataset_spark(spark: Any, source: str, columns: ColumnSpec = ColumnSpec
         code_cols.append(f"_c{k}")
     # one row per user: "item:g:f...:t:kept,item:..." in any order (the Dataset sorts)
     rest = code_cols[1:] + ([spec.time_col] if spec.time_col else []) + ([kept] if spec.weight_col else [])
-    enc = F.concat_ws(":", *[F.col(c).cast("string") for c in rest])
-    per_user = sel.groupBy("_c0").agg(F.concat_ws(",", F.collect_list(enc)).alias("r"))
+    enc = sql.concat_ws(":", *[sql.col(c).cast("string") for c in rest])
+    per_user = sel.groupBy("_c0").agg(sql.concat_ws(",", sql.collect_list(enc)).alias("r"))
     ncol = len(rest)
     dtype = np.float64 if spec.time_col else np.int64
     user_blocks, count_blocks, val_blocks = [], [], []

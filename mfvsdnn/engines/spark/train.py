@@ -38,7 +38,7 @@ def ratings_frame(spark: Any, train: sp.csr_matrix) -> Any:
 
     Sent through the driver as one string of item indices per user (no Arrow needed), exploded in Spark.
     """
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sql
 
     m = sp.csr_matrix(train)
     ptr, idx = m.indptr, m.indices
@@ -46,8 +46,8 @@ def ratings_frame(spark: Any, train: sp.csr_matrix) -> Any:
     rows = [(int(u), ",".join(map(str, idx[ptr[u]:ptr[u + 1]].tolist()))) for u in users]
     # a local list (not an RDD): rows are unpickled in the JVM, so no Python worker has to start
     df = spark.createDataFrame(rows, "user int, items string", verifySchema=False)
-    return df.select("user", F.explode(F.split("items", ",")).alias("item")) \
-        .select("user", F.col("item").cast("int").alias("item"), F.lit(1.0).cast("float").alias("rating"))
+    return df.select("user", sql.explode(sql.split("items", ",")).alias("item")) \
+        .select("user", sql.col("item").cast("int").alias("item"), sql.lit(1.0).cast("float").alias("rating"))
 
 
 def _factors(df: Any, n: int, d: int) -> np.ndarray:

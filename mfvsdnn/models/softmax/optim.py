@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...core.errors import ModelError
-from . import kernels as K
+from . import kernels
 
 
 @dataclass
@@ -51,9 +51,9 @@ class Adam:
                 self.v[name] = np.zeros_like(p)
             m, v = self.m[name], self.v[name]
             if isinstance(g, RowGrad):
-                K.adam_rows(p, g.rows, g.values.astype(p.dtype, copy=False), m, v, lr_t, self.b1, self.b2, self.eps)
+                kernels.adam_rows(p, g.rows, g.values.astype(p.dtype, copy=False), m, v, lr_t, self.b1, self.b2, self.eps)
             else:
-                K.adam_dense(p.reshape(-1), np.ascontiguousarray(g, dtype=p.dtype).reshape(-1), m.reshape(-1),
+                kernels.adam_dense(p.reshape(-1), np.ascontiguousarray(g, dtype=p.dtype).reshape(-1), m.reshape(-1),
                              v.reshape(-1), lr_t, self.b1, self.b2, self.eps)
 
 
@@ -71,9 +71,9 @@ class Adagrad:
                 self.a[name] = np.full_like(p, self.init)
             a = self.a[name]
             if isinstance(g, RowGrad):
-                K.adagrad_rows(p, g.rows, g.values.astype(p.dtype, copy=False), a, self.lr, self.eps)
+                kernels.adagrad_rows(p, g.rows, g.values.astype(p.dtype, copy=False), a, self.lr, self.eps)
             else:
-                K.adagrad_dense(p.reshape(-1), np.ascontiguousarray(g, dtype=p.dtype).reshape(-1), a.reshape(-1),
+                kernels.adagrad_dense(p.reshape(-1), np.ascontiguousarray(g, dtype=p.dtype).reshape(-1), a.reshape(-1),
                                 self.lr, self.eps)
 
 
