@@ -454,7 +454,7 @@ def train_from_csv(kind: str, data: str | Path, columns: ColumnSpec, split_cfg: 
                    progress: ProgressFn = no_progress) -> TrainResult:
     """Read and split the CSV, then :func:`train_model` with the split's seed (train-wals / train-*).
 
-    ``out`` is claimed first (:func:`mfvsdnn.fsutil.claim_output`), so a folder that may not be
+    ``out`` is claimed first (:func:`mfvsdnn.core.fsutil.claim_output`), so a folder that may not be
     replaced, or one another process is writing, is refused before the data is read or trained on.
     """
     with claim_unless_staged(out, "run", option="--out", inputs=(data, test_path)):

@@ -184,7 +184,7 @@ def test_no_writable_cache_anywhere_compiles_without_one(tmp_path, unwritable):
            "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator"}  # numba's own defaults off as well
     res = _python("""
         import numpy as np
-        import mfvsdnn.models.softmax_kernels as K
+        import mfvsdnn.models.softmax.kernels as K
         from mfvsdnn.core.numba_util import CACHE
         out = np.zeros((3, 2), dtype=np.float32)
         K.scatter_rows(np.array([0, 2, 0]), np.ones((3, 2), dtype=np.float32), out)

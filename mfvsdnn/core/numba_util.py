@@ -25,7 +25,9 @@ from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 
 # the kernel modules: numba's default cache goes to the __pycache__ beside each
-KERNEL_SOURCES = (Path(__file__).parent / "topk_kernels.py", Path(__file__).parent / "models" / "kernels.py")
+_PACKAGE = Path(__file__).resolve().parent.parent
+KERNEL_SOURCES = (_PACKAGE / "core" / "topk_kernels.py", _PACKAGE / "models" / "wals" / "kernels.py",
+                  _PACKAGE / "models" / "softmax" / "kernels.py")
 NOTE_SHOWN = "MFVSDNN_NUMBA_NOTE_SHOWN"  # set once the note is printed, so worker processes stay quiet
 
 

@@ -475,7 +475,7 @@ def write_csv(config: SyntheticConfig, path: str | os.PathLike[str], overwrite: 
     ------
     ValueError
         If the config is invalid (nothing is written).
-    mfvsdnn.errors.StoreError
+    mfvsdnn.core.errors.StoreError
         If the file may not or cannot be written (another file is there, a full disk, ...).
     """
     from ..core.fsutil import write_file_atomic

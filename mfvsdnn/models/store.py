@@ -9,7 +9,7 @@ A run directory holds
   each training user already knows (train + validation, CSR parts), item and user groups, and the
   user-feature codes;
 - ``manifest.json``: the SHA-256 and size of every other file, plus a hash of its own entries;
-- ``.mfvsdnn.json``: the ownership marker (see :mod:`mfvsdnn.fsutil`).
+- ``.mfvsdnn.json``: the ownership marker (see :mod:`mfvsdnn.core.fsutil`).
 
 :func:`save_run` builds the run in a staging folder and switches it into place atomically
 (:func:`mfvsdnn.core.fsutil.claim_output`). :func:`load_run` checks the manifest first (any edit of any
