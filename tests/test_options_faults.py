@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import mfvsdnn
 import mfvsdnn.api as api
 from mfvsdnn.cli import app
 from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
@@ -213,3 +214,14 @@ def test_without_the_fallback_numba_would_fail(tmp_path, unwritable):
     assert "refused: cannot cache function 'f'" in res.stdout, res.stdout + res.stderr
     res = _python(code, env={**only_given_dir, "NUMBA_CACHE_DIR": str(tmp_path / "ok")}, cwd=tmp_path)
     assert res.stdout.strip() == "decorated", res.stdout + res.stderr
+
+
+def test_the_cache_probe_covers_every_kernel_module():
+    """The probe must look at every module whose kernels use the cache flag (it compiles a function
+    'in' each of them), or a read-only install would still fail in the module it missed."""
+    from mfvsdnn.core.numba_util import KERNEL_SOURCES
+
+    package = Path(mfvsdnn.__file__).resolve().parent
+    assert all(p.exists() for p in KERNEL_SOURCES), KERNEL_SOURCES
+    users = {p.resolve() for p in package.rglob("*.py") if "cache=CACHE" in p.read_text(encoding="utf-8")}
+    assert users and users <= {p.resolve() for p in KERNEL_SOURCES}, users
