@@ -100,3 +100,25 @@ def test_models_never_import_the_evaluator():
     bad = [f"{m} imports {t}" for m, p in all_modules().items() if m.startswith("mfvsdnn.models")
            for _, t in imported_modules(p) if t.startswith("mfvsdnn.evaluation")]
     assert not bad, bad
+
+
+def test_the_readme_tree_names_every_module_and_only_modules_that_exist():
+    """README's Development tree is how a newcomer finds where each thing lives: one line per file."""
+    text = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    block = text[text.index("## Development"):]
+    block = block[block.index("```\n") + 4:]
+    block = block[:block.index("```")]
+    listed, folder = set(), None
+    for line in block.splitlines():
+        name = line.strip().split(" ")[0]
+        if not line.startswith("  ") or not name:
+            continue
+        if line.startswith("    "):  # a file inside the current sub-folder
+            listed.add(f"{folder}/{name}")
+        elif name.endswith("/"):
+            folder = name.rstrip("/")
+        else:
+            listed.add(name)
+    shipped = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*") if p.suffix in (".py", ".json")
+               and p.name != "__init__.py" or p.relative_to(PACKAGE) == Path("__init__.py")}
+    assert listed == shipped, {"listed but missing": sorted(listed - shipped), "not listed": sorted(shipped - listed)}
