@@ -31,8 +31,9 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from mfvsdnn import evaluate as E  # noqa: E402
-from mfvsdnn import metrics as M  # noqa: E402
+from mfvsdnn.evaluation import evaluator  # noqa: E402
+from mfvsdnn.core import topk  # noqa: E402
+from mfvsdnn.evaluation import metrics as M  # noqa: E402
 
 
 def random_interactions(rng: np.random.Generator, n_users: int, n_items: int, per_user: int) -> sp.csr_matrix:
@@ -65,14 +66,14 @@ def main() -> None:
     test.eliminate_zeros()
     test.sort_indices()
     ks = (10, 20, 50)
-    chunk = E.auto_chunk_size(n_items)
+    chunk = topk.auto_chunk_size(n_items)
     pct = M.popularity_percentiles(np.bincount(train.indices, minlength=n_items))
     groups = rng.integers(0, 4, n_items)
     ugroups = rng.integers(0, 4, n_users)
     print(f"{n_users:,} users x {n_items:,} items, d = {d}; train nnz {train.nnz:,}, test nnz {test.nnz:,}; "
           f"chunk {chunk} queries ({chunk * n_items * 4 / 2**20:.0f} MiB of scores); "
           f"numba threads {os.environ.get('NUMBA_NUM_THREADS', 'default')}, cores {os.cpu_count()}")
-    E.warm_up()
+    topk.warm_up()
 
     def bare() -> None:
         Vt = np.ascontiguousarray(V.T)
@@ -85,8 +86,8 @@ def main() -> None:
     tested = np.diff(test.indptr) > 0
 
     def ours() -> dict:
-        tk = E.top_k(U, V, train, K)
-        per, scal = E.metric_arrays(tk, test, ks, pct, groups, ugroups)
+        tk = topk.top_k(U, V, train, K)
+        per, scal = evaluator.metric_arrays(tk, test, ks, pct, groups, ugroups)
         out = {k: float(np.nanmean(v[tested])) for k, v in per.items()}
         nt = np.diff(test.indptr)[tested]
         out["micro_recall"] = float((per[f"recall@{K}"][tested] * np.minimum(K, nt)).sum() / np.minimum(K, nt).sum())

@@ -27,9 +27,10 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from mfvsdnn.models.optim import make_optimizer  # noqa: E402
-from mfvsdnn.models.sampling import make_sampler  # noqa: E402
-from mfvsdnn.models.softmax import SoftmaxDNN, blas_threads  # noqa: E402
+from mfvsdnn.models.softmax.optim import make_optimizer  # noqa: E402
+from mfvsdnn.models.softmax.sampling import make_sampler  # noqa: E402
+from mfvsdnn.models.softmax.model import SoftmaxDNN  # noqa: E402
+from mfvsdnn.models.softmax.threads import blas_threads  # noqa: E402
 
 PHASES = ("batch", "tower", "loss", "scatter", "optimizer")
 
@@ -104,11 +105,11 @@ def main() -> None:
                          "load on shared cores; 0 = as fit() runs (all cores for the big products)")
     args = ap.parse_args()
     if args.threads == 1:
-        import mfvsdnn.models.softmax as S
-        import mfvsdnn.models.softmax_kernels as K
+        import mfvsdnn.models.softmax.kernels as softmax_kernels
+        import mfvsdnn.models.softmax.threads as softmax_threads
 
-        S.BIG_PRODUCT = 1 << 62
-        K.PAR_MIN = 1 << 62
+        softmax_threads.BIG_PRODUCT = 1 << 62
+        softmax_kernels.PAR_MIN = 1 << 62
     rng = np.random.default_rng(0)
     d = 32
     print(f"batch {args.batch}, dim {d}, hidden 64, 2 features, {args.users} users x {args.per_user} items; "

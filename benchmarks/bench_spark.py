@@ -27,11 +27,13 @@ import numpy as np
 import psutil
 import scipy.sparse as sp
 
-from mfvsdnn import spark_engine as S
+from mfvsdnn.engines.spark import mapping, session, train as spark_train
 from mfvsdnn.data import Dataset
-from mfvsdnn.evaluate import evaluate_population, item_popularity, populations, warm_up
+from mfvsdnn.evaluation.evaluator import evaluate_population, item_popularity
+from mfvsdnn.evaluation.populations import populations
+from mfvsdnn.core.topk import warm_up
 from mfvsdnn.models.wals import WALS
-from mfvsdnn.split import SplitConfig, make_split
+from mfvsdnn.data.split import SplitConfig, make_split
 
 
 class PeakRSS:
@@ -113,7 +115,7 @@ def recall20(model, split, max_users: int, seed: int) -> float:
         pop.user_group = pop.user_group[keep] if pop.user_group is not None else None
         pop.features = None
     ev = evaluate_population(model, pop, (20,), item_popularity(split), split.dataset.item_groups)
-    return float(np.nanmean(ev.per_user["recall@20"]))
+    return float(np.nanmean(ev.per_user["recall", 20]))
 
 
 def main() -> None:
@@ -162,13 +164,13 @@ def main() -> None:
     conf = {"spark.driver.memory": a.driver_memory}
     with PeakRSS() as mem:
         base = mem.peak
-        with S.spark_session(a.master, conf) as spark:
-            ap_ = S.als_params(params, a.seed, train.matrix)
+        with session.spark_session(a.master, conf) as spark:
+            ap_ = mapping.als_params(params, a.seed, train.matrix)
             timings: dict = {}
-            U, V, t_n = S.fit_als(spark, train.matrix, ap_, timings)
+            U, V, t_n = spark_train.fit_als(spark, train.matrix, ap_, timings)
             t_1 = None
             if not a.skip_spark_baseline and a.iterations > 1:
-                _, _, t_1 = S.fit_als(spark, train.matrix, {**ap_, "maxIter": 1})
+                _, _, t_1 = spark_train.fit_als(spark, train.matrix, {**ap_, "maxIter": 1})
     per_it = (t_n - t_1) / (a.iterations - 1) if t_1 is not None else t_n / a.iterations
     model = WALS.from_factors(params, U, V, train, {"train_seconds": t_n})
     out["spark"] = {"seconds_per_iteration": per_it, "fit_seconds": t_n, "fit_seconds_maxIter1": t_1,

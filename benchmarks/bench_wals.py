@@ -36,11 +36,11 @@ import psutil  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from mfvsdnn import metrics  # noqa: E402
-from mfvsdnn.evaluate import top_k  # noqa: E402
+from mfvsdnn.evaluation import metrics  # noqa: E402
+from mfvsdnn.core.topk import top_k  # noqa: E402
 from mfvsdnn.models.wals import WALS, objective  # noqa: E402
-from mfvsdnn.split import TrainSet  # noqa: E402
-from mfvsdnn.synthetic import SyntheticConfig, generate  # noqa: E402
+from mfvsdnn.data.split import TrainSet  # noqa: E402
+from mfvsdnn.data.synthetic import SyntheticConfig, generate  # noqa: E402
 
 
 class CpuClock:

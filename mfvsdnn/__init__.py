@@ -11,4 +11,34 @@ import os as _os
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+from .core.version import __version__  # noqa: E402
+
+# The Python API, imported on first use so that ``import mfvsdnn`` (and the CLI's start-up) stays light:
+#     from mfvsdnn import load_interactions, make_split, WALS, SoftmaxDNN, MostPopular, compare
+_API = {
+    "load_interactions": ("mfvsdnn.api", "load_interactions"),
+    "make_split": ("mfvsdnn.api", "make_split"),
+    "compare": ("mfvsdnn.api", "compare_models"),
+    "WALS": ("mfvsdnn.models.wals", "WALS"),
+    "SoftmaxDNN": ("mfvsdnn.models.softmax", "SoftmaxDNN"),
+    "MostPopular": ("mfvsdnn.models.baselines", "MostPopular"),
+    "GroupPopularity": ("mfvsdnn.models.baselines", "GroupPopularity"),
+    "RandomRetriever": ("mfvsdnn.models.baselines", "RandomRetriever"),
+    "Results": ("mfvsdnn.experiment.results", "Results"),
+    "load_run": ("mfvsdnn.models.store", "load_run"),
+    "save_run": ("mfvsdnn.models.store", "save_run"),
+    "register_model": ("mfvsdnn.models.registry", "register"),
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        module, attr = _API[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mfvsdnn' has no attribute {name!r}")

@@ -7,7 +7,7 @@ same handler the CLI itself uses: "Aborted" on stderr, exit status 130.
 
 import sys
 
-ABORTED_EXIT = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+from .core.errors import ABORTED_EXIT
 
 
 def main() -> None:

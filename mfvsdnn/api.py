@@ -10,20 +10,22 @@ from typing import Any
 
 import numpy as np
 
+from .core.errors import DataError, EvaluationError, MfvsdnnError
+from .core.fsutil import absolute, claim_output, claim_unless_staged, os_errors, write_new
+from .core.progress import ProgressFactory, ProgressFn, no_progress, silent
 from .data import ColumnSpec, read_interactions, summarize
-from .errors import DataError, MfvsdnnError
-from .fsutil import absolute, claim_output, claim_unless_staged, os_errors, write_new
-from .models.base import ProgressFn, check_model_memory, check_params, model_class, no_progress
-from .split import Split, SplitConfig, make_split
-from .store import save_run
-from .synthetic import SyntheticConfig, write_csv
+from .data.split import Split, SplitConfig
+from .data.split import make_split as make_split_of
+from .data.synthetic import SyntheticConfig, write_csv
+from .experiment.results import Results
+from .experiment.spec import DataSpec, ExperimentSpec, ModelSpec
+from .models.registry import check_params
 
 
 def prepare_split(data: str | Path, columns: ColumnSpec, split: SplitConfig,
                   test_path: str | Path | None = None) -> Split:
     """Read the CSV (and an explicit test file) and split it deterministically."""
-    ds = read_interactions(data, columns, test_path=test_path)
-    return make_split(ds, split)
+    return make_split_of(read_interactions(data, columns, test_path=test_path), split)
 
 
 def info(data: str | Path, columns: ColumnSpec, split: SplitConfig,
@@ -67,260 +69,230 @@ def train_model(kind: str, split: Split, params: dict[str, Any], seed: int, out:
                 progress: ProgressFn = no_progress) -> TrainResult:
     """Fit a model of ``kind`` with ``params`` on ``split``, report validation recall@20, save to ``out``.
 
-    The model's random generator is ``np.random.default_rng(seed)``; the seed and every
-    hyper-parameter are recorded in the run's ``model.json``.
+    Seeded by the experiment runner's rule (``generator(seed, "fit", kind, 0)``), so the model is the
+    one ``compare`` trains with the same seed; the seed and every hyper-parameter are recorded in the
+    run's ``model.json``.
     """
-    from .evaluate import validation_recall
+    from .experiment.runner import fit_model
+    from .experiment.spec import ModelSpec
 
-    check_params(kind, params, f"{kind} hyper-parameters")
-    model = model_class(kind)(**params)
-    rng = np.random.default_rng(seed)
-    train = split.train_set()
-    check_model_memory(model, train)  # before fit allocates anything large
-    t0 = time.perf_counter()
-    model.fit(train, rng, progress)
-    if not getattr(model, "train_seconds_", 0.0):
-        model.train_seconds_ = time.perf_counter() - t0
-    vr = validation_recall(model, train, k=20, rng=np.random.default_rng(seed + 1))
-    run_dir = save_run(out, model, split, seed, extra={"valid_recall@20": vr}) if out else None
+    fitted = fit_model(ModelSpec(kind, dict(params)), split, seed, progress, Path(out) if out else None)
+    model = fitted.model
     summary = {
         "kind": kind,
-        "run_dir": str(run_dir) if run_dir else None,
+        "run_dir": str(fitted.run_dir) if fitted.run_dir else None,
         "params": model.get_params(),
         "seed": seed,
         "train_seconds": float(model.train_seconds_),
-        "valid_recall@20": vr,
+        "valid_recall@20": fitted.validation_recall,
         "history": list(getattr(model, "history_", [])),
         "split": split.summary(),
         "notes": list(getattr(model, "notes_", [])),
     }
-    return TrainResult(model, split, run_dir, float(model.train_seconds_), vr, summary)
+    return TrainResult(model, split, fitted.run_dir, float(model.train_seconds_), fitted.validation_recall, summary)
 
 
 # ---------------------------------------------------------------------------------------------
-# compare: both models on one split, one evaluator, three reports
+# compare: any set of models on one split, one evaluator, three reports
 
-COMPARE_KINDS = ("wals", "softmax")
+DEFAULT_MODELS = ("wals", "softmax")
+ENGINES = ("local", "spark")
+BASELINES = ("popularity", "group-popularity", "random")
 
 
 @dataclass
 class CompareResult:
-    """What ``compare`` produced: the report.json content, arrays for the plots, and the files written."""
+    """What ``compare`` produced: the typed results, the embedding maps for the plots, the files written."""
 
-    report: dict
-    plots: dict
+    results: Results
+    maps: dict
     paths: dict[str, Path]
 
+    @property
+    def report(self) -> dict:
+        """report.json's content."""
+        return self.results.to_dict()
 
-def _null_bar(description: str):  # a progress-bar factory that shows nothing
-    import contextlib
 
-    return contextlib.nullcontext(no_progress)
+def _drop_group_popularity(spec: ExperimentSpec, split: Split) -> list[str]:
+    """Leave out the group-popularity baseline on data without item groups (it would equal most-popular)."""
+    if split.dataset.item_groups is not None:
+        return []
+    dropped = [m for m in spec.models if m.kind == "group-popularity" and m.run_dir is None]
+    if not dropped:
+        return []
+    spec.models = [m for m in spec.models if m not in dropped]
+    return ["the data has no item groups, so the group-popularity baseline (most popular within the "
+            "user's group) was left out: it would equal most-popular"]
 
 
-def _check_runs(runs: dict[str, Any], split: Split | None, data: str | Path) -> None:
-    """Refuse runs trained on a different split than each other or than DATA with the given options."""
-    from .errors import EvaluationError
+def _compare_on_spark(spec: ExperimentSpec, data: str, master: str, conf: dict[str, str] | None, reader: str,
+                      spark: Any, progress_factory: ProgressFactory, drop_baselines: bool,
+                      save_paths: dict[str, tuple[Path, Path]], loaded: dict[str, Any]) -> tuple[Any, list[str]]:
+    """``compare --engine spark``: the runner with the Spark reader, the Spark WALS fit and SparkTopK.
 
-    loaded = {k: r for k, r in runs.items() if r is not None}
-    for kind, r in loaded.items():
-        if r.kind != kind:
-            raise EvaluationError(f"--{kind} {r.path}: this run is a {r.kind!r} model, not {kind!r}")
-    if len(loaded) == 2:
-        (ka, ra), (kb, rb) = loaded.items()
-        if ra.fingerprint != rb.fingerprint:
-            raise EvaluationError(
-                f"the runs were trained on different splits: --{ka} {ra.path} has split fingerprint "
-                f"{ra.fingerprint} ({ra.meta['split'].get('source')}), --{kb} {rb.path} has {rb.fingerprint} "
-                f"({rb.meta['split'].get('source')}); retrain both on the same data and split options")
-    for kind, r in loaded.items():
-        if split is not None and r.fingerprint != split.fingerprint:
-            rc, sc = r.meta["split"].get("config", {}), split.config.as_dict()
-            diff = [f"{k}={rc.get(k)!r} vs {sc.get(k)!r}" for k in sc if rc.get(k) != sc.get(k)]
-            cols = r.meta["split"].get("columns", {})
-            if cols != split.dataset.columns.as_dict():
-                diff.append("column options differ")
-            why = "; ".join(diff) if diff else "the data file's bytes differ"
-            raise EvaluationError(
-                f"--{kind} {r.path}: split fingerprint {r.fingerprint} does not match {data} with these "
-                f"options ({split.fingerprint}): {why}. Pass the same data and split options the run was "
-                "trained with, or retrain")
+    Everything Spark cannot express is refused before Spark starts. Returns (outcome, notes).
+    """
+    from .engines.spark import reader as spark_read
+    from .engines.spark import session as spark_env
+    from .engines.spark import train as spark_train
+    from .engines.spark.evaluate import SparkTopK
+    from .experiment import runner
+
+    spark_train.check_models(spec.models)
+    test_path = spec.data.test_path
+    spark_read.choose_reader(data, reader, test_path)
+    with spark_env.session_or(spark, master, conf) as session:
+        split, route = spark_read.read_split(session, data, spec.data.columns, spec.split, test_path, reader)
+        notes = _drop_group_popularity(spec, split) if drop_baselines else []
+        fit = spark_train.fit_on_spark(session, master=master, conf=conf, reader=route)
+        outcome = runner.run(spec, split=split, progress_factory=progress_factory, topk_backend=SparkTopK(session),
+                             fit=fit, save_paths=save_paths, loaded=loaded)
+        where = spark_env.session_info(session)
+    notes.append(f"engine spark ({where['master']}, Spark {where['version']}): DATA read by the {route} reader; "
+                 "the evaluator's batch scoring and top-k ran in Spark tasks (its per-query times include "
+                 "Spark's scheduling); serving latencies (p50/p99) and the candidate cache are measured "
+                 "locally on the driver, not in Spark")
+    for name, meta in fit.meta.items():
+        ap = meta["als_params"]
+        notes.append(f"{name}: trained as Spark MLlib implicit ALS (alpha = 1/w0 - 1 = {ap['alpha']:g}, "
+                     f"regParam {ap['regParam']:.4g}: Spark regularises each row by regParam * its positives, "
+                     "so the regularisation is not exactly --reg; see spark.lambda_relation in its model.json); "
+                     "its training time is Spark's ALS fit, without moving the data in and the factors out")
+    trained_locally = [m.label for m in spec.models if m.run_dir is None and m.label not in fit.meta]
+    if trained_locally:
+        notes.append(f"trained locally on the driver (no Spark version of these models): {', '.join(trained_locally)}")
+    return outcome, notes
+
+
+def model_specs(models: tuple[str, ...] | list[str], params: dict[str, dict] | None = None,
+                runs: dict[str, str | Path | None] | None = None, baselines: bool = True) -> list[ModelSpec]:
+    """ModelSpecs for ``compare --models`` (+ the baselines unless ``baselines`` is False): each kind once,
+    with its parameter overrides and, where given, the run directory to load instead of training."""
+    from .models import registry
+
+    params, runs = dict(params or {}), dict(runs or {})
+    kinds = list(dict.fromkeys(models))
+    for kind in kinds:  # an unknown kind or hyper-parameter is refused here, before any data is read
+        registry.get(kind)
+        check_params(kind, params.get(kind, {}), f"--{kind}-param" if kind in ("wals", "softmax") else
+                     f"{kind} hyper-parameters")
+    if baselines:
+        kinds += [b for b in BASELINES if b not in kinds]
+    unused = sorted(k for k in set(params) | {k for k, v in runs.items() if v} if k not in kinds)
+    if unused:
+        raise EvaluationError(f"parameters or runs given for {', '.join(unused)}, which is not among the "
+                              f"models compared ({', '.join(kinds)}); add it to --models")
+    return [ModelSpec(kind, dict(params.get(kind, {})), run_dir=Path(runs[kind]) if runs.get(kind) else None)
+            for kind in kinds]
 
 
 def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None = None,
-            *, runs: dict[str, str | Path | None] | None = None, params: dict[str, dict] | None = None,
+            *, models: tuple[str, ...] | list[str] = DEFAULT_MODELS, baselines: bool = True,
+            runs: dict[str, str | Path | None] | None = None, params: dict[str, dict] | None = None,
             ks: tuple[int, ...] = (10, 20, 50), n_boot: int = 1000, report_dir: str | Path = "reports",
             runs_dir: str | Path | None = None, serving_sample: int = 200,
-            progress_factory: Any = None) -> CompareResult:
-    """Train (or load) WALS and the softmax DNN on one split, evaluate both, write the three reports.
+            progress_factory: ProgressFactory | None = None, command: str = "",
+            model_list: list[ModelSpec] | None = None, engine: str = "local", spark_master: str = "local[*]",
+            spark_conf: dict[str, str] | None = None, spark_reader: str = "auto",
+            spark: Any = None) -> CompareResult:
+    """Train (or load) every model on one split, evaluate them alike, write the three reports.
 
     Parameters
     ----------
+    models : registry kinds compared (default WALS and the softmax DNN); ``baselines`` adds
+        most-popular, most-popular within the user's group (when the data has groups) and random.
     runs : kind -> run directory to load instead of training (refused if its split fingerprint
-        differs from the other run's or from DATA's with these options).
+        differs from another run's or from DATA's with these options).
     params : kind -> hyper-parameter overrides for the models trained here (defaults otherwise).
     ks : cut-offs; every metric at each. n_boot : bootstrap resamples over users (0 = no intervals).
     report_dir : where report.json, report.md, report.html go. runs_dir : where trained runs are saved
         (default ``report_dir/runs``). serving_sample : users timed one request at a time.
-    progress_factory : ``description -> context manager yielding a ProgressFn`` (e.g.
-        ``report.progress_bar``); None shows nothing.
+    progress_factory : ``description -> context manager yielding a ProgressFn``; None shows nothing.
+    command : the command line that reproduces the run (recorded in every report).
+    model_list : explicit ModelSpecs instead of ``models``/``baselines``/``runs``/``params``.
+    engine : "local", or "spark": DATA is read by the Spark engine's reader (``spark_reader``: auto,
+        pandas or spark), WALS models trained here are trained as Spark MLlib implicit ALS, every other
+        model locally, and the evaluator's scoring + top-k runs in Spark tasks (``SparkTopK``); the
+        results and the three reports are the same as locally, with ``settings.engine == "spark"``.
+    spark_master, spark_conf : the session started for ``engine="spark"`` (unless ``spark``, an open
+        SparkSession, is given; it is left running).
 
     The seed (``split_cfg.seed``) drives the split, the models' generators and the bootstrap.
     """
-    from . import evaluate as E
-    from .errors import EvaluationError
-    from .report import compare_html, compare_markdown
-    from .store import json_text, load_run
+    from .experiment import runner
+    from .report.html import compare_html
+    from .report.markdown import compare_markdown
+    from .report.plots import compare_plots
 
-    bar = progress_factory or _null_bar
-    runs = dict(runs or {})
-    params = dict(params or {})
-    ks = tuple(sorted(set(int(k) for k in ks)))
-    if not ks or ks[0] < 1:
-        raise EvaluationError(f"--k must be positive integers, got {ks}")
-    if n_boot < 0:
-        raise EvaluationError(f"--bootstrap must be >= 0, got {n_boot}")
-    if serving_sample < 1:
-        raise EvaluationError(f"--serving-sample must be >= 1, got {serving_sample}")
-    for kind in COMPARE_KINDS:  # before any file is read or any model trained
-        check_params(kind, params.get(kind, {}), f"--{kind}-param")
-    main_k = E.MAIN_K if E.MAIN_K in ks else ks[len(ks) // 2]
+    if engine not in ENGINES:
+        raise EvaluationError(f"--engine must be 'local' or 'spark', got {engine!r}")
+    specs = model_list if model_list is not None else model_specs(models, params, runs, baselines)
+    spec = ExperimentSpec(DataSpec(Path(data), columns, Path(test_path) if test_path else None), split_cfg, specs,
+                          ks=tuple(ks), bootstrap=n_boot, serving_sample=serving_sample, command=command,
+                          engine=engine)
+    spec.check()
+    runner.check_models(spec.models)
     with contextlib.ExitStack() as held:
         claim = held.enter_context(claim_output(report_dir, "compare", option="--report-dir",
                                                 inputs=(data, test_path)))
-        loaded = {kind: (load_run(runs[kind]) if runs.get(kind) else None) for kind in COMPARE_KINDS}
-        _check_runs(loaded, None, data)  # runs against each other, before the (slower) data read
+        loaded = {s.label: runner.load_model(s) for s in spec.models if s.run_dir is not None}
+        runner.check_runs({name: run for name, (_, run) in loaded.items()}, None, data)
         stage = claim.staging()
-        outs = run_outputs(claim, stage, held, loaded, [k for k in COMPARE_KINDS if loaded[k] is None],
+        outs = run_outputs(claim, stage, held, {name: run for name, (_, run) in loaded.items()},
+                           [s.label for s in spec.models if s.run_dir is None],
                            Path(runs_dir) if runs_dir else Path(report_dir) / "runs", (data, test_path))
-        split = prepare_split(data, columns, split_cfg, test_path)
-        _check_runs(loaded, split, data)
-        result = _compare_split(split, loaded, outs, params, ks, main_k, n_boot, serving_sample, bar)
+        progress = progress_factory or silent
+        if engine == "spark":
+            outcome, notes = _compare_on_spark(spec, str(data), spark_master, spark_conf, spark_reader, spark,
+                                               progress, model_list is None, outs, loaded)
+        else:
+            split = prepare_split(data, columns, split_cfg, test_path)
+            notes = _drop_group_popularity(spec, split) if model_list is None else []
+            outcome = runner.run(spec, split=split, progress_factory=progress, save_paths=outs, loaded=loaded)
+        split = outcome.split
+        results = outcome.results
+        results.notes += notes
+        ds = split.dataset
+        maps = {name: {**m, "item_groups": None if ds.item_groups is None else ds.item_groups[m["items"]],
+                       "group_names": list(ds.group_names)} for name, m in outcome.maps.items()}
         out = Path(report_dir)
         paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
         with os_errors(str(report_dir)):
-            write_new(stage / "report.json", json_text(result.report))
-            write_new(stage / "report.md", compare_markdown(result.report))
-            write_new(stage / "report.html", compare_html(result.report, result.plots))
+            write_new(stage / "report.json", results.to_json())
+            write_new(stage / "report.md", compare_markdown(results))
+            write_new(stage / "report.html", compare_html(results, compare_plots(results, maps)))
         claim.commit(stage)
-    return CompareResult(result.report, result.plots, paths)
+    return CompareResult(results, maps, paths)
 
 
-def run_outputs(claim: Any, stage: Path, held: contextlib.ExitStack, loaded: dict[str, Any], kinds: list[str],
+def run_outputs(claim: Any, stage: Path, held: contextlib.ExitStack, loaded: dict[str, Any], names: list[str],
                 runs_dir: Path, inputs: tuple) -> dict[str, tuple[Path, Path]]:
-    """Where compare saves each model of ``kinds`` it trains: (path written now, final path).
+    """Where compare saves each model of ``names`` it trains: (path written now, final path).
 
     A run inside the report folder is written into its staging folder and switched in with the
     reports; one outside it is claimed on its own (held in ``held``). A run compare loads must not
     be where it would write one.
     """
-    from .errors import StoreError
+    from .core.errors import StoreError
 
     outs: dict[str, tuple[Path, Path]] = {}
-    for kind in kinds:
-        final = runs_dir / kind
+    for name in names:
+        final = runs_dir / name
         rel = claim.relative(final)
         if rel == Path("."):
-            raise StoreError(f"--runs-dir {runs_dir}: would save the {kind} run as the report folder itself")
+            raise StoreError(f"--runs-dir {runs_dir}: would save the {name} run as the report folder itself")
         if rel is None:
             held.enter_context(claim_output(final, "run", option="--runs-dir", inputs=inputs))
-            outs[kind] = (final, final)
+            outs[name] = (final, final)
         else:
-            outs[kind] = (stage / rel, final)
+            outs[name] = (stage / rel, final)
         for other, r2 in loaded.items():
-            if r2 is not None:
-                a, b = absolute(r2.path), absolute(final)
-                if a == b or a in b.parents or b in a.parents:
-                    raise StoreError(f"--{other} {r2.path}: compare would save the {kind} run it trains at {final}, "
-                                     "over the run it loads; pass another --runs-dir")
+            a, b = absolute(r2.path), absolute(final)
+            if a == b or a in b.parents or b in a.parents:
+                raise StoreError(f"--{other} {r2.path}: compare would save the {name} run it trains at {final}, "
+                                 "over the run it loads; pass another --runs-dir")
     return outs
-
-
-@dataclass
-class _Compared:
-    report: dict
-    plots: dict
-
-
-def _compare_split(split: Split, loaded: dict[str, Any], outs: dict[str, tuple[Path, Path]],
-                   params: dict[str, dict], ks: tuple[int, ...], main_k: int, n_boot: int, serving_sample: int,
-                   bar: Any) -> _Compared:
-    """Train what is not loaded, evaluate both, build report.json's content and the plots' arrays."""
-    from . import evaluate as E
-
-    ds = split.dataset
-    seed = split.config.seed
-
-    models: dict[str, Any] = {}
-    info_: dict[str, dict] = {}
-    for kind in COMPARE_KINDS:
-        if loaded[kind] is not None:
-            r = loaded[kind]
-            models[kind] = r.model
-            info_[kind] = {"run_dir": str(r.path), "trained_here": False, "seed": r.meta.get("seed"),
-                           "valid_recall@20": r.meta.get("valid_recall@20")}
-        else:
-            with bar(f"training {kind}") as prog:
-                res = train_model(kind, split, params.get(kind, {}), seed, outs[kind][0], prog)
-            models[kind] = res.model
-            info_[kind] = {"run_dir": str(outs[kind][1]), "trained_here": True, "seed": seed,
-                           "valid_recall@20": res.valid_recall20}
-
-    pops = E.populations(split)
-    evals: dict[str, dict] = {}
-    for kind in COMPARE_KINDS:
-        with bar(f"evaluating {kind}") as prog:
-            evals[kind] = E.evaluate_model(models[kind], split, ks, pops=pops, progress=prog)
-
-    ss = np.random.SeedSequence(seed)
-    boot_seed, pair_seed, serve_seed, map_seed = ss.spawn(4)
-    section: dict[str, dict] = {}
-    for kind in COMPARE_KINDS:
-        m = models[kind]
-        ev = evals[kind]
-        rng = np.random.default_rng(boot_seed)  # the same resamples for both models
-        summaries = {name: E.summarize_population(pe, n_boot, rng, ds.group_names, ks) for name, pe in ev.items()}
-        with bar(f"timing {kind} serving") as prog:
-            serving = E.serving_cost(m, split, max(ks), np.random.default_rng(serve_seed), serving_sample)
-            prog(1, 1, {})
-        w = summaries["warm"]
-        serving["batch_ms_per_query"] = w["embed_ms_per_query"] + w["topk_ms_per_query"]
-        training = E.training_cost(m)
-        section[kind] = {
-            "kind": kind, **info_[kind], "params": m.get_params(),
-            "train_seconds": training["train_seconds"], "training": training,
-            "warm": w, "cold": {n: s for n, s in summaries.items() if n != "warm"}, "serving": serving,
-        }
-    rng = np.random.default_rng(pair_seed)
-    a, b = COMPARE_KINDS
-    paired = {name: E.compare_models(evals[a][name], evals[b][name], n_boot, rng) for name in evals[a]}
-    features = list(ds.features)
-    rows = E.comparison_rows(section, paired, features, k=main_k)
-    dataset = summarize(ds)
-    report = {
-        "dataset": dataset,
-        "split": split.summary(),
-        "settings": {"seed": seed, "ks": list(ks), "main_k": main_k, "bootstrap": n_boot,
-                     "confidence_level": 0.95, "serving_sample": serving_sample, "user_features": features,
-                     "package_version": _version()},
-        "models": section,
-        "comparison": {"a": a, "b": b, "difference": f"{a} - {b}", "paired": paired, "rows": rows,
-                       "significance": "paired bootstrap over the same users; significant = the 95% interval "
-                                       "of the difference excludes 0"},
-    }
-    from .tradeoff import measured_table
-
-    report["tradeoff"] = measured_table(report)
-    plots = {"maps": {kind: E.embedding_map(models[kind].item_vectors, np.random.default_rng(map_seed))
-                      for kind in COMPARE_KINDS},
-             "item_groups": ds.item_groups, "group_names": list(ds.group_names)}
-    return _Compared(report, plots)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,7 +301,7 @@ def _version() -> str:
 
 def _rank(run: Any, queries: np.ndarray, exclude: Any, k: int) -> list[list[dict]]:
     """Top-k rows of dicts (rank, item_id, score, item_group) for (q, d) query vectors."""
-    from .evaluate import top_k_with_scores
+    from .core.topk import top_k_with_scores
 
     idx, scores = top_k_with_scores(queries, run.model.item_vectors, exclude, k)
     out = []
@@ -358,7 +330,7 @@ def recommend_user(run_dir: str | Path, user_id: str, k: int = 10) -> dict:
     A held-out (cold) user of the split has no training items: the model embeds them from their
     stored features only, and the result says so in ``notes``.
     """
-    from .store import load_run
+    from .models.store import load_run
 
     _check_k(k)
     run = load_run(run_dir)
@@ -385,7 +357,7 @@ def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, s
     """
     import scipy.sparse as sp
 
-    from .store import load_run
+    from .models.store import load_run
 
     _check_k(k)
     run = load_run(run_dir)
@@ -440,9 +412,9 @@ def recommend_all(run_dir: str | Path, k: int, out: str | Path, progress: Progre
     """
     import csv
 
-    from .evaluate import top_k_with_scores
-    from .fsutil import write_file_atomic
-    from .store import load_run
+    from .core.fsutil import write_file_atomic
+    from .core.topk import top_k_with_scores
+    from .models.store import load_run
 
     _check_k(k)
     t0 = time.perf_counter()
@@ -482,17 +454,55 @@ def train_from_csv(kind: str, data: str | Path, columns: ColumnSpec, split_cfg: 
                    progress: ProgressFn = no_progress) -> TrainResult:
     """Read and split the CSV, then :func:`train_model` with the split's seed (train-wals / train-*).
 
-    ``out`` is claimed first (:func:`mfvsdnn.fsutil.claim_output`), so a folder that may not be
+    ``out`` is claimed first (:func:`mfvsdnn.core.fsutil.claim_output`), so a folder that may not be
     replaced, or one another process is writing, is refused before the data is read or trained on.
     """
     with claim_unless_staged(out, "run", option="--out", inputs=(data, test_path)):
         split = prepare_split(data, columns, split_cfg, test_path)
         return train_model(kind, split, params, split_cfg.seed, out, progress)
-# end of recommend / train_from_csv (issue 3)
+
+
+def train_wals_spark(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None,
+                     params: dict[str, Any], out: str | Path | None, *, master: str = "local[*]",
+                     conf: dict[str, str] | None = None, reader: str = "auto", reg_param: float | None = None,
+                     num_blocks: int | None = None, spark: Any = None,
+                     progress: ProgressFn = no_progress) -> TrainResult:
+    """``train-wals --engine spark``: read and split DATA with the Spark engine's reader, fit WALS as
+    Spark MLlib implicit ALS with the same fit ``compare --engine spark`` uses, save the run to ``out``.
+
+    The run is the local format (kind "wals") plus ``engine: "spark"`` and a ``spark`` entry in
+    model.json, which the summary repeats under ``"spark"``. Parameters are validated, and w0 checked
+    against Spark, before Spark starts.
+
+    master, conf : the session to start (ignored when ``spark``, an open SparkSession, is given).
+    reader : "auto", "pandas" or "spark". reg_param : Spark ``regParam`` as given instead of the mapping.
+    num_blocks : ALS numUserBlocks = numItemBlocks (default: Spark's default parallelism, at least 2).
+    """
+    from .engines.spark import reader as spark_read
+    from .engines.spark import session as spark_env
+    from .engines.spark import train as spark_train
+
+    spec = ModelSpec("wals", dict(params))
+    spark_train.check_models([spec])
+    spark_read.choose_reader(str(data), reader, test_path)  # refuse bad combinations before Spark starts
+    with claim_unless_staged(out, "run", option="--out", inputs=(data, test_path)):  # before Spark starts
+        with spark_env.session_or(spark, master, conf) as session:
+            split, route = spark_read.read_split(session, str(data), columns, split_cfg, test_path, reader)
+            fit = spark_train.fit_on_spark(session, master=master, conf=conf, reader=route, reg_param=reg_param,
+                                           num_blocks=num_blocks)
+            fitted = fit(spec, split, split_cfg.seed, progress, Path(out) if out else None)
+    model = fitted.model
+    summary = {
+        "kind": "wals", "engine": "spark", "run_dir": str(fitted.run_dir) if fitted.run_dir else None,
+        "params": model.get_params(), "seed": split_cfg.seed, "train_seconds": float(model.train_seconds_),
+        "valid_recall@20": fitted.validation_recall, "history": list(model.history_), "split": split.summary(),
+        "spark": fit.meta[spec.label],
+    }
+    return TrainResult(model, split, fitted.run_dir, float(model.train_seconds_), fitted.validation_recall, summary)
 
 
 # ---------------------------------------------------------------------------------------------
-# sweep and scale (issue 6)
+# sweep and scale
 
 
 def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None,
@@ -503,9 +513,9 @@ def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_pa
     sweep.json is replaced after every point (the resume file); at the end the three files are
     switched into place as one set.
     """
-    from .report_curves import curve_files
-    from .store import json_text
-    from .sweep import run_sweep
+    from .experiment.sweep import run_sweep
+    from .models.store import json_text
+    from .report.curves import curve_files
 
     if jobs < 1:
         raise MfvsdnnError(f"--jobs must be >= 1, got {jobs}")
@@ -537,12 +547,57 @@ def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress) 
 
     The report folder is claimed before the (long) measurement starts.
     """
-    from .report_curves import curve_files
-    from .scale import run_scale
-    from .store import json_text
+    from .experiment.scale import run_scale
+    from .models.store import json_text
+    from .report.curves import curve_files
 
     cfg.check_memory()  # the largest size, before any data is generated
     with claim_output(report_dir, "scale", option="--report-dir") as claim:
         doc = run_scale(cfg, progress)
         paths = _write_set(claim, "scale", json_text(doc), curve_files("scale", doc))
     return doc, paths
+
+
+# ---------------------------------------------------------------------------------------------
+# the Python API: the same core, with keyword arguments instead of option objects
+
+
+def load_interactions(path: str | Path, *, user_col: str | None = None, item_col: str | None = None,
+                      weight_col: str | None = None, min_weight: float | None = None, time_col: str | None = None,
+                      item_group_col: str | None = None, user_group_col: str | None = None,
+                      user_features: tuple[str, ...] | list[str] = (), sep: str = ",",
+                      test_path: str | Path | None = None) -> Any:
+    """Read an interaction file (the CLI's input contract) into a Dataset; ids stay strings."""
+    columns = ColumnSpec(user_col=user_col, item_col=item_col, weight_col=weight_col, min_weight=min_weight,
+                         time_col=time_col, item_group_col=item_group_col, user_group_col=user_group_col,
+                         user_features=tuple(user_features), sep=sep)
+    return read_interactions(path, columns, test_path=test_path)
+
+
+def make_split(dataset: Any, *, seed: int = 42, cold_users: float = 0.1, test_frac: float = 0.2,
+               valid_frac: float = 0.1, strategy: str = "random", revealed: tuple[int, ...] = (0, 1, 3, 5)) -> Split:
+    """Split a Dataset deterministically (the CLI's split options as keywords)."""
+    return make_split_of(dataset, SplitConfig(seed=seed, cold_users=cold_users, test_frac=test_frac,
+                                              valid_frac=valid_frac, strategy=strategy, revealed=tuple(revealed)))
+
+
+def compare_models(split: Split, models: list[Any], *, ks: tuple[int, ...] = (10, 20, 50), bootstrap: int = 1000,
+                   serving_sample: int = 200, contrast: tuple[str, str] | None = None,
+                   progress_factory: ProgressFactory | None = None) -> Results:
+    """Fit every model on ``split`` and measure them alike; the typed Results (``to_frame()`` for a table).
+
+    models : unfitted model objects (``WALS(factors=16)``, ``MostPopular()``, ...) or registry kinds
+        ("wals"); each is refitted with the seeding rule from its constructor keywords, so the numbers
+        are those ``mfvsdnn compare`` gives for the same data, split and parameters. Names are the kinds,
+        suffixed ``-2``, ``-3`` when a kind repeats.
+    """
+    from .experiment import runner
+
+    specs: list[ModelSpec] = []
+    for m in models:
+        kind, params = (m, {}) if isinstance(m, str) else (m.kind, m.get_params())
+        taken = sum(1 for s in specs if s.kind == kind)
+        specs.append(ModelSpec(kind, params, name=kind if not taken else f"{kind}-{taken + 1}"))
+    spec = ExperimentSpec(None, split.config, specs, ks=tuple(ks), bootstrap=bootstrap,
+                          serving_sample=serving_sample, contrast=contrast)
+    return runner.run(spec, split=split, progress_factory=progress_factory or silent).results

@@ -1,6 +1,6 @@
 """The ``mfvsdnn`` command line. Commands are thin: parse options, call one library function, render.
 
-Only this module turns an :class:`~mfvsdnn.errors.MfvsdnnError` (or a usage error) into a message on
+Only this module turns an :class:`~mfvsdnn.core.errors.MfvsdnnError` (or a usage error) into a message on
 stderr and exit status 1.
 """
 
@@ -20,11 +20,22 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from . import __version__, api, report
-from .__main__ import ABORTED_EXIT
+from . import api
+from .core.errors import ABORTED_EXIT, MfvsdnnError
+from .core.memory import check_memory
+from .core.version import __version__
 from .data import ColumnSpec, parse_sep
-from .errors import MfvsdnnError
-from .models.base import (
+from .data.split import SplitConfig
+from .data.synthetic import SyntheticConfig
+from .experiment.scale import (
+    MAX_EXAMPLES_TIMED,
+    MAX_LATENCY_QUERIES,
+    MAX_MEAN_INTERACTIONS,
+    MAX_SIZE,
+    MAX_USERS_PER_ITEM,
+    MIN_SIZE,
+)
+from .models.params import (
     HYPER_PARAMETERS,
     MAX_BATCH,
     MAX_BOOTSTRAP,
@@ -41,19 +52,9 @@ from .models.base import (
     MAX_SEED,
     MAX_THREADS,
     MAX_WIDTH,
-    check_memory,
-    check_params,
 )
-from .scale import (
-    MAX_EXAMPLES_TIMED,
-    MAX_LATENCY_QUERIES,
-    MAX_MEAN_INTERACTIONS,
-    MAX_SIZE,
-    MAX_USERS_PER_ITEM,
-    MIN_SIZE,
-)
-from .split import SplitConfig
-from .synthetic import SyntheticConfig
+from .models.registry import check_params
+from .report import terminal
 
 try:  # recent typer vendors click
     from typer._click.exceptions import ClickException, UsageError
@@ -62,6 +63,17 @@ except ImportError:  # pragma: no cover - typer on click itself
 
 out_console = Console()
 err_console = Console(stderr=True)
+
+#: the arguments of this invocation, for the command line that reproduces a report
+INVOCATION: list[str] = []
+
+
+def command_line() -> str:
+    """``mfvsdnn ARGS...`` as typed (shell-quoted): recorded in every report so it can be re-run."""
+    import shlex
+
+    return shlex.join(["mfvsdnn", *INVOCATION])
+
 
 MAX_SERVING_SAMPLE = 1_000_000
 MAX_JOBS = 256
@@ -144,6 +156,7 @@ class _Group(TyperGroup):
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        INVOCATION[:] = list(sys.argv[1:] if args is None else args)
         try:
             return super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                                 standalone_mode=standalone_mode, **extra)
@@ -316,7 +329,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def _print_json(obj: Any) -> None:
-    from .store import _json_default
+    from .models.store import _json_default
 
     sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
 
@@ -333,7 +346,7 @@ def info(data: DataArg, json_out: JsonOpt = False, *, opts: DataOptions) -> None
     if json_out:
         _print_json(summary)
     else:
-        report.render_info(summary, out_console)
+        terminal.render_info(summary, out_console)
 
 
 @app.command("make-data")
@@ -371,11 +384,11 @@ def make_data(
     if json_out:
         _print_json(summary)
     else:
-        report.render_make_data(summary, str(out), out_console)
+        terminal.render_make_data(summary, str(out), out_console)
 
 
 # ---------------------------------------------------------------------------------------------
-# train-wals and recommend (issue 3)
+# train-wals and recommend
 
 
 @app.command("train-wals")
@@ -425,29 +438,29 @@ def train_wals(
     WALS(**params)  # validates every option before the data is read
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
-    if engine == "spark":  # issue 7
-        from . import spark_engine
+    if engine == "spark":
+        from .engines import spark as spark_engine
 
         conf = spark_engine.parse_conf(spark_conf)
         spark_engine.spark_alpha(w0)  # refuse w0 outside Spark before anything starts
-        with report.progress_bar("WALS on Spark") as bar:
-            result = spark_engine.train_wals_spark(
+        with terminal.progress_bar("WALS on Spark") as bar:
+            result = api.train_wals_spark(
                 spark_engine.restore_uri(data), opts.columns, opts.split, opts.test, params, out,
                 master=spark_master, conf=conf, reader=spark_reader,
                 reg_param=spark_reg_param, progress=bar)
         if json_out:
             _print_json(result.summary)
         else:
-            report.render_train(result.summary, out_console)
-            report.render_spark_train(result.summary, out_console)
+            terminal.render_train(result.summary, out_console)
+            terminal.render_spark_train(result.summary, out_console)
         return
-    with report.progress_bar("WALS") as bar:
+    with terminal.progress_bar("WALS") as bar:
         result = api.train_from_csv("wals", data, opts.columns, opts.split, opts.test, params, out, bar)
     if json_out:
         _print_json(result.summary)
     else:
-        report.render_train(result.summary, out_console)
-        report.render_objective(result.summary, out_console)
+        terminal.render_train(result.summary, out_console)
+        terminal.render_objective(result.summary, out_console)
         _print_notes(result.summary)
 
 
@@ -495,12 +508,12 @@ def recommend(
     if all_users:
         if out is None:
             raise MfvsdnnError("--all needs --out FILE (the CSV to write)")
-        with report.progress_bar("recommend") as bar:
+        with terminal.progress_bar("recommend") as bar:
             summary = api.recommend_all(run, k, out, bar, overwrite=overwrite)
         if json_out:
             _print_json(summary)
         else:
-            report.render_recommend_all(summary, out_console)
+            terminal.render_recommend_all(summary, out_console)
         return
     if out is not None:
         raise MfvsdnnError("--out is only used with --all")
@@ -512,8 +525,7 @@ def recommend(
     if json_out:
         _print_json(result)
     else:
-        report.render_recommendations(result, out_console)
-# end of train-wals and recommend (issue 3)
+        terminal.render_recommendations(result, out_console)
 
 
 def _keys(kind: str) -> str:
@@ -546,6 +558,13 @@ def _key_values(items: list[str] | None, option: str) -> dict[str, Any]:
 @with_data_options
 def compare(
     data: DataArg,
+    models: Annotated[str, typer.Option("--models", help="Models to compare, comma-separated registry kinds: "
+                                        "wals, softmax, popularity, group-popularity, random. The first matrix "
+                                        "factorization and the first DNN are contrasted head to head.",
+                                        rich_help_panel="Models")] = "wals,softmax",
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Leave out the reference rows (most-popular, "
+                                               "most-popular within the user's group, random) that every compare "
+                                               "reports by default.", rich_help_panel="Models")] = False,
     wals: Annotated[Path | None, typer.Option("--wals", help="Load this WALS run directory instead of training one.",
                                               rich_help_panel="Models")] = None,
     softmax: Annotated[Path | None, typer.Option("--softmax", help="Load this softmax DNN run directory instead of "
@@ -578,9 +597,9 @@ def compare(
                                                             "(repeatable), e.g. epochs=10. Keys: "
                                                             f"{_keys('softmax')}.",
                                                             rich_help_panel="Models")] = None,
-    engine: Annotated[str, typer.Option(help="'local', or 'spark': warm-user recall@k, NDCG@k and leakage@k "
-                                        "scored in Spark (WALS trained on Spark unless --wals; softmax only "
-                                        "with --softmax RUN); no intervals, cold start, serving or plots.",
+    engine: Annotated[str, typer.Option(help="'local', or 'spark': DATA read by the Spark engine, WALS trained as "
+                                        "Spark MLlib implicit ALS (unless --wals), the other models locally, "
+                                        "scoring and top-k in Spark tasks; the same full report.",
                                         rich_help_panel="Engine")] = "local",
     spark_master: Annotated[str, typer.Option(help="Spark master (--engine spark): local[*], spark://host:port, "
                                               "yarn, ...", rich_help_panel="Engine")] = "local[*]",
@@ -596,7 +615,7 @@ def compare(
 
     Prints the verdict table and writes report.json, report.md and a self-contained report.html.
     """
-    from .models.softmax import parse_negatives
+    from .models.softmax.model import parse_negatives
 
     params = {"wals": _key_values(wals_param, "--wals-param"), "softmax": _key_values(softmax_param, "--softmax-param")}
     for kind, given in params.items():  # what the user typed, checked before --dim/--w0/--negatives join it
@@ -604,6 +623,7 @@ def compare(
     if negatives is not None:
         parse_negatives(negatives)
     ks = _k_list(k)
+    kinds = _str_list(models)
     if dim is not None:
         params["wals"].setdefault("factors", dim)
         params["softmax"].setdefault("dim", dim)
@@ -611,34 +631,32 @@ def compare(
         params["wals"]["w0"] = w0
     if negatives is not None:
         params["softmax"]["negatives"] = negatives
+    given = {kind for kind, p in (("wals", wals_param), ("softmax", softmax_param)) if p}
+    params = {kind: p for kind, p in params.items() if p and (kind in kinds or kind in given)}
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")
-    if engine == "spark":  # issue 7
-        from . import spark_engine
+    spark_options: dict[str, Any] = {}
+    if engine == "spark":
+        from .engines import spark as spark_engine
 
-        doc, paths = spark_engine.compare_spark(
-            spark_engine.restore_uri(data), opts.columns, opts.split, opts.test,
-            runs={"wals": wals, "softmax": softmax}, params=params, ks=ks,
-            report_dir=report_dir, runs_dir=runs_dir, master=spark_master,
-            conf=spark_engine.parse_conf(spark_conf), reader=spark_reader)
-        if json_out:
-            _print_json(doc)
-        else:
-            report.render_spark_compare(doc, out_console, paths)
-        return
+        data = spark_engine.restore_uri(data)
+        spark_options = {"spark_master": spark_master, "spark_conf": spark_engine.parse_conf(spark_conf),
+                         "spark_reader": spark_reader}
+    runs = {kind: path for kind, path in (("wals", wals), ("softmax", softmax)) if path is not None}
     result = api.compare(
-        data, opts.columns, opts.split, opts.test, runs={"wals": wals, "softmax": softmax}, params=params,
-        ks=ks, n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
-        serving_sample=serving_sample, progress_factory=report.progress_bar,
+        data, opts.columns, opts.split, opts.test, models=kinds, baselines=not no_baselines, runs=runs,
+        params=params, ks=ks, n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
+        serving_sample=serving_sample, progress_factory=terminal.progress_bar, command=command_line(),
+        engine=engine, **spark_options,
     )
     if json_out:
         _print_json(result.report)
     else:
-        report.render_compare(result.report, out_console, result.paths)
+        terminal.render_compare(result.results, out_console, result.paths)
 
 
 # ---------------------------------------------------------------------------------------------
-# train-softmax (issue 4)
+# train-softmax
 
 _SM = "Softmax DNN"
 
@@ -698,18 +716,17 @@ def train_softmax(
               "optimizer": optimizer, "l2": l2, "patience": patience, "tie_embeddings": tie_embeddings,
               "history_dropout": history_dropout}
     params = SoftmaxDNN(**params).get_params()  # validates every option before the data is read
-    with report.progress_bar("softmax DNN") as bar:
+    with terminal.progress_bar("softmax DNN") as bar:
         result = api.train_from_csv("softmax", data, opts.columns, opts.split, opts.test, params, out, bar)
     if json_out:
         _print_json(result.summary)
     else:
-        report.render_train(result.summary, out_console)
+        terminal.render_train(result.summary, out_console)
         _print_notes(result.summary)
-# end of train-softmax (issue 4)
 
 
 # ---------------------------------------------------------------------------------------------
-# sweep and scale (issue 6)
+# sweep and scale
 
 
 def _float_list(text: str, option: str) -> tuple[float, ...]:
@@ -765,21 +782,21 @@ def sweep(
     opts: DataOptions,
 ) -> None:
     """Trade-off curves: train and evaluate every knob value on one split (resumable)."""
-    from .sweep import SweepConfig
+    from .experiment.sweep import SweepConfig
 
     cfg = SweepConfig(w0=_float_list(w0, "--w0"), negatives=_str_list(negatives), sampler=_str_list(sampler),
                       gravity=_float_list(gravity, "--gravity"), sampler_negatives=sampler_negatives,
                       gravity_negatives=gravity_negatives, wals_params=_key_values(wals_param, "--wals-param"),
                       softmax_params=_key_values(softmax_param, "--softmax-param"), ks=_k_list(k),
                       bootstrap=bootstrap)
-    with report.progress_bar("sweep points") as overall:
+    with terminal.progress_bar("sweep points") as overall:
         doc, paths = api.sweep(data, opts.columns, opts.split, opts.test, cfg, report_dir, jobs=jobs,
-                               progress_factory=report.progress_bar if jobs <= 1 else None,
+                               progress_factory=terminal.progress_bar if jobs <= 1 else None,
                                on_point=lambda done, total, p: overall(done, total, {}))
     if json_out:
         _print_json(doc)
     else:
-        from .report_curves import render_sweep
+        from .report.curves import render_sweep
 
         render_sweep(doc, out_console, paths)
 
@@ -808,23 +825,21 @@ def scale(
     json_out: JsonOpt = False,
 ) -> None:
     """Training and serving cost against corpus size on grouped synthetic data, with growth exponents."""
-    from .scale import ScaleConfig
+    from .experiment.scale import ScaleConfig
 
     cfg = ScaleConfig(sizes=_int_list(sizes, "--sizes"), users_per_item=users_per_item,
                       mean_interactions=mean_interactions, factors=factors, negatives=negatives,
                       examples_timed=examples_timed, latency_queries=latency_queries, seed=seed)
     cfg.check_memory()  # before the progress bar starts
-    with report.progress_bar("corpus sizes") as prog:
+    with terminal.progress_bar("corpus sizes") as prog:
         doc, paths = api.scale(cfg, report_dir, prog)
     if json_out:
         _print_json(doc)
     else:
-        from .report_curves import render_scale
+        from .report.curves import render_scale
 
         render_scale(doc, out_console, paths)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    from .__main__ import main
-
-    main()
+if __name__ == "__main__":  # pragma: no cover - the console script is mfvsdnn.__main__:main
+    app()

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
+from mfvsdnn.core.errors import DataError
 from mfvsdnn.data import ColumnSpec, dataset_from_frame, read_interactions, summarize
-from mfvsdnn.errors import DataError
 
 runner = CliRunner()
 

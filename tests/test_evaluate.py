@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mfvsdnn import evaluate as E
+from mfvsdnn.core import topk
 from mfvsdnn.data import ColumnSpec, read_interactions
-from mfvsdnn.split import SplitConfig, make_split
-from mfvsdnn.synthetic import SyntheticConfig, generate
+from mfvsdnn.data.split import SplitConfig, make_split
+from mfvsdnn.data.synthetic import SyntheticConfig, generate
+from mfvsdnn.evaluation import cost, evaluator, maps, uncertainty
+from mfvsdnn.evaluation import populations as pops_mod
+from mfvsdnn.experiment.results import WARM
+from mfvsdnn.experiment.runner import population_result
+from mfvsdnn.models.base import Capabilities
 
 KS = (3, 5, 10)
 
@@ -25,6 +30,7 @@ class FixedModel:
     fixed vector per feature value. Integer entries, so scores are exact."""
 
     kind = "fixed"
+    capabilities = Capabilities(candidate_cache=False)
 
     def __init__(self, n_users: int, n_items: int, features: dict[str, int], d: int = 4, seed: int = 0):
         rng = np.random.default_rng(seed)
@@ -34,7 +40,7 @@ class FixedModel:
         self.train_seconds_ = 1.5
         self.history_ = [{"loss": 1.0}, {"loss": 0.5}]
 
-    def query_vectors(self, histories, features=None, users=None):
+    def query_vectors(self, histories, features=None, users=None, groups=None):
         if users is not None:
             return self.U[users]
         q = np.asarray(histories @ self.V, dtype=np.float32)
@@ -115,25 +121,25 @@ def ref_metrics(ranked: list[int], targets: set[int], k: int, pct: np.ndarray, d
     top = ranked[:k]
     hits = [j in targets for j in top]
     out = {
-        f"recall@{k}": sum(hits) / min(k, len(targets)),
-        f"precision@{k}": sum(hits) / k,
-        f"hit_rate@{k}": float(any(hits)),
-        f"ndcg@{k}": sum(1 / math.log2(r + 2) for r, h in enumerate(hits) if h)
+        ("recall", k): sum(hits) / min(k, len(targets)),
+        ("precision", k): sum(hits) / k,
+        ("hit_rate", k): float(any(hits)),
+        ("ndcg", k): sum(1 / math.log2(r + 2) for r, h in enumerate(hits) if h)
         / sum(1 / math.log2(r + 2) for r in range(min(k, len(targets)))),
-        f"popularity@{k}": sum(pct[j] for j in top) / len(top),
-        f"leakage@{k}": sum(ds.item_groups[j] != group for j in top) / len(top) if group >= 0 else math.nan,
+        ("popularity", k): sum(pct[j] for j in top) / len(top),
+        ("leakage", k): sum(ds.item_groups[j] != group for j in top) / len(top) if group >= 0 else math.nan,
     }
     return out
 
 
-def reference_population(model, split, name: str) -> tuple[dict[str, list[float]], dict[str, float]]:
+def reference_population(model, split, name: str) -> tuple[dict[tuple, list[float]], dict[tuple, float]]:
     ds = split.dataset
     counts = [0] * ds.n_items
     for j in split.train.indices:
         counts[j] += 1
     pct = np.array([(sum(c < counts[j] for c in counts) + (sum(c == counts[j] for c in counts) + 1) / 2)
                     / ds.n_items for j in range(ds.n_items)])
-    per: dict[str, list[float]] = {}
+    per: dict[tuple, list[float]] = {}
     recommended: dict[int, set[int]] = {k: set() for k in KS}
     if name == "warm":
         users = [u for u in range(ds.n_users) if row_set(split.test, u)]
@@ -159,8 +165,8 @@ def reference_population(model, split, name: str) -> tuple[dict[str, list[float]
             for key, v in ref_metrics(ranked, targets, k, pct, ds, group).items():
                 per.setdefault(key, []).append(v)
         nat = sum(ds.item_groups[j] != group for j in targets) / len(targets) if group >= 0 else math.nan
-        per.setdefault("natural_cross_rate", []).append(nat)
-    scal = {f"coverage@{k}": len(recommended[k]) / ds.n_items for k in KS}
+        per.setdefault(("natural_cross_rate", None), []).append(nat)
+    scal = {("coverage", k): len(recommended[k]) / ds.n_items for k in KS}
     return per, scal
 
 
@@ -168,7 +174,7 @@ def reference_population(model, split, name: str) -> tuple[dict[str, list[float]
 
 
 def test_populations_shapes(split):
-    pops = E.populations(split)
+    pops = pops_mod.populations(split)
     assert [p.name for p in pops] == ["warm", "r=0", "r=1", "r=3"]
     for p in pops:
         q = len(p.users)
@@ -179,7 +185,7 @@ def test_populations_shapes(split):
 
 
 def test_evaluator_equals_reference(split, model):
-    evals = E.evaluate_model(model, split, KS)
+    evals = evaluator.evaluate_model(model, split, KS)
     assert len(evals) == 4
     for name, ev in evals.items():
         per, scal = reference_population(model, split, name)
@@ -192,9 +198,9 @@ def test_evaluator_equals_reference(split, model):
 
 
 def test_known_items_never_recommended(split, model):
-    for pop in E.populations(split):
+    for pop in pops_mod.populations(split):
         qv = model.query_vectors(pop.histories, pop.features, users=pop.model_users)
-        tk = E.top_k(qv, model.V, pop.exclude, 25, chunk_size=7)  # several chunks
+        tk = topk.top_k(qv, model.V, pop.exclude, 25, chunk_size=7)  # several chunks
         for i in range(len(pop.users)):
             known = set(pop.exclude.indices[pop.exclude.indptr[i]:pop.exclude.indptr[i + 1]].tolist())
             rec = [j for j in tk[i] if j >= 0]
@@ -211,7 +217,7 @@ def test_top_k_matches_full_sort_and_ties_go_to_lower_index():
     S[ex.nonzero()] = -np.inf
     ref = np.argsort(-S, axis=1, kind="stable")[:, :12]
     for chunk in (1, 7, None):
-        np.testing.assert_array_equal(E.top_k(Q, V, ex, 12, chunk), ref)
+        np.testing.assert_array_equal(topk.top_k(Q, V, ex, 12, chunk), ref)
 
 
 def test_top_k_fewer_eligible_than_k_and_nan_scores():
@@ -219,7 +225,7 @@ def test_top_k_fewer_eligible_than_k_and_nan_scores():
     Q = np.array([[1, 2, 3, 4], [1, 1, 0, 0]], dtype=np.float32)
     V[0, 0] = np.nan  # item 0 scores NaN for every query
     ex = sp.csr_matrix(np.array([[0, 1, 0, 1], [0, 0, 0, 0]], dtype=np.float32))
-    tk = E.top_k(Q, V, ex, 4)
+    tk = topk.top_k(Q, V, ex, 4)
     assert tk[0].tolist() == [2, -1, -1, -1]
     assert tk[1].tolist() == [1, 2, 3, -1]  # NaN score never returned
 
@@ -227,49 +233,49 @@ def test_top_k_fewer_eligible_than_k_and_nan_scores():
 def test_leakage_zero_in_group_and_one_across(split):
     ds = split.dataset
     G = int(ds.item_groups.max()) + 1
-    pop = E.populations(split)[0]
+    pop = pops_mod.populations(split)[0]
     ug = pop.user_group
     # item vector = one-hot of its group; in-group model: user vector = one-hot of own group
     V = np.eye(G, dtype=np.float32)[ds.item_groups]
     onehot = np.eye(G, dtype=np.float32)[np.maximum(ug, 0)]
-    per, _ = E.metric_arrays(E.top_k(onehot, V, pop.exclude, 5), pop.targets, (5,),
-                             E.item_popularity(split), ds.item_groups, ug)
+    per, _ = evaluator.metric_arrays(topk.top_k(onehot, V, pop.exclude, 5), pop.targets, (5,),
+                             evaluator.item_popularity(split), ds.item_groups, ug)
     ok = ug >= 0
-    assert np.all(per["leakage@5"][ok] == 0.0)
-    per, _ = E.metric_arrays(E.top_k(-onehot, V, pop.exclude, 5), pop.targets, (5,),
-                             E.item_popularity(split), ds.item_groups, ug)
-    assert np.all(per["leakage@5"][ok] == 1.0)
+    assert np.all(per["leakage", 5][ok] == 0.0)
+    per, _ = evaluator.metric_arrays(topk.top_k(-onehot, V, pop.exclude, 5), pop.targets, (5,),
+                             evaluator.item_popularity(split), ds.item_groups, ug)
+    assert np.all(per["leakage", 5][ok] == 1.0)
 
 
 def test_summary_and_paired_comparison(split, model):
     oracle = OracleModel(split)
-    pops = E.populations(split)[:1]
-    a = E.evaluate_model(oracle, split, KS, pops=pops)["warm"]
-    b = E.evaluate_model(model, split, KS, pops=pops)["warm"]
-    s = E.summarize_population(a, 300, np.random.default_rng(0), split.dataset.group_names, KS)
-    assert s["users"] == len(pops[0].users)
-    assert s["recall@10"] == pytest.approx(1.0) and s["recall@10_ci"] == [1.0, 1.0]
-    assert s["ndcg@5"] == pytest.approx(1.0)
-    lo, hi = s["natural_cross_rate_ci"]
-    assert lo <= s["natural_cross_rate"] <= hi
-    assert "coverage@10" in s and "by_group" in s
-    assert sum(g["users"] for g in s["by_group"].values()) == int(np.sum(pops[0].user_group >= 0))
-    c = E.compare_models(a, b, 300, np.random.default_rng(0))
-    assert c["recall@10"]["diff"] > 0 and c["recall@10"]["significant"] and c["recall@10"]["p"] < 0.05
-    same = E.compare_models(b, b, 300, np.random.default_rng(0))
-    assert same["recall@10"]["diff"] == 0.0 and not same["recall@10"]["significant"]
+    pops = pops_mod.populations(split)[:1]
+    a = evaluator.evaluate_model(oracle, split, KS, pops=pops)["warm"]
+    b = evaluator.evaluate_model(model, split, KS, pops=pops)["warm"]
+    s = population_result(a, WARM, 300, np.random.default_rng(0), split.dataset.group_names)
+    assert s.users == len(pops[0].users)
+    assert s.mean("recall", 10) == pytest.approx(1.0) and s.get("recall", 10).ci == (1.0, 1.0)
+    assert s.mean("ndcg", 5) == pytest.approx(1.0)
+    lo, hi = s.get("natural_cross_rate").ci
+    assert lo <= s.mean("natural_cross_rate") <= hi
+    assert s.get("coverage", 10) is not None and s.get("coverage", 10).ci is None and s.by_group
+    assert sum(g.users for g in s.by_group) == int(np.sum(pops[0].user_group >= 0))
+    c = uncertainty.paired_estimates(a, b, 300, np.random.default_rng(0))
+    assert c["recall", 10].diff > 0 and uncertainty.is_significant(c["recall", 10].p) and c["recall", 10].p < 0.05
+    same = uncertainty.paired_estimates(b, b, 300, np.random.default_rng(0))
+    assert same["recall", 10].diff == 0.0 and not uncertainty.is_significant(same["recall", 10].p)
 
 
 def test_serving_cost_and_cache(split, model):
-    s = E.serving_cost(model, split, 10, np.random.default_rng(0), n_sample=20)
+    s = cost.serving_cost(model, split, 10, np.random.default_rng(0), n_sample=20)
     assert s["sample_users"] == 20 and s["query_ms_p50"] <= s["query_ms_p99"]
     assert s["cache_bytes"] is None and s["model_bytes"] == model.U.nbytes + model.V.nbytes
 
     class StaticModel(FixedModel):
-        kind = "wals"
+        capabilities = Capabilities(candidate_cache=True)
 
     m2 = StaticModel(split.dataset.n_users, split.dataset.n_items, {"country": 10, "age_band": 10})
-    s2 = E.serving_cost(m2, split, 10, np.random.default_rng(0), n_sample=5)
+    s2 = cost.serving_cost(m2, split, 10, np.random.default_rng(0), n_sample=5)
     assert s2["cache_bytes"] == len(split.warm_users) * 10 * 4 and s2["cache_build_seconds"] >= 0
 
 
@@ -277,7 +283,7 @@ def test_embedding_map_separates_groups():
     rng = np.random.default_rng(0)
     groups = np.repeat([0, 1], 50)
     V = rng.normal(size=(100, 8)) * 0.1 + np.where(groups[:, None] == 0, 1.0, -1.0)
-    m = E.embedding_map(V, rng)
+    m = maps.embedding_map(V, rng)
     x = m["xy"][:, 0]
     assert np.sign(x[:50]).std() == 0 and np.sign(x[50:]).std() == 0 and np.sign(x[0]) != np.sign(x[-1])
     assert m["explained"][0] > 0.9
@@ -287,7 +293,7 @@ def test_embedding_map_separates_groups():
 def test_top_k_kernel_long_rows_ties_nan_inf_match_reference(k):
     # rows long enough for the block-max threshold (many 64-score blocks per k), heavy ties, NaN and
     # +-inf scores, a fully NaN block, a fully excluded block and rows with fewer than k eligible items
-    from mfvsdnn.topk_kernels import topk_rows, topk_rows_serial
+    from mfvsdnn.core.topk_kernels import topk_rows, topk_rows_serial
 
     rng = np.random.default_rng(11)
     r, n = 9, 3001

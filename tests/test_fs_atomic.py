@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mfvsdnn import api, fsutil
+from mfvsdnn import api
 from mfvsdnn.cli import app
+from mfvsdnn.core import fsutil
+from mfvsdnn.core.errors import StoreError
 from mfvsdnn.data import ColumnSpec
-from mfvsdnn.errors import StoreError
-from mfvsdnn.models.base import model_class
-from mfvsdnn.split import SplitConfig
-from mfvsdnn.store import load_run, save_run
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.data.split import SplitConfig
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.models.registry import get as model_class
+from mfvsdnn.models.store import load_run, save_run
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 TRAIN = ["--factors", "3", "--iterations", "1"]
@@ -32,7 +33,7 @@ NEW_AFTER = {"staged": False, "aside": False, "swapped": True, "cleaned": True}
 # run the CLI in a child that dies (os._exit: no clean-up of any kind) at one step of the replacement
 KILL_AT = r"""
 import os, sys
-from mfvsdnn import fsutil
+from mfvsdnn.core import fsutil
 step, mode = sys.argv[1], sys.argv[2]
 if mode == "fallback":
     fsutil.exchange = lambda a, b: False
@@ -304,7 +305,7 @@ def test_a_real_full_disk_and_read_only_mount(csv, tmp_path):
 
 PAUSE_AT_STAGED = r"""
 import sys
-from mfvsdnn import fsutil
+from mfvsdnn.core import fsutil
 def pause(s):
     if s == "staged":
         print("ready", flush=True)

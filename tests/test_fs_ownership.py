@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mfvsdnn import fsutil
 from mfvsdnn.cli import app
-from mfvsdnn.store import load_run
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.core import fsutil
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.models.store import load_run
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 TRAIN = ["--factors", "2", "--iterations", "1"]

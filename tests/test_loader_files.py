@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
+from mfvsdnn.core.errors import DataError
 from mfvsdnn.data import read_interactions
-from mfvsdnn.errors import DataError
 
 runner = CliRunner()
 

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
+from mfvsdnn.core.errors import DataError
 from mfvsdnn.data import ColumnSpec, read_header, read_interactions
-from mfvsdnn.errors import DataError
 
 runner = CliRunner()
 CSV = b"user_id,item_id,t\n007,a,5\n7,b,6\n1.0,a,7\n1,c,8\n"

@@ -9,10 +9,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mfvsdnn import sources
 from mfvsdnn.cli import app
-from mfvsdnn.data import ColumnSpec, read_header, read_interactions
-from mfvsdnn.errors import DataError
+from mfvsdnn.core.errors import DataError
+from mfvsdnn.data import ColumnSpec, read_header, read_interactions, sources
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mfvsdnn import metrics as M
+from mfvsdnn.evaluation import metrics as M
 
 
 def csr(rows: list[list[int]], n_items: int) -> sp.csr_matrix:

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import mfvsdnn
 import mfvsdnn.api as api
 from mfvsdnn.cli import app
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +89,7 @@ def test_any_other_exception_is_one_line_unless_asked_for_the_traceback(tiny, mo
 
 
 def test_library_error_text_is_not_read_as_markup(tiny, monkeypatch):
-    from mfvsdnn.errors import DataError
+    from mfvsdnn.core.errors import DataError
 
     monkeypatch.setattr(api, "prepare_split", _raising(DataError("column [bold]x[/bold] is missing")))
     res = runner.invoke(app, ["info", str(tiny)])
@@ -184,8 +185,8 @@ def test_no_writable_cache_anywhere_compiles_without_one(tmp_path, unwritable):
            "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator"}  # numba's own defaults off as well
     res = _python("""
         import numpy as np
-        import mfvsdnn.models.softmax_kernels as K
-        from mfvsdnn.numba_util import CACHE
+        import mfvsdnn.models.softmax.kernels as K
+        from mfvsdnn.core.numba_util import CACHE
         out = np.zeros((3, 2), dtype=np.float32)
         K.scatter_rows(np.array([0, 2, 0]), np.ones((3, 2), dtype=np.float32), out)
         print(CACHE, out.sum())
@@ -213,3 +214,14 @@ def test_without_the_fallback_numba_would_fail(tmp_path, unwritable):
     assert "refused: cannot cache function 'f'" in res.stdout, res.stdout + res.stderr
     res = _python(code, env={**only_given_dir, "NUMBA_CACHE_DIR": str(tmp_path / "ok")}, cwd=tmp_path)
     assert res.stdout.strip() == "decorated", res.stdout + res.stderr
+
+
+def test_the_cache_probe_covers_every_kernel_module():
+    """The probe must look at every module whose kernels use the cache flag (it compiles a function
+    'in' each of them), or a read-only install would still fail in the module it missed."""
+    from mfvsdnn.core.numba_util import KERNEL_SOURCES
+
+    package = Path(mfvsdnn.__file__).resolve().parent
+    assert all(p.exists() for p in KERNEL_SOURCES), KERNEL_SOURCES
+    users = {p.resolve() for p in package.rglob("*.py") if "cache=CACHE" in p.read_text(encoding="utf-8")}
+    assert users and users <= {p.resolve() for p in KERNEL_SOURCES}, users

@@ -12,18 +12,21 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import mfvsdnn.models.base as base
-import mfvsdnn.models.wals as W
+import mfvsdnn.core.memory as memory
+import mfvsdnn.models.params as params
+import mfvsdnn.models.wals.model as W
 from mfvsdnn.api import prepare_split
 from mfvsdnn.cli import app
+from mfvsdnn.core.errors import ModelError
 from mfvsdnn.data import ColumnSpec
-from mfvsdnn.errors import ModelError
-from mfvsdnn.models.base import HYPER_PARAMETERS, check_params, model_class
-from mfvsdnn.models.sampling import HardPoolSampler
+from mfvsdnn.data.split import SplitConfig
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.models.params import HYPER_PARAMETERS
+from mfvsdnn.models.registry import check_params
+from mfvsdnn.models.registry import get as model_class
 from mfvsdnn.models.softmax import SoftmaxDNN
+from mfvsdnn.models.softmax.sampling import HardPoolSampler
 from mfvsdnn.models.wals import WALS
-from mfvsdnn.split import SplitConfig
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 
@@ -97,7 +100,7 @@ def test_sane_values_pass_and_keep_their_types():
 @example(10.000001)
 @example(float("nan"))
 def test_lr_is_accepted_exactly_in_its_documented_range(lr):
-    ok = np.isfinite(lr) and 0 < lr <= base.MAX_LR
+    ok = np.isfinite(lr) and 0 < lr <= params.MAX_LR
     if ok:
         assert SoftmaxDNN(lr=lr).lr == lr
     else:
@@ -144,7 +147,7 @@ def mid(tmp_path_factory):
 def test_memory_estimate_bounds_what_training_allocates(mid, model):
     """fit plus the validation recall that train_model computes, traced after a warm-up run (the
     first run also loads the compiled kernels)."""
-    from mfvsdnn.evaluate import validation_recall
+    from mfvsdnn.evaluation.evaluator import validation_recall
 
     def run():
         model.fit(mid, np.random.default_rng(0))
@@ -170,7 +173,7 @@ def test_memory_estimate_grows_with_the_model():
 
 
 def test_too_big_for_memory_is_refused_before_training(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(base, "available_memory", lambda: 1_000_000)
+    monkeypatch.setattr(memory, "available_memory", lambda: 1_000_000)
     out = tmp_path / "run"
     res = runner.invoke(app, ["train-wals", str(tiny), "--out", str(out), "--factors", "512"])
     assert res.exit_code == 1 and "Traceback" not in res.output
@@ -181,7 +184,7 @@ def test_too_big_for_memory_is_refused_before_training(tiny, tmp_path, monkeypat
 
 
 def test_available_memory_reads_meminfo():
-    avail = base.available_memory()
+    avail = memory.available_memory()
     assert avail is None or avail > 0
     with open("/proc/meminfo") as f:
         total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))

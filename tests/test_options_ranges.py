@@ -178,8 +178,8 @@ CASES = (
 def nothing_is_read(monkeypatch):
     """Fail the test if any command reads a CSV, loads a run, or generates data."""
     import mfvsdnn.api as api
-    import mfvsdnn.scale as scale
-    import mfvsdnn.store as store
+    import mfvsdnn.experiment.scale as scale
+    import mfvsdnn.models.store as store
 
     calls = []
 
@@ -216,7 +216,7 @@ def test_every_option_of_every_command_is_in_the_table():
     unchecked = {"--help", "--json", "--out", "--report-dir", "--runs-dir", "--wals", "--softmax", "--user",
                  "--all", "--history", "--feature", "--user-col", "--item-col", "--weight-col", "--time-col",
                  "--item-group-col", "--user-group-col", "--user-features", "--test", "--tie-embeddings",
-                 "--spark-master", "--spark-conf", "--spark-reader", "--overwrite"}  # names, paths, flags, free text
+                 "--spark-master", "--spark-conf", "--spark-reader", "--overwrite", "--models", "--no-baselines"}  # names, paths, flags, free text
     covered = {(c, a) for c, args, _ in CASES for a in args if a.startswith("--")}
     shared = {a for args, _ in DATA_CASES for a in args if a.startswith("--")}
     missing = []

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
-from mfvsdnn.store import load_run
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.models.store import load_run
 
 runner = CliRunner(env={"COLUMNS": "150", "NO_COLOR": "1"})
 

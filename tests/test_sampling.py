@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfvsdnn.errors import ModelError
-from mfvsdnn.models.sampling import (
+from mfvsdnn.core.errors import ModelError
+from mfvsdnn.models.softmax.sampling import (
     HardPoolSampler,
     PopularitySampler,
     UniformSampler,

@@ -8,15 +8,18 @@ import pytest
 import scipy.sparse as sp
 
 from mfvsdnn import api
+from mfvsdnn.core.errors import ModelError
+from mfvsdnn.core.topk import top_k
 from mfvsdnn.data import ColumnSpec
-from mfvsdnn.errors import ModelError
-from mfvsdnn.evaluate import top_k
-from mfvsdnn.models import softmax as S
-from mfvsdnn.models.optim import Adagrad, Adam, RowGrad
-from mfvsdnn.models.sampling import PopularitySampler, choose_hard
-from mfvsdnn.split import SplitConfig, TrainSet
-from mfvsdnn.store import load_run, save_run
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.data.split import SplitConfig, TrainSet
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.models.softmax import batch as batching
+from mfvsdnn.models.softmax import kernels as softmax_kernels
+from mfvsdnn.models.softmax import losses, tower
+from mfvsdnn.models.softmax.model import SoftmaxDNN
+from mfvsdnn.models.softmax.optim import Adagrad, Adam, RowGrad
+from mfvsdnn.models.softmax.sampling import PopularitySampler, choose_hard
+from mfvsdnn.models.store import load_run, save_run
 
 N_ITEMS = 12
 CARDS = {"country": 3, "age": 2}
@@ -40,7 +43,7 @@ def _tiny_problem(seed: int = 0, n_users: int = 7, B: int = 9):
 
 def _setup(negatives, hidden=(5, 4), tied=False, gravity=0.0, l2=0.0, seed=0):
     X, users, targets, codes, rng = _tiny_problem(seed)
-    model = S.SoftmaxDNN(dim=4, hidden=hidden, feature_dim=3, negatives=negatives, tie_embeddings=tied,
+    model = SoftmaxDNN(dim=4, hidden=hidden, feature_dim=3, negatives=negatives, tie_embeddings=tied,
                          gravity=gravity, l2=l2, init_scale=0.5)
     P = model.init_params(N_ITEMS, CARDS, rng, dtype=np.float64)
     for k in P:  # non-zero biases so that every entry matters
@@ -48,7 +51,7 @@ def _setup(negatives, hidden=(5, 4), tied=False, gravity=0.0, l2=0.0, seed=0):
             P[k] += rng.normal(0, 0.1, P[k].shape)
     drop = np.zeros(len(users), dtype=bool)
     drop[0] = True  # one example with its history dropped -> the empty vector
-    batch = S.make_batch(X.indptr.astype(np.int64), X.indices.astype(np.int64), users, targets, codes,
+    batch = batching.make_batch(X.indptr.astype(np.int64), X.indices.astype(np.int64), users, targets, codes,
                          np.float64, drop)
     return model, P, batch, rng
 
@@ -63,7 +66,7 @@ def _dense(g, shape):
 
 def _check_gradients(model, P, batch, sample=None, entries=6):
     cfg = model._loss_config()
-    loss, grads = S.loss_and_grads(P, batch, cfg, sample)
+    loss, grads = tower.loss_and_grads(P, batch, cfg, sample)
     rng = np.random.default_rng(1)
     assert set(grads) == set(P), set(P) ^ set(grads)
     for name, p in P.items():
@@ -76,9 +79,9 @@ def _check_gradients(model, P, batch, sample=None, entries=6):
             old = p[idx]
             eps = 1e-6
             p[idx] = old + eps
-            lp, _ = S.loss_and_grads(P, batch, cfg, sample)
+            lp, _ = tower.loss_and_grads(P, batch, cfg, sample)
             p[idx] = old - eps
-            lm, _ = S.loss_and_grads(P, batch, cfg, sample)
+            lm, _ = tower.loss_and_grads(P, batch, cfg, sample)
             p[idx] = old
             num = (lp - lm) / (2 * eps)
             assert abs(num - g[idx]) <= 1e-6 + 1e-5 * abs(num), (name, idx, num, g[idx])
@@ -89,7 +92,7 @@ def _check_gradients(model, P, batch, sample=None, entries=6):
 def _uniform_sample(rng, targets, n=6):
     cand = rng.integers(0, N_ITEMS, n)
     cand[0] = targets[1]  # an accidental hit
-    return S.Sample(cand, np.full(n, -np.log(N_ITEMS)), np.full(len(targets), -np.log(N_ITEMS)))
+    return batching.Sample(cand, np.full(n, -np.log(N_ITEMS)), np.full(len(targets), -np.log(N_ITEMS)))
 
 
 def test_gradients_full_softmax():
@@ -107,7 +110,7 @@ def test_gradients_sampled_popularity_with_logq():
     pop = PopularitySampler(rng.integers(0, 30, N_ITEMS))
     cand = pop.draw(rng, 6)
     cand[0] = batch.targets[2]
-    sample = S.Sample(cand, pop.log_q(cand), pop.log_q(batch.targets))
+    sample = batching.Sample(cand, pop.log_q(cand), pop.log_q(batch.targets))
     assert np.ptp(sample.logq_c) > 0 or np.ptp(sample.logq_t) > 0  # the correction is not a constant here
     _check_gradients(model, P, batch, sample)
 
@@ -116,10 +119,10 @@ def test_gradients_sampled_hard():
     model, P, batch, rng = _setup(3)
     cand = rng.integers(0, N_ITEMS, 8)
     cand[1] = batch.targets[0]
-    psi, _, _ = S.tower_forward(P, batch, model._loss_config())
+    psi, _, _ = tower.tower_forward(P, batch, model._loss_config())
     mask = choose_hard(psi @ P["item_out"][cand].T, 3, rng)
     assert (mask.sum(axis=1) == 3).all()
-    _check_gradients(model, P, batch, S.Sample(cand, np.zeros(8), np.zeros(len(batch.targets)), mask))
+    _check_gradients(model, P, batch, batching.Sample(cand, np.zeros(8), np.zeros(len(batch.targets)), mask))
 
 
 def test_gradients_positives_only():
@@ -143,7 +146,7 @@ def test_gradients_tied_no_hidden_with_l2():
 def test_gravity_value_matches_definition():
     rng = np.random.default_rng(3)
     psi, V = rng.normal(size=(5, 4)), rng.normal(size=(9, 4))
-    loss, _, _ = S.gravity_loss(psi, V, 0.5)
+    loss, _, _ = losses.gravity_loss(psi, V, 0.5)
     expected = 0.5 * np.mean([p @ (V.T @ V / 9) @ p for p in psi])
     assert loss == pytest.approx(expected)
 
@@ -152,10 +155,10 @@ def test_target_never_in_its_own_bag():
     # user 0 has items {1, 2, 3}; user 1 has {4, 5}; user 2 only {6}
     X = sp.csr_matrix((np.ones(6), ([0, 0, 0, 1, 1, 2], [1, 2, 3, 4, 5, 6])), shape=(3, 8))
     users, targets = np.array([0, 0, 1, 2]), np.array([2, 1, 5, 6])
-    b = S.make_batch(X.indptr.astype(np.int64), X.indices.astype(np.int64), users, targets, [], np.float64)
+    b = batching.make_batch(X.indptr.astype(np.int64), X.indices.astype(np.int64), users, targets, [], np.float64)
     E = np.eye(8)
     bag = np.zeros((4, 8))
-    S.K.gather_weighted(b.bag_idx, b.bag_ex, b.bag_w, E, bag)
+    softmax_kernels.gather_weighted(b.bag_idx, b.bag_ex, b.bag_w, E, bag)
     np.testing.assert_allclose(bag[0], [0, .5, 0, .5, 0, 0, 0, 0], atol=1e-12)
     np.testing.assert_allclose(bag[1], [0, 0, .5, .5, 0, 0, 0, 0], atol=1e-12)
     np.testing.assert_allclose(bag[2], [0, 0, 0, 0, 1, 0, 0, 0], atol=1e-12)
@@ -167,10 +170,10 @@ def test_sampled_with_every_item_as_negative_equals_full_softmax():
     rng = np.random.default_rng(5)
     psi, V = rng.normal(size=(6, 4)), rng.normal(size=(11, 4))
     t = rng.integers(0, 11, 6)
-    lf, dpf, dVf = S.full_softmax_loss(psi.copy(), V, t)
+    lf, dpf, dVf = losses.full_softmax_loss(psi.copy(), V, t)
     cand = np.arange(11)
     logq = np.full(11, -np.log(11))
-    ls, dps, dVt, dVc = S.sampled_softmax_loss(psi, V, t, cand, logq[t], logq)
+    ls, dps, dVt, dVc = losses.sampled_softmax_loss(psi, V, t, cand, logq[t], logq)
     assert ls == pytest.approx(lf, rel=1e-12)
     np.testing.assert_allclose(dps, dpf, atol=1e-12)
     dV = dVc.copy()
@@ -181,8 +184,8 @@ def test_sampled_with_every_item_as_negative_equals_full_softmax():
 def test_full_softmax_chunking_does_not_change_the_result():
     rng = np.random.default_rng(6)
     psi, V, t = rng.normal(size=(7, 3)), rng.normal(size=(20, 3)), rng.integers(0, 20, 7)
-    a = S.full_softmax_loss(psi, V, t)
-    b = S.full_softmax_loss(psi, V, t, max_chunk_elems=40)  # 2 rows per chunk
+    a = losses.full_softmax_loss(psi, V, t)
+    b = losses.full_softmax_loss(psi, V, t, max_chunk_elems=40)  # 2 rows per chunk
     assert a[0] == pytest.approx(b[0])
     np.testing.assert_allclose(a[1], b[1])
     np.testing.assert_allclose(a[2], b[2])
@@ -208,10 +211,10 @@ def test_bad_hyper_parameters_are_model_errors():
     for kw in ({"negatives": "foo"}, {"negatives": -1}, {"sampler": "best"}, {"hidden": "a"},
                {"optimizer": "sgd"}, {"lr": 0}, {"dim": 0}, {"hidden": "8,-1"}):
         with pytest.raises(ModelError):
-            S.SoftmaxDNN(**kw)
-    assert S.SoftmaxDNN(negatives="all").negatives == "all"
-    assert S.SoftmaxDNN(negatives="20").negatives == 20
-    assert S.SoftmaxDNN(hidden="").hidden == ()
+            SoftmaxDNN(**kw)
+    assert SoftmaxDNN(negatives="all").negatives == "all"
+    assert SoftmaxDNN(negatives="20").negatives == 20
+    assert SoftmaxDNN(hidden="").hidden == ()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -247,7 +250,7 @@ def test_folding_positives_only_leaks_sampled_and_full_do_not(split):
     tr = split.train_set()
     out = {}
     for neg in (0, "all", 20):
-        m = S.SoftmaxDNN(negatives=neg, **FAST).fit(tr, np.random.default_rng(0))
+        m = SoftmaxDNN(negatives=neg, **FAST).fit(tr, np.random.default_rng(0))
         out[neg] = _leakage(m, split)
     natural = out["all"][1]
     assert natural < 0.15
@@ -259,14 +262,14 @@ def test_folding_positives_only_leaks_sampled_and_full_do_not(split):
 def test_training_reduces_loss_same_seed_same_model_and_round_trip(split, tmp_path):
     tr = split.train_set()
     kw = dict(FAST, epochs=3)
-    m1 = S.SoftmaxDNN(**kw).fit(tr, np.random.default_rng(7))
-    m2 = S.SoftmaxDNN(**kw).fit(tr, np.random.default_rng(7))
+    m1 = SoftmaxDNN(**kw).fit(tr, np.random.default_rng(7))
+    m2 = SoftmaxDNN(**kw).fit(tr, np.random.default_rng(7))
     losses = [h["loss"] for h in m1.history_]
     assert losses[-1] < losses[0]
     assert [h.keys() for h in m1.history_][0] >= {"epoch", "loss", "valid_recall@20", "seconds"}
     for k in m1.params_:
         np.testing.assert_array_equal(m1.params_[k], m2.params_[k])
-    m3 = S.SoftmaxDNN(**kw).fit(tr, np.random.default_rng(8))
+    m3 = SoftmaxDNN(**kw).fit(tr, np.random.default_rng(8))
     assert not np.array_equal(m1.item_vectors, m3.item_vectors)
 
     save_run(tmp_path / "run", m1, split, seed=7)
@@ -281,18 +284,20 @@ def test_training_reduces_loss_same_seed_same_model_and_round_trip(split, tmp_pa
 
 def test_early_stopping_keeps_the_best_epoch(split):
     tr = split.train_set()
-    m = S.SoftmaxDNN(**dict(FAST, epochs=8, lr=0.05, patience=2)).fit(tr, np.random.default_rng(0))
+    from mfvsdnn.evaluation.evaluator import validation_recall
+
+    m = SoftmaxDNN(**dict(FAST, epochs=8, lr=0.05, patience=2)).fit(
+        tr, np.random.default_rng(0), validate=lambda model: validation_recall(model, tr, k=20))
     rec = [h["valid_recall@20"] for h in m.history_]
     assert m.best_epoch_ == int(np.argmax(rec)) + 1
     assert len(rec) == 8 or len(rec) - m.best_epoch_ == 2
-    from mfvsdnn.evaluate import validation_recall
     # the kept parameters are the best epoch's (same validation users: the first 5000 = all here)
     assert validation_recall(m, tr, k=20) == pytest.approx(max(rec))
 
 
 def test_cold_queries_features_only_unknown_codes_and_empty_everything(split):
     tr = split.train_set()
-    m = S.SoftmaxDNN(**dict(FAST, epochs=3, history_dropout=0.3)).fit(tr, np.random.default_rng(0))
+    m = SoftmaxDNN(**dict(FAST, epochs=3, history_dropout=0.3)).fit(tr, np.random.default_rng(0))
     empty = sp.csr_matrix((4, tr.n_items), dtype=np.float32)
     feats = {"country": np.array([0, 1, -1, 0]), "age_band": np.array([0, 0, -1, -1])}
     q = m.query_vectors(empty, feats)
@@ -316,17 +321,17 @@ def test_trainset_without_features_or_validation():
     X.data[:] = 1
     users = np.flatnonzero(np.diff(X.indptr))
     tr = TrainSet(matrix=X, users=users)
-    m = S.SoftmaxDNN(dim=4, hidden=(), epochs=2, negatives=5, sampler="hard", hard_pool=10)
+    m = SoftmaxDNN(dim=4, hidden=(), epochs=2, negatives=5, sampler="hard", hard_pool=10)
     m.fit(tr, np.random.default_rng(0))
     assert np.isnan(m.history_[0]["valid_recall@20"])
     assert m.query_vectors(X[:3]).shape == (3, 4)
     for sampler in ("popularity", "uniform"):
-        S.SoftmaxDNN(dim=4, epochs=1, negatives=5, sampler=sampler, optimizer="adagrad",
+        SoftmaxDNN(dim=4, epochs=1, negatives=5, sampler=sampler, optimizer="adagrad",
                      gravity=0.1).fit(tr, np.random.default_rng(0))
 
 
 def test_vectorised_float32_exp_is_accurate():
-    from mfvsdnn.models import softmax_kernels as K
+    from mfvsdnn.models.softmax import kernels as K
 
     x = np.linspace(-87.0, 0.0, 1_000_003).astype(np.float32)  # dense grid, not a multiple of any block
     e = x.copy()
@@ -344,7 +349,7 @@ def test_vectorised_float32_exp_is_accurate():
 
 @pytest.mark.parametrize("kernel", ["_softmax_xent_f32_ser", "_softmax_xent_f32_par"])
 def test_fused_float32_softmax_matches_float64(kernel):
-    from mfvsdnn.models import softmax_kernels as K
+    from mfvsdnn.models.softmax import kernels as K
 
     rng = np.random.default_rng(0)
     Z = (rng.normal(size=(7, 5003)) * 8.0).astype(np.float32)  # rows longer than one exp block

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mfvsdnn.core.errors import SplitError
 from mfvsdnn.data import ColumnSpec, read_interactions
-from mfvsdnn.errors import SplitError
-from mfvsdnn.split import SplitConfig, make_split
-from mfvsdnn.synthetic import SyntheticConfig, generate
+from mfvsdnn.data.split import SplitConfig, make_split
+from mfvsdnn.data.synthetic import SyntheticConfig, generate
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from mfvsdnn import api
 from mfvsdnn.cli import app
+from mfvsdnn.core.topk import top_k_with_scores
 from mfvsdnn.data import ColumnSpec, file_sha256
-from mfvsdnn.evaluate import top_k_with_scores
-from mfvsdnn.split import SplitConfig
-from mfvsdnn.store import _manifest_hash, load_run
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.data.split import SplitConfig
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.models.store import _manifest_hash, load_run
 
 runner = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
 
@@ -157,7 +157,7 @@ def test_any_hand_edit_of_model_json_is_refused_by_the_manifest(trained, tmp_pat
 
 @pytest.mark.parametrize("edit, needle", [
     (lambda m: "{not json", "not valid JSON"),
-    (lambda m: {**m, "kind": "forest"}, "kind must be 'wals' or 'softmax'"),
+    (lambda m: {**m, "kind": "forest"}, "kind must be a registered model kind"),
     (lambda m: {**m, "params": {**m["params"], "factors": 99}}, "factors=99"),
     (lambda m: {**m, "params": {**m["params"], "w0": 3}}, "--w0"),
     (lambda m: {**m, "params": {**m["params"], "depth": 3}}, "depth"),

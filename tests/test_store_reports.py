@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mfvsdnn import fsutil
 from mfvsdnn.cli import app
-from mfvsdnn.store import load_run
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.core import fsutil
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.models.store import load_run
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 FAST = ["--wals-param", "iterations=1", "--softmax-param", "epochs=1", "--softmax-param", "hidden=[4]",
@@ -55,7 +55,8 @@ def test_compare_writes_one_owned_set(reports):
     assert load_run(reports / "runs" / "wals").kind == "wals"
     assert load_run(reports / "runs" / "softmax").kind == "softmax"
     rep = json.loads((reports / "report.json").read_text())
-    assert rep["models"]["wals"]["run_dir"] == str(reports / "runs" / "wals")  # the final path, not the staging
+    models = {m["name"]: m for m in rep["models"]}
+    assert models["wals"]["run_dir"] == str(reports / "runs" / "wals")  # the final path, not the staging
     assert sorted(os.listdir(reports.parent)) == ["reports"]
 
 
@@ -96,7 +97,8 @@ def test_a_run_loaded_from_inside_the_report_dir_survives(csv, reports):
     assert snapshot(reports / "sweep") == sweep_before
     assert (reports / "runs" / "softmax" / "model.npz").stat().st_ino != old_softmax  # trained again
     rep = json.loads((reports / "report.json").read_text())
-    assert rep["models"]["wals"]["trained_here"] is False and rep["models"]["wals"]["run_dir"] == str(wals)
+    models = {m["name"]: m for m in rep["models"]}
+    assert models["wals"]["trained_here"] is False and models["wals"]["run_dir"] == str(wals)
     assert sorted(os.listdir(reports.parent)) == ["reports"]
 
 

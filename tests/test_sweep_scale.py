@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mfvsdnn import sweep as S
 from mfvsdnn.api import prepare_split
 from mfvsdnn.cli import app
 from mfvsdnn.data import ColumnSpec
-from mfvsdnn.scale import fit_growth
-from mfvsdnn.split import SplitConfig
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.data.split import SplitConfig
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.experiment import sweep as S
+from mfvsdnn.experiment.results import WARM, PopulationResult, cold
+from mfvsdnn.experiment.scale import fit_growth
 
 runner = CliRunner(env={"COLUMNS": "120"})
 TINY = dict(w0=(0.0, 0.1), negatives=(0, 10), sampler=("uniform",), gravity=(0.0, 1.0),
@@ -74,12 +75,15 @@ def test_tiny_sweep_writes_every_point_and_resumes(split, tmp_path, monkeypatch)
     on_disk = json.loads((tmp_path / "sweep.json").read_text())
     assert len(on_disk["points"]) == len(cfg.points())
     for p in on_disk["points"]:
-        assert {"model", "knob", "value", "params", "warm", "cold"} <= set(p)
-        for key in ("users", "recall@20", "ndcg@20", "precision@20", "coverage@20", "leakage@20",
-                    "natural_cross_rate", "recall@20_ci"):
-            assert key in p["warm"], key
-        assert set(p["cold"]) == {f"r={r}" for r in split.config.revealed}
-        assert 0.0 <= p["warm"]["recall@20"] <= 1.0
+        assert {"model", "knob", "value", "params", "populations"} <= set(p)
+        pops = [PopulationResult.from_dict(x) for x in p["populations"]]
+        assert [x.population for x in pops] == [WARM] + [cold(r) for r in split.config.revealed]
+        warm = pops[0]
+        for metric, k in (("recall", 20), ("ndcg", 20), ("precision", 20), ("coverage", 20), ("leakage", 20),
+                          ("natural_cross_rate", None)):
+            assert warm.get(metric, k) is not None, (metric, k)
+        assert warm.get("recall", 20).ci is not None and warm.users > 0
+        assert 0.0 <= warm.mean("recall", 20) <= 1.0
     wals0 = next(p for p in on_disk["points"] if p["knob"] == "w0" and p["value"] == 0.0)
     assert wals0["params"]["w0"] == 0.0 and "factors" in wals0["params"]  # all hyper-parameters recorded
 

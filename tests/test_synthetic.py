@@ -1,4 +1,4 @@
-"""Tests of the grouped synthetic generator (mfvsdnn.synthetic)."""
+"""Tests of the grouped synthetic generator (mfvsdnn.data.synthetic)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mfvsdnn.synthetic import AGE_BANDS, COLUMNS, SyntheticConfig, generate, write_csv
+from mfvsdnn.data.synthetic import AGE_BANDS, COLUMNS, SyntheticConfig, generate, write_csv
 
 SMALL = SyntheticConfig(users=800, items=400, groups=4, seed=3)
 

@@ -1,4 +1,4 @@
-"""The measured trade-off table: verdicts from a report's numbers."""
+"""The measured trade-off table: verdicts from typed results built by hand."""
 
 from __future__ import annotations
 
@@ -6,82 +6,129 @@ import copy
 
 import pytest
 
-from mfvsdnn.tradeoff import AGREES, CANNOT_TELL, DISAGREES, measured_table
+from mfvsdnn.experiment.results import (
+    WARM,
+    MetricValue,
+    ModelResult,
+    PairedTest,
+    PopulationResult,
+    Results,
+    ServingCost,
+    Settings,
+    TrainingCost,
+    cold,
+)
+from mfvsdnn.experiment.verdicts import AGREES, CANNOT_TELL, DISAGREES, measured_table
+
+K = 20
+CAPS = {"item_vectors": True, "candidate_cache": True, "uses_features": True, "embeds_cold_users": True}
 
 
-def _pop(recall, leak=None, nat=None, users=100):
-    d = {"users": users, "recall@20": recall}
+def _pop(pid, recall, leak=None, nat=None, users=100):
+    values = [MetricValue("recall", K, recall)]
     if leak is not None:
-        d.update({"leakage@20": leak, "natural_cross_rate": nat})
-    return d
+        values += [MetricValue("leakage", K, leak), MetricValue("natural_cross_rate", None, nat)]
+    return PopulationResult(pid, users, values)
 
 
-def _sig(p):
-    return {"recall@20": {"diff": 0.0, "p": p, "significant": p < 0.05}}
+def _model(name, kind, family, params, seconds, warm, colds, serving):
+    return ModelResult(name, kind, family, dict(CAPS, candidate_cache=family == "mf"), params, 42, None, True, None,
+                       TrainingCost(seconds, 10, seconds / 10), serving, [warm] + colds)
+
+
+def _serving(query_ms, cache):
+    return ServingCost(10, query_ms, query_ms, 1.0, 1.0, 0.1, 0.1, 1.0, 1000,
+                       0.5 if cache else None, 1000 if cache else None, 100 if cache else None)
+
+
+def _paired(p):
+    return [PairedTest("wals", "softmax", pid, "recall", K, 0.0, (0.0, 0.0), p, p < 0.05)
+            for pid in (WARM, cold(0), cold(1), cold(3), cold(5))]
 
 
 @pytest.fixture
-def report():
-    cold_w = {"r=0": _pop(0.30), "r=1": _pop(0.20), "r=3": _pop(0.30), "r=5": _pop(0.35)}
-    cold_s = {"r=0": _pop(0.40), "r=1": _pop(0.30), "r=3": _pop(0.40), "r=5": _pop(0.45)}
-    return {
-        "dataset": {"items": 100, "interactions": 1000, "groups": {"natural_cross_group_rate": 0.05}},
-        "settings": {"user_features": ["country"]},
-        "models": {
-            "wals": {"params": {"w0": 0.1}, "train_seconds": 1.0, "training": {"seconds_per_iteration": 0.1},
-                     "warm": _pop(0.5, 0.06, 0.05), "cold": cold_w,
-                     "serving": {"query_ms_p50": 0.01, "topk_ms_p50": 1.0, "cache_build_seconds": 0.5,
-                                 "cache_bytes": 1000}},
-            "softmax": {"params": {"negatives": 50, "gravity": 0.0}, "train_seconds": 3.0,
-                        "training": {"seconds_per_iteration": 0.3}, "warm": _pop(0.55, 0.04, 0.05), "cold": cold_s,
-                        "serving": {"query_ms_p50": 0.2, "topk_ms_p50": 1.0, "cache_build_seconds": None,
-                                    "cache_bytes": None}},
-        },
-        "comparison": {"paired": {k: _sig(0.01) for k in ("warm", "r=0", "r=1", "r=3", "r=5")}},
-    }
+def results():
+    cold_w = [_pop(cold(0), 0.30), _pop(cold(1), 0.20), _pop(cold(3), 0.30), _pop(cold(5), 0.35)]
+    cold_s = [_pop(cold(0), 0.40), _pop(cold(1), 0.30), _pop(cold(3), 0.40), _pop(cold(5), 0.45)]
+    wals = _model("wals", "wals", "mf", {"w0": 0.1}, 1.0, _pop(WARM, 0.5, 0.06, 0.05), cold_w, _serving(0.01, True))
+    dnn = _model("softmax", "softmax", "dnn", {"negatives": 50, "gravity": 0.0}, 3.0, _pop(WARM, 0.55, 0.04, 0.05),
+                 cold_s, _serving(0.2, False))
+    settings = Settings(seed=42, ks=[K], main_k=K, bootstrap=100, confidence_level=0.95, serving_sample=10,
+                        user_features=["country"], contrast=["wals", "softmax"])
+    return Results({"items": 100, "interactions": 1000, "groups": {"natural_cross_group_rate": 0.05}},
+                   {"fingerprint": "x", "config": {}}, settings, [wals, dnn], _paired(0.01))
 
 
-def verdicts(report):
-    return {r["axis"]: r["verdict"] for r in measured_table(report)}
+def verdicts(results):
+    return {v.axis: v.verdict for v in measured_table(results)}
 
 
-def test_textbook_data_agrees_everywhere(report):
-    v = verdicts(report)
-    assert v == {"query features": AGREES, "cold start": AGREES, "folding": AGREES,
-                 "training scalability": AGREES, "serving scalability": AGREES}
-    assert all(r["claim"] and r["evidence"] for r in measured_table(report))
+def _set(m: ModelResult, pid, metric, value):
+    p = m.population(pid)
+    p.values = [MetricValue(v.metric, v.k, value) if v.metric == metric else v for v in p.values]
 
 
-def test_folding_cannot_tell_without_groups(report):
-    report["dataset"]["groups"] = None
-    row = next(r for r in measured_table(report) if r["axis"] == "folding")
-    assert row["verdict"] == CANNOT_TELL and "no item groups" in row["evidence"]
+def test_textbook_data_agrees_everywhere(results):
+    assert verdicts(results) == {"query features": AGREES, "cold start": AGREES, "folding": AGREES,
+                                 "training scalability": AGREES, "serving scalability": AGREES}
+    assert all(v.claim and v.evidence for v in measured_table(results))
 
 
-def test_positives_only_dnn_that_folds_agrees_and_one_that_does_not_disagrees(report):
-    r = copy.deepcopy(report)
-    r["models"]["softmax"]["params"]["negatives"] = 0
-    r["models"]["softmax"]["warm"]["leakage@20"] = 0.6
+def test_folding_cannot_tell_without_groups(results):
+    results.dataset["groups"] = None
+    row = next(v for v in measured_table(results) if v.axis == "folding")
+    assert row.verdict == CANNOT_TELL and "no item groups" in row.evidence
+
+
+def test_positives_only_dnn_that_folds_agrees_and_one_that_does_not_disagrees(results):
+    r = copy.deepcopy(results)
+    r.model("softmax").params["negatives"] = 0
+    _set(r.model("softmax"), WARM, "leakage", 0.6)
     assert verdicts(r)["folding"] == AGREES
-    r["models"]["softmax"]["warm"]["leakage@20"] = 0.05
+    _set(r.model("softmax"), WARM, "leakage", 0.05)
     assert verdicts(r)["folding"] == DISAGREES
-    r = copy.deepcopy(report)
-    r["models"]["wals"]["warm"]["leakage@20"] = 0.5  # w0 > 0 but folds anyway
+    r = copy.deepcopy(results)
+    _set(r.model("wals"), WARM, "leakage", 0.5)  # w0 > 0 but folds anyway
     assert verdicts(r)["folding"] == DISAGREES
 
 
-def test_no_features_and_no_significance(report):
-    r = copy.deepcopy(report)
-    r["settings"]["user_features"] = []
+def test_no_features_and_no_significance(results):
+    r = copy.deepcopy(results)
+    r.settings.user_features = []
     assert verdicts(r)["query features"] == CANNOT_TELL
-    r = copy.deepcopy(report)
-    r["comparison"]["paired"] = {k: _sig(0.4) for k in ("warm", "r=0", "r=1", "r=3", "r=5")}
+    r = copy.deepcopy(results)
+    r.paired = _paired(0.4)
     v = verdicts(r)
     assert v["query features"] == CANNOT_TELL and v["cold start"] == CANNOT_TELL
 
 
-def test_mf_better_cold_start_disagrees(report):
-    r = copy.deepcopy(report)
-    r["models"]["wals"]["cold"], r["models"]["softmax"]["cold"] = r["models"]["softmax"]["cold"], r["models"]["wals"]["cold"]
+def test_mf_better_cold_start_disagrees(results):
+    r = copy.deepcopy(results)
+    w, s = r.model("wals"), r.model("softmax")
+    w.populations[1:], s.populations[1:] = s.populations[1:], w.populations[1:]
     v = verdicts(r)
     assert v["cold start"] == DISAGREES and v["query features"] == DISAGREES
+
+
+def test_models_are_found_by_family_not_kind(results):
+    r = copy.deepcopy(results)
+    for m in r.models:
+        m.name = m.kind = f"my-{m.kind}"
+    r.settings.contrast = [m.name for m in r.models]
+    for t in r.paired:
+        t.a, t.b = r.settings.contrast
+    assert verdicts(r) == verdicts(results)
+    r.models[1].family = "baseline"
+    assert set(verdicts(r).values()) == {CANNOT_TELL}
+
+
+def test_verdicts_use_the_main_k(results):
+    r = copy.deepcopy(results)
+    for m in r.models:
+        for p in m.populations:
+            p.values = [MetricValue(v.metric, 10 if v.k == K else v.k, v.mean, v.ci) for v in p.values]
+    for t in r.paired:
+        t.k = 10
+    r.settings.ks, r.settings.main_k = [10], 10
+    assert verdicts(r) == verdicts(results)
+    assert all("@20" not in v.evidence for v in measured_table(r))

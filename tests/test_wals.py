@@ -7,13 +7,12 @@ import pytest
 import scipy.sparse as sp
 
 from mfvsdnn import api
+from mfvsdnn.core.errors import ModelError
+from mfvsdnn.core.topk import top_k
 from mfvsdnn.data import ColumnSpec
-from mfvsdnn.errors import ModelError
-from mfvsdnn.evaluate import top_k
-from mfvsdnn.models import kernels
-from mfvsdnn.models.wals import WALS, gram_term, objective
-from mfvsdnn.split import SplitConfig, TrainSet
-from mfvsdnn.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.data.split import SplitConfig, TrainSet
+from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+from mfvsdnn.models.wals import WALS, gram_term, kernels, objective
 
 
 @pytest.fixture(scope="module")

@@ -1,77 +1,73 @@
-"""The interface both retrievers implement: ``score(query, item) = q . v_item``.
+"""The interface every retriever implements, and the capability flags the evaluator reads.
 
 A model is built from plain constructor keywords (its hyper-parameters), learns in ``fit`` (which
-returns ``self``), and exposes:
+returns ``self``), and declares three class attributes:
 
-- ``query_vectors(histories, features, users)`` -> (q, d): embeds any set of queries, warm or cold;
-- ``item_vectors`` -> (n_items, d);
-- ``get_params()`` -> JSON-able dict of hyper-parameters;
-- ``state()`` -> dict of numpy arrays (everything learned), and ``from_state(params, arrays, info)``
-  to rebuild it; the store writes these with ``np.savez`` and reads them with ``allow_pickle=False``.
+- ``kind``: its registry name (``models/registry.py``), recorded in every run;
+- ``family``: ``"mf"``, ``"dnn"`` or ``"baseline"`` (code that needs "the MF model" or "the DNN model"
+  looks by family, never by kind);
+- ``capabilities``: a :class:`Capabilities` saying how it may be scored, cached and queried.
 
-Learned attributes end in ``_`` (``train_seconds_``, ``history_``). Models never print: they report
-progress through a ``ProgressFn`` callback.
+A dot-product model (``capabilities.item_vectors``) exposes
+
+- ``query_vectors(histories, features, users, groups)`` -> (q, d): embeds any set of queries;
+- ``item_vectors`` -> (n_items, d); scores are ``query_vectors(...) @ item_vectors.T``.
+
+A model without item vectors implements instead ``scores(histories, features, users, groups)`` ->
+(q, n_items) float32; the evaluator calls it on bounded chunks of queries.
+
+Every model also has ``get_params()`` (JSON-able constructor keywords), ``state()`` (dict of numpy
+arrays: everything learned) and ``from_state(params, arrays, info)`` to rebuild it; the store writes
+these with ``np.savez`` and reads them with ``allow_pickle=False``. Learned attributes end in ``_``
+(``train_seconds_``, ``history_``: a list of dicts, one per iteration/epoch, or one for a model
+fitted in a single pass). Models never print: they report progress through a ``ProgressFn``.
 """
 
 from __future__ import annotations
 
-import difflib
-import inspect
-import math
-import os
-from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ModelError
-from ..split import TrainSet
+from ..core.errors import ModelError
+from ..core.progress import ProgressFn, no_progress
+from ..core.seeding import generator
+from ..data.split import Split, TrainSet, as_train_set
+from .ranking import rank
 
-# Upper bounds of the hyper-parameters (and of the evaluation's cut-offs and resamples), shared by
-# the models' constructors, the sweep and scale configurations, and the CLI's --help.
-# They refuse absurd values before anything is allocated; the memory estimate (check_memory) then
-# refuses combinations that are each sane but together exceed the machine.
-MAX_DIM = 4096            # --factors, --dim, --feature-dim
-MAX_WIDTH = 65536         # each --hidden width
-MAX_LAYERS = 32           # number of --hidden layers
-MAX_ITERATIONS = 10_000   # --iterations (WALS)
-MAX_CG_STEPS = 1000       # --cg-steps
-MAX_THREADS = 1024        # --threads
-MAX_EPOCHS = 100_000      # --epochs, --patience
-MAX_BATCH = 1_000_000     # --batch-size
-MAX_NEGATIVES = 1_000_000  # --negatives
-MAX_HARD_POOL = 10_000_000  # --hard-pool
-MAX_LR = 10.0             # --lr: Adam/Adagrad steps move a weight by about lr; beyond 10 nothing can train
-MAX_REG = 1e6             # --reg: larger values shrink every factor to 0 (and overflow float32 Grams)
-MAX_INIT_SCALE = 10.0     # init_scale of both models
-MAX_K = 100_000           # --k cut-offs (every top-k list is queries x max(k))
-MAX_BOOTSTRAP = 100_000   # --bootstrap resamples
-MAX_SEED = 2**32 - 1      # --seed: a 32-bit seed, what every engine here (numpy, Spark) accepts
+__all__ = ["FAMILIES", "Capabilities", "ProgressFn", "Recommendations", "RecommenderMixin", "Retriever", "Scorer",
+           "no_progress"]
 
-# Constructor keywords of each model (what --wals-param / --softmax-param accept). The CLI lists them
-# in --help without importing the models (numba); a test checks they equal the constructors'.
-HYPER_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "wals": ("factors", "w0", "reg", "iterations", "solver", "cg_steps", "num_threads", "min_support",
-             "init_scale"),
-    "softmax": ("dim", "hidden", "feature_dim", "negatives", "sampler", "hard_pool", "gravity", "epochs",
-                "batch_size", "lr", "optimizer", "l2", "patience", "tie_embeddings", "history_dropout",
-                "feature_dropout", "init_scale"),
-}
+FAMILIES = ("mf", "dnn", "baseline", "other")
 
 
-class ProgressFn(Protocol):
-    """Called after each iteration/epoch: ``progress(done, total, metrics)``."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can do, declared by its class (the evaluator and the reports read these flags).
 
-    def __call__(self, done: int, total: int, metrics: dict[str, float]) -> None: ...
+    item_vectors : scores are ``query_vectors(...) @ item_vectors.T`` (a dot-product retriever); when
+        False the model implements ``scores(...)`` and has no ``item_vectors`` (no embedding map).
+    candidate_cache : a known user's query vector is fixed after fit, so its top-k can be precomputed
+        and served from a table.
+    uses_features : reads user features at query time.
+    embeds_cold_users : gives a query for a user unseen in training (history and/or features).
+    """
 
-
-def no_progress(done: int, total: int, metrics: dict[str, float]) -> None:
-    """A ProgressFn that does nothing."""
+    item_vectors: bool = True
+    candidate_cache: bool = False
+    uses_features: bool = False
+    embeds_cold_users: bool = True
 
 
 class Retriever(Protocol):
+    """A fitted model. Dot-product models implement ``query_vectors`` and ``item_vectors``; models with
+    ``capabilities.item_vectors == False`` implement ``scores`` instead (see :class:`Scorer`)."""
+
     kind: ClassVar[str]
+    family: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
     train_seconds_: float
     history_: list[dict[str, float]]
 
@@ -80,7 +76,7 @@ class Retriever(Protocol):
         ...
 
     def query_vectors(self, histories: sp.csr_matrix, features: dict[str, np.ndarray] | None = None,
-                      users: np.ndarray | None = None) -> np.ndarray:
+                      users: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
         """Query embeddings.
 
         Parameters
@@ -89,6 +85,8 @@ class Retriever(Protocol):
         features : name -> (q,) int codes (-1 = unknown), or None.
         users : (q,) training-user indices when the queries are warm training users (a model may use
             its learned per-user state then), or None for new (cold) queries.
+        groups : (q,) int32 query-time user-group codes (-1 unknown) when the data has a user-group
+            column, else None. Never derived from held-out interactions.
 
         Returns
         -------
@@ -111,161 +109,109 @@ class Retriever(Protocol):
         ...
 
 
-def model_class(kind: str) -> type:
-    """The model class registered under ``kind`` ("wals" or "softmax")."""
-    if kind == "wals":
-        from .wals import WALS
+class Scorer(Protocol):
+    """The scoring entry point of a model without item vectors (``capabilities.item_vectors == False``)."""
 
-        return WALS
-    if kind == "softmax":
-        from .softmax import SoftmaxDNN
-
-        return SoftmaxDNN
-    raise ModelError(f"unknown model kind {kind!r} (expected 'wals' or 'softmax')")
+    def scores(self, histories: sp.csr_matrix, features: dict[str, np.ndarray] | None = None,
+               users: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
+        """(q, n_items) float32 scores of every item for each query (arguments as ``query_vectors``)."""
+        ...
 
 
-# ------------------------------------------------------------------------------------------------
-# hyper-parameter checks shared by the constructors
+# ---------------------------------------------------------------------------------------------
+# recommending in raw ids: the Python API's ``model.recommend``
 
 
-def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
-    if hi is None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
-    return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+@dataclass
+class Recommendations:
+    """Top-k answers in raw ids: ``item_ids[i, r]`` is query i's item at rank r + 1 ('' past the eligible
+    items), ``scores[i, r]`` its score (-inf there). ``queries`` names each query (its user id, or
+    "new user i")."""
+
+    queries: list[str]
+    item_ids: np.ndarray  # (q, k) object
+    scores: np.ndarray  # (q, k) float32
+
+    def to_frame(self):
+        """One row per (query, rank): query, rank, item_id, score (pandas DataFrame)."""
+        import pandas as pd
+
+        rows = [(qid, r + 1, self.item_ids[i, r], float(self.scores[i, r]))
+                for i, qid in enumerate(self.queries) for r in range(self.item_ids.shape[1]) if self.item_ids[i, r]]
+        return pd.DataFrame(rows, columns=["query", "rank", "item_id", "score"])
 
 
-def as_int(option: str, value: Any, lo: int, hi: int | None = None) -> int:
-    """``value`` as an int in [lo, hi]; a bool, a fraction or anything else is a ModelError naming ``option``."""
-    need = f"an integer {_interval(lo, hi, False, False)}"
-    if isinstance(value, bool):
-        raise ModelError(f"{option} must be {need}, got {value!r}")
-    try:
-        x = float(value)
-        n = int(x) if isinstance(value, float) else int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ModelError(f"{option} must be {need}, got {value!r}") from None
-    if x != n or n < lo or (hi is not None and n > hi):
-        raise ModelError(f"{option} must be {need}, got {value!r}")
-    return n
+class RecommenderMixin:
+    """``fit`` conveniences and ``recommend`` in raw ids, shared by the built-in models.
 
-
-def as_float(option: str, value: Any, lo: float, hi: float | None = None, *, lo_open: bool = False,
-             hi_open: bool = False) -> float:
-    """``value`` as a finite float inside the interval; anything else is a ModelError naming ``option``."""
-    need = f"a finite number {_interval(lo, hi, lo_open, hi_open)}"
-    if isinstance(value, bool):
-        raise ModelError(f"{option} must be {need}, got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ModelError(f"{option} must be {need}, got {value!r}") from None
-    ok = math.isfinite(x) and (x > lo if lo_open else x >= lo)
-    if hi is not None:
-        ok = ok and (x < hi if hi_open else x <= hi)
-    if not ok:
-        raise ModelError(f"{option} must be {need}, got {value!r}")
-    return x
-
-
-def as_choice(option: str, value: Any, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ModelError(f"{option} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def check_params(kind: str, params: Mapping[str, Any], option: str) -> dict[str, Any]:
-    """Every hyper-parameter of a ``kind`` model built from ``params`` (defaults filled in).
-
-    Refuses, with one message naming ``option`` (e.g. ``--wals-param``): a key that is not a
-    constructor keyword (the message lists the valid keys and suggests the closest one), and a
-    value the constructor refuses. Nothing is trained and no data is needed.
+    A model calls :meth:`remember_training` at the end of its ``fit`` (and the store after loading a run),
+    so it keeps the id maps and every user's known items.
     """
-    cls = model_class(kind)
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    for key in params:
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ModelError(f"{option} {key}=...: {key!r} is not a {kind} hyper-parameter{hint}; "
-                             f"valid keys: {', '.join(valid)}")
-    try:
-        return cls(**params).get_params()
-    except ModelError as e:
-        raise ModelError(f"{option}: {e}") from None
 
+    def _fit_inputs(self, train: TrainSet | Split, rng: np.random.Generator | None) -> tuple[TrainSet, np.random.Generator]:
+        """``fit`` accepts a Split or a TrainSet, and ``rng=None`` means the seeding rule's stream of seed 0."""
+        return as_train_set(train), (rng if rng is not None else generator(0, "fit", self.kind, 0))
 
-# ------------------------------------------------------------------------------------------------
-# memory: estimated before anything large is allocated
+    def remember_training(self, train: TrainSet) -> None:
+        self.remember_ids(train.user_ids, train.item_ids, train.known(), train.features, train.feature_values,
+                          train.user_groups)
 
+    def remember_ids(self, user_ids: np.ndarray | None, item_ids: np.ndarray | None, known: sp.csr_matrix,
+                     features: dict[str, np.ndarray] | None = None, feature_values: dict[str, list[str]] | None = None,
+                     user_groups: np.ndarray | None = None) -> None:
+        self.user_ids_ = None if user_ids is None else np.asarray(user_ids, dtype=object)
+        self.item_ids_ = None if item_ids is None else np.asarray(item_ids, dtype=object)
+        self.known_ = sp.csr_matrix(known)
+        self.user_features_ = dict(features or {})
+        self.feature_values_ = {k: list(v) for k, v in (feature_values or {}).items()}
+        self.user_groups_ = user_groups
 
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path, encoding="ascii") as f:
-            text = f.read().strip()
-        return int(text)
-    except (OSError, ValueError):
-        return None  # absent, unreadable, or "max" (no limit)
+    def recommend(self, users: list[str] | None = None, *, histories: list[list[str]] | None = None,
+                  features: dict[str, list[str]] | None = None, k: int = 10) -> Recommendations:
+        """Top-k items in raw ids for known users (their known items excluded), or for new users given
+        by their item histories (excluded too) and/or feature values.
 
-
-def available_memory() -> int | None:
-    """Bytes this process can still allocate: MemAvailable from /proc/meminfo (else the free
-    physical pages from os.sysconf), lowered to the room left under a cgroup memory limit.
-    None when the system tells nothing."""
-    avail = None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (AttributeError, OSError, ValueError):
-            avail = None
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        limit, usage = _read_int(limit_file), _read_int(usage_file)
-        if limit is not None and usage is not None and limit < (1 << 60):
-            room = max(0, limit - usage)
-            avail = room if avail is None else min(avail, room)
-            break
-    return avail
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
-def validation_bytes(n_users: int, n_items: int, d: int, k: int = 20, max_users: int = 5000) -> int:
-    """Peak bytes of the validation recall@k run during and after training: the query vectors, one
-    block of scores (the evaluator's budget at most) and the top-k indices and scores."""
-    from ..evaluate import SCORE_BUDGET_BYTES
-
-    q = min(n_users, max_users)
-    return 4 * q * d + min(SCORE_BUDGET_BYTES, 4 * q * n_items) + 12 * q * k
-
-
-def check_memory(what: str, need: int, hint: str) -> None:
-    """Refuse (ModelError) when ``need`` bytes exceed the available memory; the message gives both."""
-    avail = available_memory()
-    if avail is not None and need > avail:
-        raise ModelError(f"not enough memory for {what}: it needs about {fmt_bytes(need)}, "
-                         f"{fmt_bytes(avail)} is available; {hint}")
-
-
-def check_model_memory(model: Any, train: TrainSet) -> int:
-    """The model's ``estimate_bytes`` for this training set, refused when it exceeds the available
-    memory (call it before ``fit``). Returns the estimate."""
-    n_users, n_items = train.matrix.shape
-    cards = {f: int(train.cardinalities.get(f, int(np.max(c, initial=-1)) + 1)) for f, c in train.features.items()}
-    need = int(model.estimate_bytes(n_users, n_items, int(train.matrix.nnz), cards))
-    check_memory(f"training {model.kind} on {n_users:,} users x {n_items:,} items", need, model.memory_hint)
-    return need
+        users : ids of training users. histories : one list of item ids per new user.
+        features : for new users, feature name -> one value per new user (unknown values: unknown).
+        """
+        if getattr(self, "item_ids_", None) is None:
+            raise ModelError("recommend needs a model fitted on data with ids (fit it on a Split, or load a run)")
+        if (users is None) == (histories is None and features is None):
+            raise ModelError("recommend takes either users=[ids] or histories=[[item ids], ...] and/or features=")
+        if k < 1:
+            raise ModelError(f"k must be a positive integer, got {k}")
+        n_items = len(self.item_ids_)
+        if users is not None:
+            index = {str(u): i for i, u in enumerate(self.user_ids_)}
+            missing = [u for u in users if str(u) not in index]
+            if missing:
+                raise ModelError(f"unknown user id(s): {', '.join(map(repr, missing[:10]))}")
+            rows = np.array([index[str(u)] for u in users], dtype=np.int64)
+            hist = self.known_[rows]
+            feats = {f: c[rows] for f, c in self.user_features_.items()} or None
+            groups = None if self.user_groups_ is None else np.asarray(self.user_groups_, dtype=np.int32)[rows]
+            names, model_users = [str(u) for u in users], rows
+        else:
+            q = len(histories) if histories is not None else len(next(iter(features.values())))
+            item_index = {str(j): i for i, j in enumerate(self.item_ids_)}
+            lists = histories if histories is not None else [[] for _ in range(q)]
+            unknown = sorted({str(j) for h in lists for j in h if str(j) not in item_index})
+            if unknown:
+                raise ModelError(f"unknown item id(s) in histories: {', '.join(map(repr, unknown[:10]))}")
+            cols = [item_index[str(j)] for h in lists for j in dict.fromkeys(h)]
+            ptr = np.concatenate([[0], np.cumsum([len(dict.fromkeys(h)) for h in lists])])
+            hist = sp.csr_matrix((np.ones(len(cols), np.float32), np.array(cols, dtype=np.int64), ptr),
+                                 shape=(q, n_items))
+            feats = None
+            if features:
+                feats = {}
+                for name, values in features.items():
+                    if name not in self.feature_values_:
+                        raise ModelError(f"unknown feature {name!r}; this model's features: "
+                                         f"{', '.join(self.feature_values_) or 'none'}")
+                    labels = {v: c for c, v in enumerate(self.feature_values_[name])}
+                    feats[name] = np.array([labels.get(str(v), -1) for v in values], dtype=np.int32)
+            names, model_users, groups = [f"new user {i}" for i in range(q)], None, None
+        idx, scores = rank(self, hist, feats, model_users, groups, hist, k)
+        ids = np.where(idx >= 0, self.item_ids_[np.maximum(idx, 0)], "")
+        return Recommendations(names, ids, scores)

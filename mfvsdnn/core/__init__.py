@@ -1,0 +1,1 @@
+"""Foundations every other package builds on: errors, the progress protocol, atomic files, numba helpers."""

@@ -1,0 +1,1 @@
+"""Other engines that train or score through the same experiment core (Spark)."""

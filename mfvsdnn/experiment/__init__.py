@@ -1,0 +1,1 @@
+"""Experiments: the runner (train, evaluate, summarise), the verdicts, sweeps and scaling curves."""

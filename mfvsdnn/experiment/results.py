@@ -1,0 +1,449 @@
+"""Typed results of an experiment, and their JSON form (report.json, ``schema_version`` 2).
+
+Everything a report shows is in these dataclasses; the renderers read them and compute nothing.
+A metric is named by its ``metric`` and its cut-off ``k`` (None for metrics without one, such as the
+natural cross-group rate); a population by its ``kind`` ("warm" or "cold") and, for cold users, the
+number of ``revealed`` interactions. No key is ever built as a string and parsed back.
+
+The JSON Schema of report.json ships beside this file (``report.schema.json``); :func:`schema`
+loads it and the tests validate every report they write against it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from typing import Any
+
+SCHEMA_VERSION = 2
+
+
+def _num(x: Any) -> float | None:
+    """A JSON number: None for NaN or missing (JSON has no NaN)."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _interval(ci: Any) -> list[float | None] | None:
+    return None if ci is None else [_num(ci[0]), _num(ci[1])]
+
+
+def _nan(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+@dataclass(frozen=True)
+class PopulationId:
+    """Which users: ``kind`` "warm" (held-out interactions of training users) or "cold" (users held
+    out entirely, queried with ``revealed`` interactions of their history; 0 = features only)."""
+
+    kind: str
+    revealed: int | None = None
+
+    @property
+    def is_warm(self) -> bool:
+        return self.kind == "warm"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "revealed": self.revealed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PopulationId:
+        return cls(d["kind"], d.get("revealed"))
+
+
+WARM = PopulationId("warm")
+
+
+def cold(revealed: int) -> PopulationId:
+    return PopulationId("cold", int(revealed))
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One metric of one model on one population: the mean over users and its 95% interval."""
+
+    metric: str
+    k: int | None
+    mean: float
+    ci: tuple[float, float] | None = None
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "k": self.k, "mean": _num(self.mean), "ci": _interval(self.ci)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MetricValue:
+        ci = d.get("ci")
+        return cls(d["metric"], d.get("k"), _nan(d.get("mean")),
+                   None if ci is None else (_nan(ci[0]), _nan(ci[1])))
+
+
+@dataclass
+class GroupBreakdown:
+    """Means over the users of one group (the user's group as the evaluator defines it)."""
+
+    group: str
+    users: int
+    values: list[MetricValue]
+
+    def to_dict(self) -> dict:
+        return {"group": self.group, "users": self.users, "values": [v.to_dict() for v in self.values]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GroupBreakdown:
+        return cls(d["group"], int(d["users"]), [MetricValue.from_dict(v) for v in d["values"]])
+
+
+@dataclass
+class PopulationResult:
+    """Every metric of one model on one population."""
+
+    population: PopulationId
+    users: int
+    values: list[MetricValue]
+    embed_ms_per_query: float = float("nan")
+    topk_ms_per_query: float = float("nan")
+    group_source: str | None = None
+    by_group: list[GroupBreakdown] = field(default_factory=list)
+
+    def get(self, metric: str, k: int | None = None) -> MetricValue | None:
+        for v in self.values:
+            if v.metric == metric and v.k == k:
+                return v
+        return None
+
+    def mean(self, metric: str, k: int | None = None) -> float:
+        v = self.get(metric, k)
+        return float("nan") if v is None else v.mean
+
+    def to_dict(self) -> dict:
+        return {"population": self.population.to_dict(), "users": self.users,
+                "values": [v.to_dict() for v in self.values],
+                "embed_ms_per_query": _num(self.embed_ms_per_query), "topk_ms_per_query": _num(self.topk_ms_per_query),
+                "group_source": self.group_source, "by_group": [g.to_dict() for g in self.by_group]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PopulationResult:
+        return cls(PopulationId.from_dict(d["population"]), int(d["users"]),
+                   [MetricValue.from_dict(v) for v in d["values"]], _nan(d.get("embed_ms_per_query")),
+                   _nan(d.get("topk_ms_per_query")), d.get("group_source"),
+                   [GroupBreakdown.from_dict(g) for g in d.get("by_group", [])])
+
+
+@dataclass
+class TrainingCost:
+    """What the fit cost: wall-clock seconds, iterations (WALS) or epochs (DNN) run, seconds per one."""
+
+    seconds: float
+    iterations: int
+    seconds_per_iteration: float
+
+    def to_dict(self) -> dict:
+        return {"seconds": _num(self.seconds), "iterations": self.iterations,
+                "seconds_per_iteration": _num(self.seconds_per_iteration)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainingCost:
+        return cls(_nan(d.get("seconds")), int(d.get("iterations") or 0), _nan(d.get("seconds_per_iteration")))
+
+
+@dataclass
+class ServingCost:
+    """Single-request latencies (ms, over ``sample_users`` requests), the candidate cache, model size.
+
+    The cache fields are None for a model whose capabilities say its query vectors are not fixed.
+    """
+
+    sample_users: int
+    query_ms_p50: float
+    query_ms_p99: float
+    topk_ms_p50: float
+    topk_ms_p99: float
+    cold_query_ms_p50: float
+    cold_query_ms_p99: float
+    batch_ms_per_query: float
+    model_bytes: int
+    cache_build_seconds: float | None = None
+    cache_bytes: int | None = None
+    cache_users: int | None = None
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: (_num(v) if isinstance(v, float) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ServingCost:
+        kw = {}
+        for f in fields(cls):
+            v = d.get(f.name)
+            if f.name in ("sample_users", "model_bytes"):
+                kw[f.name] = int(v or 0)
+            elif f.name in ("cache_bytes", "cache_users"):
+                kw[f.name] = None if v is None else int(v)
+            elif f.name == "cache_build_seconds":
+                kw[f.name] = None if v is None else float(v)
+            else:
+                kw[f.name] = _nan(v)
+        return cls(**kw)
+
+
+@dataclass
+class ModelResult:
+    """One model of the experiment: what it is, how it was trained, and every measured number."""
+
+    name: str
+    kind: str
+    family: str
+    capabilities: dict[str, bool]
+    params: dict[str, Any]
+    seed: int | None
+    run_dir: str | None
+    trained_here: bool
+    validation: MetricValue | None
+    training: TrainingCost
+    serving: ServingCost | None
+    populations: list[PopulationResult]
+
+    def population(self, pid: PopulationId) -> PopulationResult | None:
+        for p in self.populations:
+            if p.population == pid:
+                return p
+        return None
+
+    @property
+    def warm(self) -> PopulationResult | None:
+        return self.population(WARM)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "family": self.family, "capabilities": dict(self.capabilities),
+                "params": self.params, "seed": self.seed, "run_dir": self.run_dir, "trained_here": self.trained_here,
+                "validation": None if self.validation is None else self.validation.to_dict(),
+                "training": self.training.to_dict(),
+                "serving": None if self.serving is None else self.serving.to_dict(),
+                "populations": [p.to_dict() for p in self.populations]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelResult:
+        return cls(d["name"], d["kind"], d["family"], dict(d["capabilities"]), dict(d["params"]), d.get("seed"),
+                   d.get("run_dir"), bool(d.get("trained_here")),
+                   None if d.get("validation") is None else MetricValue.from_dict(d["validation"]),
+                   TrainingCost.from_dict(d["training"]),
+                   None if d.get("serving") is None else ServingCost.from_dict(d["serving"]),
+                   [PopulationResult.from_dict(p) for p in d["populations"]])
+
+
+@dataclass
+class PairedTest:
+    """Paired bootstrap over the same users of ``a − b`` for one metric on one population."""
+
+    a: str
+    b: str
+    population: PopulationId
+    metric: str
+    k: int | None
+    diff: float
+    ci: tuple[float, float] | None
+    p: float
+    significant: bool
+
+    def to_dict(self) -> dict:
+        return {"a": self.a, "b": self.b, "population": self.population.to_dict(), "metric": self.metric, "k": self.k,
+                "diff": _num(self.diff), "ci": _interval(self.ci), "p": _num(self.p), "significant": self.significant}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PairedTest:
+        ci = d.get("ci")
+        return cls(d["a"], d["b"], PopulationId.from_dict(d["population"]), d["metric"], d.get("k"),
+                   _nan(d.get("diff")), None if ci is None else (_nan(ci[0]), _nan(ci[1])), _nan(d.get("p")),
+                   bool(d.get("significant")))
+
+
+@dataclass
+class ComparisonRow:
+    """One row of the side-by-side table: a measured quantity for every model, and which of the
+    contrasted pair is better.
+
+    ``source`` says where the value comes from: "metric" (a population metric with intervals),
+    "scalar" (a population-level count such as coverage), "training" or "serving" (a cost field).
+    ``direction``: "higher", "lower", "closer" (to ``target``) or "info" (no better/worse).
+    ``better``: a model name, "tie" or None (undefined). ``significant``: from the paired test of the
+    contrasted pair (None for single measurements).
+    """
+
+    axis: str
+    source: str
+    quantity: str
+    k: int | None
+    population: PopulationId | None
+    unit: str
+    direction: str
+    values: dict[str, float | None]
+    ci: dict[str, tuple[float, float] | None]
+    better: str | None
+    significant: bool | None
+    p: float | None = None
+    diff: float | None = None
+    diff_ci: tuple[float, float] | None = None
+    target: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"axis": self.axis, "source": self.source, "quantity": self.quantity, "k": self.k,
+                "population": None if self.population is None else self.population.to_dict(), "unit": self.unit,
+                "direction": self.direction, "values": {m: _num(v) for m, v in self.values.items()},
+                "ci": {m: _interval(c) for m, c in self.ci.items()}, "better": self.better,
+                "significant": self.significant, "p": _num(self.p), "diff": _num(self.diff),
+                "diff_ci": _interval(self.diff_ci), "target": _num(self.target)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ComparisonRow:
+        def tup(c: Any) -> tuple[float, float] | None:
+            return None if c is None else (_nan(c[0]), _nan(c[1]))
+
+        pop = d.get("population")
+        return cls(d["axis"], d["source"], d["quantity"], d.get("k"),
+                   None if pop is None else PopulationId.from_dict(pop), d["unit"], d["direction"],
+                   {m: (None if v is None else float(v)) for m, v in d["values"].items()},
+                   {m: tup(c) for m, c in d["ci"].items()}, d.get("better"), d.get("significant"),
+                   d.get("p"), d.get("diff"), tup(d.get("diff_ci")), d.get("target"))
+
+
+@dataclass
+class Verdict:
+    """One row of the trade-off table: the claim, what this run measured for it, and the verdict."""
+
+    axis: str
+    claim: str
+    verdict: str  # "agrees" | "disagrees" | "cannot tell"
+    evidence: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Verdict:
+        return cls(d["axis"], d["claim"], d["verdict"], d["evidence"])
+
+
+@dataclass
+class Settings:
+    """How the experiment was run (everything needed, with the data and split, to reproduce it)."""
+
+    seed: int
+    ks: list[int]
+    main_k: int
+    bootstrap: int
+    confidence_level: float
+    serving_sample: int
+    user_features: list[str]
+    contrast: list[str]
+    engine: str = "local"
+    package_version: str = ""
+    command: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Settings:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+@dataclass
+class Results:
+    """Everything one experiment measured. ``to_dict`` is report.json (schema version 2)."""
+
+    dataset: dict
+    split: dict
+    settings: Settings
+    models: list[ModelResult]
+    paired: list[PairedTest] = field(default_factory=list)
+    comparison: list[ComparisonRow] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def model(self, name: str) -> ModelResult:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(f"no model named {name!r} in these results ({', '.join(m.name for m in self.models)})")
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def population_ids(self) -> list[PopulationId]:
+        """Populations in report order: warm first, then cold by revealed count."""
+        seen: list[PopulationId] = []
+        for m in self.models:
+            for p in m.populations:
+                if p.population not in seen:
+                    seen.append(p.population)
+        return sorted(seen, key=lambda p: (0 if p.is_warm else 1, p.revealed or 0))
+
+    def paired_test(self, population: PopulationId, metric: str, k: int | None) -> PairedTest | None:
+        for t in self.paired:
+            if t.population == population and t.metric == metric and t.k == k:
+                return t
+        return None
+
+    def to_dict(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "dataset": self.dataset, "split": self.split,
+                "settings": self.settings.to_dict(), "models": [m.to_dict() for m in self.models],
+                "paired": [t.to_dict() for t in self.paired], "comparison": [r.to_dict() for r in self.comparison],
+                "verdicts": [v.to_dict() for v in self.verdicts], "notes": list(self.notes)}
+
+    def to_json(self) -> str:
+        return json.dumps(_jsonable(self.to_dict()), indent=2, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Results:
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"report schema version {d.get('schema_version')!r}; this mfvsdnn reads {SCHEMA_VERSION}")
+        return cls(d["dataset"], d["split"], Settings.from_dict(d["settings"]),
+                   [ModelResult.from_dict(m) for m in d["models"]], [PairedTest.from_dict(t) for t in d["paired"]],
+                   [ComparisonRow.from_dict(r) for r in d["comparison"]], [Verdict.from_dict(v) for v in d["verdicts"]],
+                   list(d.get("notes", [])))
+
+    def to_frame(self):
+        """One row per (model, population, metric, k): mean and interval, as a pandas DataFrame."""
+        import pandas as pd
+
+        rows = []
+        for m in self.models:
+            for p in m.populations:
+                for v in p.values:
+                    rows.append({"model": m.name, "kind": m.kind, "population": p.population.kind,
+                                 "revealed": p.population.revealed, "users": p.users, "metric": v.metric, "k": v.k,
+                                 "mean": v.mean, "ci_low": v.ci[0] if v.ci else float("nan"),
+                                 "ci_high": v.ci[1] if v.ci else float("nan")})
+        return pd.DataFrame(rows, columns=["model", "kind", "population", "revealed", "users", "metric", "k",
+                                           "mean", "ci_low", "ci_high"])
+
+
+def _jsonable(o: Any) -> Any:
+    """Plain JSON values: numpy scalars and arrays to Python, NaN/inf floats to None, tuples to lists."""
+    import numpy as np
+
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return [_jsonable(v) for v in o.tolist()]
+    if isinstance(o, bool | np.bool_):
+        return bool(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, float | np.floating):
+        return float(o) if math.isfinite(float(o)) else None
+    return o
+
+
+def schema() -> dict:
+    """The JSON Schema of report.json (schema version 2), shipped in the package."""
+    text = resources.files(__package__).joinpath("report.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)

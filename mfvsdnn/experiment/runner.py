@@ -1,0 +1,324 @@
+"""The one path from data to results: read, split, fit (or load) every model, evaluate, summarise.
+
+``compare``, ``sweep``, ``scale`` and ``compare --engine spark`` all come through :func:`run` (or its
+parts :func:`fit_model` / :func:`evaluate_models`), so every model is trained, seeded and measured
+the same way:
+
+- the split is ``make_split(data, spec.split)``;
+- model ``m`` of kind ``K`` fits with ``generator(seed, "fit", K, 0)`` (see ``core.seeding``), so the
+  same seed gives the same model in train-wals, compare and sweep;
+- every model is evaluated by the same evaluator on the same populations, and the bootstrap draws the
+  same resamples of users for every model (``generator(seed, "bootstrap")``), so intervals are comparable
+  and differences paired.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import EvaluationError
+from ..core.progress import ProgressFactory, ProgressFn, no_progress, silent
+from ..core.seeding import generator
+from ..data import read_interactions, summarize
+from ..data.split import Split, SplitConfig, make_split
+from ..evaluation import evaluator, uncertainty
+from ..evaluation.cost import serving_cost, training_cost
+from ..evaluation.evaluator import PopulationEval
+from ..evaluation.maps import embedding_map
+from ..evaluation.populations import populations as population_sets
+from ..models import registry
+from ..models.memory import check_model_memory
+from .comparison import comparison_rows
+from .results import (
+    WARM,
+    GroupBreakdown,
+    MetricValue,
+    ModelResult,
+    PairedTest,
+    PopulationId,
+    PopulationResult,
+    Results,
+    ServingCost,
+    Settings,
+    TrainingCost,
+    cold,
+)
+from .spec import DataSpec, ExperimentSpec, ModelSpec
+
+CONFIDENCE_LEVEL = 0.95
+VALIDATION_K = 20
+
+
+@dataclass
+class FittedModel:
+    """A model ready to evaluate, and where it came from."""
+
+    name: str
+    model: Any
+    seed: int | None
+    run_dir: Path | None
+    trained_here: bool
+    validation_recall: float
+
+
+@dataclass
+class Outcome:
+    """What :func:`run` returns: the typed results, the fitted models, and the embedding maps for plots
+    (2-D projections of each model's item vectors; kept out of report.json for their size)."""
+
+    results: Results
+    models: dict[str, FittedModel]
+    maps: dict[str, dict] = field(default_factory=dict)
+    split: Split | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# data and models
+
+
+def prepare_split(data: DataSpec, split_config: SplitConfig) -> Split:
+    """Read the interaction file (and an explicit test file) and split it deterministically."""
+    dataset = read_interactions(data.path, data.columns, test_path=data.test_path)
+    return make_split(dataset, split_config)
+
+
+def check_models(specs: list[ModelSpec]) -> None:
+    """Refuse unknown kinds and invalid parameters before any data is read."""
+    for s in specs:
+        registry.get(s.kind)
+        if s.run_dir is None:
+            registry.check_params(s.kind, s.params, f"{s.label} hyper-parameters")
+
+
+def validator(train: Any, seed: int) -> Any:
+    """The early-stopping callback: ``model -> recall@20 on the validation slice`` (same users every call)."""
+    return lambda model: float(evaluator.validation_recall(model, train, k=VALIDATION_K,
+                                                           rng=generator(seed, "validation")))
+
+
+def validation_recall(model: Any, split: Split, seed: int) -> float:
+    """recall@20 on the validation slice (NaN without one), on the same seeded users for every model."""
+    return float(evaluator.validation_recall(model, split.train_set(), k=VALIDATION_K,
+                                             rng=generator(seed, "validation")))
+
+
+def fit_model(spec: ModelSpec, split: Split, seed: int, progress: ProgressFn = no_progress,
+              save_to: Path | None = None, repeat: int = 0) -> FittedModel:
+    """Fit one model on the split with the seeding rule, measure validation recall, save if asked."""
+    from ..models.store import save_run
+
+    model = registry.get(spec.kind)(**spec.params)
+    train = split.train_set()
+    if hasattr(model, "estimate_bytes"):
+        check_model_memory(model, train)  # before fit allocates anything large
+    t0 = time.perf_counter()
+    rng = generator(seed, "fit", spec.kind, repeat)
+    if "validate" in inspect.signature(model.fit).parameters:  # early stopping on validation, as a callback
+        model.fit(train, rng, progress, validate=validator(train, seed))
+    else:
+        model.fit(train, rng, progress)
+    if not getattr(model, "train_seconds_", 0.0):
+        model.train_seconds_ = time.perf_counter() - t0
+    recall = validation_recall(model, split, seed)
+    run_dir = None
+    if save_to is not None:
+        run_dir = save_run(save_to, model, split, seed, extra={"valid_recall@20": recall})
+    return FittedModel(spec.label, model, seed, run_dir, True, recall)
+
+
+def load_model(spec: ModelSpec) -> tuple[FittedModel, Any]:
+    """Load a trained run (its split is checked by :func:`check_runs`). Returns (fitted, run)."""
+    from ..models.store import load_run
+
+    run = load_run(spec.run_dir)
+    if run.kind != spec.kind:
+        raise EvaluationError(f"{spec.run_dir}: this run is a {run.kind!r} model, not {spec.kind!r}")
+    fitted = FittedModel(spec.label, run.model, run.meta.get("seed"), run.path, False,
+                         float(run.meta.get("valid_recall@20", float("nan")) or float("nan")))
+    return fitted, run
+
+
+def check_runs(runs: dict[str, Any], split: Split | None, data: Path | str | None) -> None:
+    """Refuse loaded runs trained on another split than each other, or than DATA with these options."""
+    items = list(runs.items())
+    for (name_a, a), (name_b, b) in zip(items, items[1:]):
+        if a.fingerprint != b.fingerprint:
+            raise EvaluationError(
+                f"the runs were trained on different splits: {name_a} {a.path} has split fingerprint "
+                f"{a.fingerprint} ({a.meta['split'].get('source')}), {name_b} {b.path} has {b.fingerprint} "
+                f"({b.meta['split'].get('source')}); retrain both on the same data and split options")
+    if split is None:
+        return
+    for name, r in items:
+        if r.fingerprint == split.fingerprint:
+            continue
+        run_cfg, cfg = r.meta["split"].get("config", {}), split.config.as_dict()
+        diff = [f"{k}={run_cfg.get(k)!r} vs {cfg.get(k)!r}" for k in cfg if run_cfg.get(k) != cfg.get(k)]
+        if r.meta["split"].get("columns", {}) != split.dataset.columns.as_dict():
+            diff.append("column options differ")
+        why = "; ".join(diff) if diff else "the data file's bytes differ"
+        raise EvaluationError(
+            f"{name} {r.path}: split fingerprint {r.fingerprint} does not match {data} with these options "
+            f"({split.fingerprint}): {why}. Pass the same data and split options the run was trained with, "
+            "or retrain")
+
+
+# ---------------------------------------------------------------------------------------------
+# from per-user values to typed results
+
+
+def population_id(ev: PopulationEval) -> PopulationId:
+    return WARM if ev.revealed is None else cold(ev.revealed)
+
+
+def population_result(ev: PopulationEval, pid: PopulationId, n_boot: int, rng: np.random.Generator,
+                      group_names: list[str]) -> PopulationResult:
+    """Means with intervals of every metric of one evaluated population, and the by-group breakdown."""
+    estimates = uncertainty.population_estimates(ev, n_boot, rng, CONFIDENCE_LEVEL)
+    values = [MetricValue(metric, k, e.mean, (e.low, e.high)) for (metric, k), e in estimates.items()]
+    values += [MetricValue(metric, k, float(v)) for (metric, k), v in ev.scalars.items()]
+    q = max(len(ev.users), 1)
+    groups = [GroupBreakdown(name, users, [MetricValue(metric, k, mean) for (metric, k), mean in means.items()])
+              for name, users, means in uncertainty.group_means(ev, group_names)]
+    return PopulationResult(pid, int(len(ev.users)), values, 1000.0 * ev.embed_seconds / q,
+                            1000.0 * ev.topk_seconds / q, ev.group_source or None, groups)
+
+
+def serving_result(model: Any, split: Split, k: int, seed: int, n_sample: int, warm: PopulationResult) -> ServingCost:
+    cost = serving_cost(model, split, k, generator(seed, "serving"), n_sample)
+    return ServingCost(
+        sample_users=int(cost["sample_users"]), query_ms_p50=cost["query_ms_p50"], query_ms_p99=cost["query_ms_p99"],
+        topk_ms_p50=cost["topk_ms_p50"], topk_ms_p99=cost["topk_ms_p99"],
+        cold_query_ms_p50=cost["cold_query_ms_p50"], cold_query_ms_p99=cost["cold_query_ms_p99"],
+        batch_ms_per_query=warm.embed_ms_per_query + warm.topk_ms_per_query, model_bytes=int(cost["model_bytes"]),
+        cache_build_seconds=cost["cache_build_seconds"], cache_bytes=cost["cache_bytes"], cache_users=cost["cache_users"])
+
+
+def training_result(model: Any) -> TrainingCost:
+    cost = training_cost(model)
+    return TrainingCost(cost["train_seconds"], int(cost["iterations"]), cost["seconds_per_iteration"])
+
+
+def default_contrast(models: list[ModelResult]) -> list[str]:
+    """The head-to-head pair: the first MF and the first DNN model by family, else the first two models."""
+    by_family = {}
+    for m in models:
+        by_family.setdefault(m.family, m.name)
+    if "mf" in by_family and "dnn" in by_family:
+        return [by_family["mf"], by_family["dnn"]]
+    return [m.name for m in models[:2]]
+
+
+# ---------------------------------------------------------------------------------------------
+# the runner
+
+
+def evaluate_models(fitted: list[FittedModel], split: Split, spec: ExperimentSpec,
+                    progress_factory: ProgressFactory = silent, topk_backend: Any = None
+                    ) -> tuple[list[ModelResult], dict[str, dict[str, PopulationEval]]]:
+    """Evaluate every fitted model on the same populations; typed results and the per-user values."""
+    pops = population_sets(split)
+    if not spec.cold:
+        pops = [p for p in pops if p.name == "warm"]
+    group_names = list(split.dataset.group_names)
+    results: list[ModelResult] = []
+    evals: dict[str, dict[str, PopulationEval]] = {}
+    for fm in fitted:
+        with progress_factory(f"evaluating {fm.name}") as prog:
+            evals[fm.name] = evaluator.evaluate_model(fm.model, split, spec.ks, pops=pops, progress=prog,
+                                                      topk_backend=topk_backend)
+        rng = generator(spec.seed, "bootstrap")  # the same resamples of users for every model
+        populations = [population_result(ev, population_id(ev), spec.bootstrap, rng, group_names)
+                       for ev in evals[fm.name].values()]
+        warm = next(p for p in populations if p.population.is_warm)
+        serving = None
+        if spec.serving_sample > 0:
+            with progress_factory(f"timing {fm.name} serving") as prog:
+                serving = serving_result(fm.model, split, max(spec.ks), spec.seed, spec.serving_sample, warm)
+                prog(1, 1, {})
+        model = fm.model
+        results.append(ModelResult(
+            name=fm.name, kind=model.kind, family=model.family, capabilities=asdict(model.capabilities),
+            params=model.get_params(), seed=fm.seed, run_dir=None if fm.run_dir is None else str(fm.run_dir),
+            trained_here=fm.trained_here, validation=MetricValue("recall", VALIDATION_K, fm.validation_recall),
+            training=training_result(model), serving=serving, populations=populations))
+    return results, evals
+
+
+def paired_tests(a: str, b: str, evals: dict[str, dict[str, PopulationEval]], n_boot: int,
+                 seed: int) -> list[PairedTest]:
+    """Paired bootstrap of a − b for every metric on every population (one shared resampling)."""
+    rng = generator(seed, "paired")
+    out = []
+    for pop_name, ev_a in evals[a].items():
+        pid = population_id(ev_a)
+        for (metric, k), est in uncertainty.paired_estimates(ev_a, evals[b][pop_name], n_boot, rng,
+                                                             CONFIDENCE_LEVEL).items():
+            out.append(PairedTest(a, b, pid, metric, k, est.diff, (est.low, est.high), est.p,
+                                  uncertainty.is_significant(est.p, CONFIDENCE_LEVEL)))
+    return out
+
+
+def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: ProgressFactory = silent,
+        topk_backend: Any = None, fit: Any = None, save_paths: dict[str, tuple[Path, Path]] | None = None,
+        loaded: dict[str, tuple[FittedModel, Any]] | None = None) -> Outcome:
+    """Run an experiment: every model of ``spec`` fitted (or loaded) on one split and measured alike.
+
+    split : an already prepared split (sweeps reuse one); else ``spec.data`` is read and split.
+    topk_backend : where the scoring + top-k runs (None = here; the Spark engine passes its own).
+    fit : ``(ModelSpec, Split, seed, progress, save_to) -> FittedModel`` replacing :func:`fit_model`
+        for some models (the Spark engine trains WALS on Spark); None = :func:`fit_model` for all.
+    save_paths : model name -> (folder written now, folder it ends up in) for the models trained here
+        (compare writes runs inside its staged report set); default ``spec.runs_dir / name``.
+    loaded : model name -> (FittedModel, Run) already loaded by the caller (from ``load_model``);
+        default: the specs' ``run_dir`` are loaded here.
+    """
+    from ..core.version import __version__
+    from .verdicts import measured_table
+
+    spec.check()
+    check_models(spec.models)
+    if loaded is None:
+        loaded = {s.label: load_model(s) for s in spec.models if s.run_dir is not None}
+    runs = {name: run_ for name, (_, run_) in loaded.items()}
+    check_runs(runs, None, None)
+    if split is None:
+        if spec.data is None:
+            raise EvaluationError("the experiment names no data and was given no split")
+        split = prepare_split(spec.data, spec.split)
+    check_runs(runs, split, spec.data.path if spec.data is not None else split.dataset.source)
+
+    fitted: list[FittedModel] = []
+    for s in spec.models:
+        if s.label in loaded:
+            fitted.append(loaded[s.label][0])
+            continue
+        if save_paths is not None and s.label in save_paths:
+            write_to, final = save_paths[s.label]
+        else:
+            write_to = final = spec.runs_dir / s.label if spec.runs_dir is not None else None
+        with progress_factory(f"training {s.label}") as prog:
+            fm = (fit or fit_model)(s, split, spec.seed, prog, write_to)
+        fm.run_dir = final
+        fitted.append(fm)
+
+    models, evals = evaluate_models(fitted, split, spec, progress_factory, topk_backend)
+    contrast = list(spec.contrast) if spec.contrast else default_contrast(models)
+    paired = paired_tests(contrast[0], contrast[1], evals, spec.bootstrap, spec.seed) if len(contrast) == 2 else []
+    settings = Settings(seed=spec.seed, ks=list(spec.ks), main_k=spec.main_k, bootstrap=spec.bootstrap,
+                        confidence_level=CONFIDENCE_LEVEL, serving_sample=spec.serving_sample,
+                        user_features=list(split.dataset.features), contrast=contrast, engine=spec.engine,
+                        package_version=__version__, command=spec.command)
+    results = Results(dataset=summarize(split.dataset), split=split.summary(), settings=settings, models=models,
+                      paired=paired)
+    results.comparison = comparison_rows(results)
+    results.verdicts = measured_table(results)
+    maps = {fm.name: embedding_map(fm.model.item_vectors, generator(spec.seed, "maps"))
+            for fm in fitted if fm.model.capabilities.item_vectors}
+    return Outcome(results, {fm.name: fm for fm in fitted}, maps, split)

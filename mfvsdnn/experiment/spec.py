@@ -1,0 +1,108 @@
+"""What an experiment is: the data, the split, the models with their parameters, and what to measure.
+
+An :class:`ExperimentSpec` is everything :func:`mfvsdnn.experiment.runner.run` needs; compare,
+sweep and scale build one and hand it over. Plain data, checked by :meth:`ExperimentSpec.check`
+before any file is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import EvaluationError
+from ..data import ColumnSpec
+from ..data.split import SplitConfig
+
+DEFAULT_KS = (10, 20, 50)
+PREFERRED_MAIN_K = 20
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The interaction file, how to read its columns, and an optional explicit test file."""
+
+    path: Path
+    columns: ColumnSpec = field(default_factory=ColumnSpec)
+    test_path: Path | None = None
+
+
+@dataclass
+class ModelSpec:
+    """One model of the experiment.
+
+    kind : registry name ("wals", "softmax", "popularity", ...).
+    params : constructor keywords (the model's defaults for the rest).
+    name : label in the results (default: the kind); unique within an experiment.
+    run_dir : load this trained run instead of training (its split must match).
+    """
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    run_dir: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+@dataclass
+class ExperimentSpec:
+    """Data, split, models and measurements of one experiment.
+
+    ks : cut-offs; every metric at each. main_k (derived): 20 when given, else the middle one (the lower
+        of the two middle ones for an even count).
+    bootstrap : resamples over users for the 95% intervals and paired tests (0 = none).
+    serving_sample : warm users timed one request at a time (0 = no serving measurement).
+    cold : evaluate the cold-user populations too.
+    contrast : the two model names compared head to head (default: the first "mf" and the first
+        "dnn" model by family, else the first two models).
+    runs_dir : where models trained here are saved (one sub-folder per model name); None = not saved.
+    command : the command line that reproduces the experiment (recorded in the results).
+    """
+
+    data: DataSpec | None
+    split: SplitConfig
+    models: list[ModelSpec]
+    ks: tuple[int, ...] = DEFAULT_KS
+    bootstrap: int = 1000
+    serving_sample: int = 200
+    cold: bool = True
+    contrast: tuple[str, str] | None = None
+    runs_dir: Path | None = None
+    command: str = ""
+    engine: str = "local"
+
+    @property
+    def seed(self) -> int:
+        return self.split.seed
+
+    @property
+    def main_k(self) -> int:
+        ks = sorted(set(self.ks))
+        return PREFERRED_MAIN_K if PREFERRED_MAIN_K in ks else ks[(len(ks) - 1) // 2]
+
+    def check(self) -> ExperimentSpec:
+        """Refuse a spec that cannot run (before any data is read). Returns self."""
+        ks = tuple(sorted(set(int(k) for k in self.ks)))
+        if not ks or ks[0] < 1:
+            raise EvaluationError(f"--k must be positive integers, got {', '.join(map(str, self.ks)) or 'nothing'}")
+        self.ks = ks
+        if self.bootstrap < 0:
+            raise EvaluationError(f"--bootstrap must be >= 0, got {self.bootstrap}")
+        if self.serving_sample < 0:
+            raise EvaluationError(f"--serving-sample must be >= 0, got {self.serving_sample}")
+        if not self.models:
+            raise EvaluationError("no models to evaluate (--models is empty)")
+        labels = [m.label for m in self.models]
+        dup = sorted({n for n in labels if labels.count(n) > 1})
+        if dup:
+            raise EvaluationError(f"model names must be unique, got {', '.join(dup)} more than once")
+        if self.contrast is not None:
+            missing = [n for n in self.contrast if n not in labels]
+            if missing or len(set(self.contrast)) != 2:
+                raise EvaluationError(f"the contrast must name two different models of {', '.join(labels)}; "
+                                      f"got {', '.join(self.contrast)}")
+        return self

@@ -1,0 +1,490 @@
+"""Softmax DNN retriever in numpy with hand-written gradients.
+
+Query tower (one training example = a (user, target item) pair):
+
+    bag   = (sum_{j in H_u} E_j  -  E_t) / (|H_u| - 1)        mean input-embedding of the history minus
+                                                             the target (a sum minus the target: the
+                                                             bag is never rebuilt without it)
+          = e_empty                                          if that history is empty (or dropped)
+    x0    = [bag, F_1[c_1], ..., F_m[c_m]]                    one embedding per categorical user feature;
+                                                             code -1 (unknown) -> a learned extra row
+    h_l   = relu(h_{l-1} W_l + b_l)                           hidden layers (``hidden``; may be none)
+    psi   = h_L W_o + b_o                                     (B, dim)
+    logit_j = psi . V_j                                       V: output item embeddings (n_items, dim)
+
+``E`` is the input item embedding table (dim columns), or ``V`` itself with ``tie_embeddings``.
+``e_empty`` is a learned vector: a fraction ``history_dropout`` of training examples has its whole
+history dropped (the bag becomes e_empty), so the r = 0 path used for cold users with features only
+is actually trained; likewise a fraction ``feature_dropout`` of feature codes is replaced by the
+"unknown" row so that row is learned too.
+
+Losses (``negatives``): ``"all"`` full softmax cross-entropy; ``N > 0`` sampled softmax over the
+positive and N negatives shared by the mini-batch (see :mod:`.sampling`); ``0`` positives only
+(logistic loss on positive pairs; folds groups together). ``gravity`` adds
+g * mean_b psi_b^T (V^T V / n) psi_b. Every loss below is a pure function: forward and backward side by
+side, returning the loss and the gradients with respect to psi and V.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from ...core.errors import ModelError
+from ...data.split import Split, TrainSet
+from ..base import Capabilities, ProgressFn, RecommenderMixin, no_progress
+from ..memory import validation_bytes
+from ..params import (
+    MAX_BATCH,
+    MAX_DIM,
+    MAX_EPOCHS,
+    MAX_HARD_POOL,
+    MAX_INIT_SCALE,
+    MAX_LAYERS,
+    MAX_LR,
+    MAX_NEGATIVES,
+    MAX_WIDTH,
+    as_choice,
+    as_float,
+    as_int,
+)
+from .batch import Batch, Sample, make_batch
+from .losses import full_softmax_loss
+from .optim import make_optimizer
+from .sampling import SAMPLERS, make_sampler
+from .threads import blas_threads
+from .tower import LossConfig, loss_and_grads, tower_forward
+
+# ------------------------------------------------------------------------------------------------
+# the model
+
+
+OPTIMIZERS = ("adam", "adagrad")
+
+
+def parse_negatives(value: Any) -> str | int:
+    """'all' | int in [0, MAX_NEGATIVES] (also from a string such as '50'); anything else is a ModelError."""
+    need = f"'all', 0 (positives only) or a positive integer up to {MAX_NEGATIVES:,}"
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v == "all":
+            return "all"
+        try:
+            value = int(v)
+        except ValueError:
+            raise ModelError(f"--negatives must be {need}; got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value <= MAX_NEGATIVES:
+        raise ModelError(f"--negatives must be {need}; got {value!r}")
+    return int(value)
+
+
+def parse_hidden(value: Any) -> tuple[int, ...]:
+    """Layer widths from a tuple/list of ints or a comma-separated string ('' = no hidden layer)."""
+    need = f"comma-separated integers in [1, {MAX_WIDTH}] (at most {MAX_LAYERS} layers; '' for none)"
+    if isinstance(value, str):
+        try:
+            value = [int(x) for x in value.split(",") if x.strip()]
+        except ValueError:
+            raise ModelError(f"--hidden expects {need}; got {value!r}") from None
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        value = [value]  # one layer given as a number (e.g. --softmax-param hidden=64)
+    try:
+        widths = list(value)
+    except TypeError:
+        raise ModelError(f"--hidden expects {need}; got {value!r}") from None
+    if len(widths) > MAX_LAYERS:
+        raise ModelError(f"--hidden expects {need}; got {len(widths)} layers")
+    bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, int | np.integer) or not 1 <= w <= MAX_WIDTH]
+    if bad:
+        raise ModelError(f"--hidden widths must be integers in [1, {MAX_WIDTH}]; got {widths}")
+    return tuple(int(w) for w in widths)
+
+
+class SoftmaxDNN(RecommenderMixin):
+    """Softmax DNN retriever: query tower over history + user features, dot product with item embeddings.
+
+    Parameters
+    ----------
+    dim : output embedding size d (psi and V).
+    hidden : ReLU hidden layer widths; () for none (a linear tower).
+    feature_dim : embedding size of each categorical user feature.
+    negatives : "all" (full softmax), N > 0 (sampled softmax with N negatives shared by the batch),
+        or 0 (positives only, logistic loss; folds groups).
+    sampler : "uniform" | "popularity" (with logQ correction) | "hard" (see ``sampling``).
+    hard_pool : uniform pool size per batch from which the hard sampler picks each example's N
+        (>= negatives with the hard sampler; a pool larger than the catalogue is the catalogue).
+    gravity : weight g of the gravity term g * mean_b psi_b^T (V^T V / n) psi_b.
+    epochs, batch_size, lr, optimizer ("adam" | "adagrad"), l2 : training.
+    patience : stop after this many epochs without a better validation recall@20 (0 = never stop
+        early); the best epoch's parameters are kept.
+    tie_embeddings : use V as the input item embeddings too.
+    history_dropout : fraction of training examples whose history is dropped (trains the empty-
+        history path used for cold users with features only).
+    feature_dropout : fraction of feature codes replaced by "unknown" in training (trains that row).
+    init_scale : standard deviation of the initial embeddings.
+
+    Every value is checked here (ranges in :mod:`.base`); a bad one is a ModelError naming the CLI
+    option. ``fit`` stops with a ModelError when the loss or the parameters become inf/nan.
+    """
+
+    kind: ClassVar[str] = "softmax"
+    family: ClassVar[str] = "dnn"
+    capabilities: ClassVar[Capabilities] = Capabilities(item_vectors=True, candidate_cache=False,
+                                                        uses_features=True, embeds_cold_users=True)
+
+    def __init__(self, dim: int = 32, hidden: Sequence[int] | str = (64,), feature_dim: int = 8,
+                 negatives: str | int = 50, sampler: str = "uniform", hard_pool: int = 500,
+                 gravity: float = 0.0, epochs: int = 30, batch_size: int = 256, lr: float = 0.002,
+                 optimizer: str = "adam", l2: float = 0.0, patience: int = 3, tie_embeddings: bool = False,
+                 history_dropout: float = 0.1, feature_dropout: float = 0.05, init_scale: float = 0.1) -> None:
+        self.dim = as_int("--dim", dim, 1, MAX_DIM)
+        self.hidden = parse_hidden(hidden)
+        self.feature_dim = as_int("--feature-dim", feature_dim, 1, MAX_DIM)
+        self.negatives = parse_negatives(negatives)
+        self.sampler = as_choice("--sampler", sampler, SAMPLERS)
+        self.hard_pool = as_int("--hard-pool", hard_pool, 1, MAX_HARD_POOL)
+        self.gravity = as_float("--gravity", gravity, 0.0)
+        self.epochs = as_int("--epochs", epochs, 1, MAX_EPOCHS)
+        self.batch_size = as_int("--batch-size", batch_size, 1, MAX_BATCH)
+        self.lr = as_float("--lr", lr, 0.0, MAX_LR, lo_open=True)
+        self.optimizer = as_choice("--optimizer", optimizer, OPTIMIZERS)
+        self.l2 = as_float("--l2", l2, 0.0)
+        self.patience = as_int("--patience", patience, 0, MAX_EPOCHS)
+        if not isinstance(tie_embeddings, bool | np.bool_):
+            raise ModelError(f"tie_embeddings must be true or false, got {tie_embeddings!r}")
+        self.tie_embeddings = bool(tie_embeddings)
+        self.history_dropout = as_float("--history-dropout", history_dropout, 0.0, 1.0, hi_open=True)
+        self.feature_dropout = as_float("feature_dropout", feature_dropout, 0.0, 1.0, hi_open=True)
+        self.init_scale = as_float("init_scale", init_scale, 0.0, MAX_INIT_SCALE, lo_open=True)
+        self._validate()
+        self.params_: dict[str, np.ndarray] = {}
+        self.feature_names_: tuple[str, ...] = ()
+        self.history_: list[dict[str, float]] = []
+        self.train_seconds_ = 0.0
+        self.best_epoch_ = 0
+        self.notes_: list[str] = []
+
+    def _validate(self) -> None:
+        """Checks between parameters (each one alone is checked as it is converted)."""
+        hard = self.sampler == "hard" and isinstance(self.negatives, int) and self.negatives > 0
+        if hard and self.hard_pool < self.negatives:
+            raise ModelError(f"--hard-pool ({self.hard_pool}) must be >= --negatives ({self.negatives}) with "
+                             "--sampler hard: each example picks its negatives from the pool")
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "dim": self.dim, "hidden": list(self.hidden), "feature_dim": self.feature_dim,
+            "negatives": self.negatives, "sampler": self.sampler, "hard_pool": self.hard_pool,
+            "gravity": self.gravity, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+            "optimizer": self.optimizer, "l2": self.l2, "patience": self.patience,
+            "tie_embeddings": self.tie_embeddings, "history_dropout": self.history_dropout,
+            "feature_dropout": self.feature_dropout, "init_scale": self.init_scale,
+        }
+
+    memory_hint: ClassVar[str] = "lower --dim, --hidden, --batch-size, --negatives or --hard-pool"
+
+    def _pool(self, n_items: int) -> int:
+        """Candidates drawn per mini-batch by the hard sampler: --hard-pool, at most the catalogue."""
+        return min(self.hard_pool, n_items)
+
+    def estimate_bytes(self, n_users: int, n_items: int, nnz: int, cardinalities: dict[str, int]) -> int:
+        """Peak bytes ``fit`` allocates.
+
+        Parameters (float32) four times over: the parameters, Adam's two moments (Adagrad: one
+        accumulator) and the copy of the best epoch; the training pairs and their shuffle (int64);
+        and one mini-batch's work arrays: tower activations, then the loss's (full softmax: a
+        logits block of at most 2^25 values plus dense (n_items, d) gradients; sampled: (B, N)
+        logits and their softmax; hard: the (B, pool) scores and the float64 Gumbel draw); and the
+        validation recall of each epoch (queries embedded 8192 at a time, then scored).
+        """
+        d, B = self.dim, self.batch_size
+        width = d + self.feature_dim * len(cardinalities)
+        n_params = n_items * d * (1 if self.tie_embeddings else 2) + d
+        n_params += sum((c + 1) * self.feature_dim for c in cardinalities.values())
+        for h in self.hidden:
+            n_params += width * h + h
+            width = h
+        n_params += width * d + d
+        copies = 4 if self.optimizer == "adam" else 3
+        params = 4 * n_params * copies
+        pairs = 3 * 8 * nnz + 8 * (n_users + 1) + 8 * n_users * len(cardinalities)
+        tower = 4 * 3 * B * (d + self.feature_dim * len(cardinalities) + sum(self.hidden))
+        if self.negatives == "all":
+            chunk = inspect.signature(full_softmax_loss).parameters["max_chunk_elems"].default
+            rows = min(B, max(1, chunk // max(n_items, 1)))  # full_softmax_loss's reused logits block
+            loss = 4 * rows * n_items + 3 * 4 * n_items * d
+        elif self.negatives == 0:
+            loss = 4 * 4 * B * d
+        else:
+            n = self._pool(n_items) if self.sampler == "hard" else self.negatives
+            loss = 8 * 4 * B * n + 4 * n * d
+            if self.sampler == "hard":
+                loss += 5 * 8 * B * n  # Gumbel noise and its logs in float64, the argpartition
+        gravity = 2 * 4 * n_items * d if self.gravity else 0
+        embed = 4 * 8192 * (2 * d + self.feature_dim * len(cardinalities) + 2 * sum(self.hidden))
+        valid = embed + validation_bytes(n_users, n_items, d)
+        return params + pairs + tower + loss + gravity + valid
+
+    # -- parameters ------------------------------------------------------------------------------
+
+    def _loss_config(self) -> LossConfig:
+        return LossConfig(negatives=self.negatives, gravity=self.gravity, l2=self.l2, tied=self.tie_embeddings,
+                          n_layers=len(self.hidden), feature_names=self.feature_names_)
+
+    def init_params(self, n_items: int, cardinalities: dict[str, int], rng: np.random.Generator,
+                    dtype: Any = np.float32) -> dict[str, np.ndarray]:
+        """Fresh parameters: embeddings N(0, init_scale^2); layers He-initialised; biases 0."""
+        self.feature_names_ = tuple(sorted(cardinalities))
+        s, d = self.init_scale, self.dim
+        P: dict[str, np.ndarray] = {"item_out": rng.normal(0, s, (n_items, d))}
+        if not self.tie_embeddings:
+            P["item_in"] = rng.normal(0, s, (n_items, d))
+        P["empty"] = rng.normal(0, s, d)
+        for f in self.feature_names_:
+            P[f"feat__{f}"] = rng.normal(0, s, (cardinalities[f] + 1, self.feature_dim))  # last row: unknown
+        width = d + self.feature_dim * len(self.feature_names_)
+        for layer, h in enumerate(self.hidden):
+            P[f"W{layer}"] = rng.normal(0, np.sqrt(2.0 / width), (width, h))
+            P[f"b{layer}"] = np.zeros(h)
+            width = h
+        P["W_out"] = rng.normal(0, np.sqrt(1.0 / width), (width, d))
+        P["b_out"] = np.zeros(d)
+        self.params_ = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in P.items()}
+        return self.params_
+
+    def _codes(self, features: dict[str, np.ndarray] | None, q: int) -> list[np.ndarray]:
+        """Feature codes mapped into each table (-1, missing or out of range -> the unknown row)."""
+        out = []
+        for f in self.feature_names_:
+            card = self.params_[f"feat__{f}"].shape[0] - 1
+            c = None if features is None else features.get(f)
+            if c is None:
+                out.append(np.full(q, card, dtype=np.int64))
+            else:
+                c = np.asarray(c, dtype=np.int64)
+                out.append(np.where((c < 0) | (c >= card), card, c))
+        return out
+
+    # -- training --------------------------------------------------------------------------------
+
+    def fit(self, train: TrainSet | Split, rng: np.random.Generator | None = None,
+            progress: ProgressFn = no_progress, validate: Callable[[SoftmaxDNN], float] | None = None) -> SoftmaxDNN:
+        """Train on (user, target) pairs of ``train.matrix``; early stopping on validation recall@20."""
+        train, rng = self._fit_inputs(train, rng)
+        t_start = time.perf_counter()
+        X = train.matrix.tocsr()
+        n_users, n_items = X.shape
+        indptr, indices = X.indptr.astype(np.int64), X.indices.astype(np.int64)
+        if X.nnz == 0:
+            raise ModelError("no training interactions to fit the softmax DNN on")
+        self.init_params(n_items, {f: int(train.cardinalities.get(f, int(c.max(initial=-1)) + 1))
+                                   for f, c in train.features.items()}, rng)
+        P = self.params_
+        codes = self._codes(train.features, n_users)
+        pair_users = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
+        pair_items = indices
+        counts = np.bincount(indices, minlength=n_items)
+        sampler = make_sampler(self.sampler, counts) if isinstance(self.negatives, int) and self.negatives > 0 else None
+        n_draw = (self._pool(n_items) if self.sampler == "hard" else self.negatives) if sampler else 0
+        self.notes_ = []
+        if sampler is not None and self.sampler == "hard" and self.hard_pool > n_items:
+            self.notes_.append(f"--hard-pool {self.hard_pool:,} exceeds the catalogue ({n_items:,} items): "
+                               "every batch's pool is the whole catalogue")
+        hard_n = self.negatives if sampler is not None and self.sampler == "hard" else 0
+        opt = make_optimizer(self.optimizer, self.lr)
+        cfg = self._loss_config()
+        validate = validate if train.valid is not None and train.valid.nnz > 0 else None
+        with blas_threads(None):  # one BLAS thread, except inside the full softmax / gravity products
+            self._epochs(P, opt, cfg, indptr, indices, codes, pair_users, pair_items, rng, sampler,
+                         n_draw, hard_n, progress, validate)
+        self.train_seconds_ = time.perf_counter() - t_start
+        self.remember_training(train)
+        return self
+
+    def _epochs(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, indptr: np.ndarray,
+                indices: np.ndarray, codes: list[np.ndarray], pair_users: np.ndarray, pair_items: np.ndarray,
+                rng: np.random.Generator, sampler: Any, n_draw: int, hard_n: int, progress: ProgressFn,
+                validate: Callable[[SoftmaxDNN], float] | None) -> None:
+        """The epoch loop with early stopping; leaves the best epoch's parameters in ``params_``.
+
+        ``validate(model) -> recall`` scores the model on validation after each epoch (the experiment
+        runner passes the evaluator's validation recall@20); without it the best epoch is the one with
+        the lowest training loss.
+        """
+        best = (-np.inf, None, 0)
+        self.history_ = []
+        n_pairs = len(pair_users)
+        bad = 0
+        for epoch in range(1, self.epochs + 1):
+            t0 = time.perf_counter()
+            perm = rng.permutation(n_pairs)
+            total, seen = 0.0, 0
+            for s in range(0, n_pairs, self.batch_size):
+                idx = perm[s:s + self.batch_size]
+                loss = self._train_step(P, opt, cfg, indptr, indices, codes, pair_users[idx], pair_items[idx],
+                                        rng, sampler, n_draw, hard_n, epoch=epoch)
+                total += loss * len(idx)
+                seen += len(idx)
+            bad_params = [k for k, v in P.items() if not np.isfinite(v).all()]
+            if bad_params:
+                raise ModelError(f"training diverged at epoch {epoch} (parameters {', '.join(bad_params)} are "
+                                 "inf/nan); lower --lr")
+            rec = float(validate(self)) if validate is not None else float("nan")
+            row = {"epoch": epoch, "loss": total / max(seen, 1), "valid_recall@20": rec,
+                   "seconds": time.perf_counter() - t0}
+            self.history_.append(row)
+            progress(epoch, self.epochs, {"loss": row["loss"], "valid recall@20": rec})
+            score = rec if validate is not None else -row["loss"]
+            if score > best[0]:
+                best = (score, copy.deepcopy(P), epoch)
+                bad = 0
+            else:
+                bad += 1
+                if self.patience and bad >= self.patience:
+                    break
+        self.params_ = best[1] if best[1] is not None else P
+        self.best_epoch_ = best[2]
+
+    def _train_step(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, indptr: np.ndarray,
+                    indices: np.ndarray, codes: list[np.ndarray], users: np.ndarray, targets: np.ndarray,
+                    rng: np.random.Generator, sampler: Any, n_draw: int, hard_n: int,
+                    timings: dict[str, float] | None = None, epoch: int = 0) -> float:
+        """One optimiser step on the examples (users, targets). Returns the batch loss.
+
+        A non-finite loss stops training (ModelError) before the optimiser sees its gradients."""
+        tick = time.perf_counter()
+        B = len(users)
+        drop = rng.random(B) < self.history_dropout if self.history_dropout else None
+        batch = make_batch(indptr, indices, users, targets, codes, P["item_out"].dtype, drop)
+        if self.feature_dropout and batch.codes:
+            for j, f in enumerate(self.feature_names_):
+                unk = P[f"feat__{f}"].shape[0] - 1
+                batch.codes[j] = np.where(rng.random(B) < self.feature_dropout, unk, batch.codes[j])
+        sample = None
+        if sampler is not None:
+            cand = sampler.draw(rng, n_draw)
+            sample = Sample(cand, sampler.log_q(cand), sampler.log_q(targets))
+        if timings is not None:
+            timings["batch"] = timings.get("batch", 0.0) + time.perf_counter() - tick
+        try:
+            loss, grads = loss_and_grads(P, batch, cfg, sample, rng, hard_n, timings)
+        except ZeroDivisionError:  # the fastmath kernels divide by zero only on inf/nan inputs
+            loss, grads = float("nan"), {}
+        if not np.isfinite(loss):
+            raise ModelError(f"training diverged at epoch {epoch} (loss is {loss}); lower --lr")
+        tick = time.perf_counter()
+        try:
+            opt.step(P, grads)
+        except ZeroDivisionError:
+            raise ModelError(f"training diverged at epoch {epoch} (gradients are inf/nan); lower --lr") from None
+        if timings is not None:
+            timings["optimizer"] = timings.get("optimizer", 0.0) + time.perf_counter() - tick
+        return loss
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    def query_vectors(self, histories: sp.csr_matrix, features: dict[str, np.ndarray] | None = None,
+                      users: np.ndarray | None = None, groups: np.ndarray | None = None,
+                      chunk_size: int = 8192) -> np.ndarray:
+        """Embed queries from their history and features (``users`` and ``groups`` are ignored: the DNN
+        has no per-user state and no group input). An empty history uses the learned empty-history vector.
+
+        Parameters
+        ----------
+        histories : csr (q, n_items); nonzero = item in the history.
+        features : name -> (q,) int codes, -1 unknown; missing names or None -> unknown.
+
+        Returns
+        -------
+        (q, dim) float32.
+        """
+        if not self.params_:
+            raise ModelError("the softmax model is not fitted")
+        H = sp.csr_matrix(histories)
+        q = H.shape[0]
+        n_items = self.params_["item_out"].shape[0]
+        if H.shape[1] != n_items:
+            raise ModelError(f"histories have {H.shape[1]} item columns, the model {n_items}")
+        codes = self._codes(features, q)
+        cfg = self._loss_config()
+        E = self.params_["item_out"] if self.tie_embeddings else self.params_["item_in"]
+        out = np.empty((q, self.dim), dtype=np.float32)
+        for s in range(0, q, chunk_size):
+            e = min(q, s + chunk_size)
+            h = H[s:e]
+            h.sum_duplicates()
+            n = np.diff(h.indptr)
+            ex = np.repeat(np.arange(e - s, dtype=np.int64), n)
+            w = np.repeat(1.0 / np.maximum(n, 1), n).astype(E.dtype)
+            batch = Batch(targets=np.zeros(e - s, dtype=np.int64), bag_idx=h.indices.astype(np.int64), bag_ex=ex,
+                          bag_w=w, empty=n == 0, codes=[c[s:e] for c in codes])
+            psi, _, _ = tower_forward(self.params_, batch, cfg)
+            out[s:e] = psi
+        return out
+
+    @property
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, dim) float32 output item embeddings V."""
+        return np.asarray(self.params_["item_out"], dtype=np.float32)
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = dict(self.params_)
+        out["best_epoch"] = np.array(self.best_epoch_)
+        return out
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray], info: dict[str, Any]) -> SoftmaxDNN:
+        """Rebuild a trained model from ``state()`` arrays, checking every shape against the params.
+
+        ``info`` may carry the run's ``n_items`` and ``feature_cardinalities`` (name -> number of
+        labels), which the arrays must match.
+        """
+        m = cls(**params)
+        arrays = dict(arrays)
+        best = arrays.pop("best_epoch", np.array(0))
+        if best.dtype.kind not in "iu" or best.shape != ():
+            raise ModelError("softmax state: best_epoch must be one integer")
+        m.best_epoch_ = int(best)
+        needed = ["item_out", "empty", "W_out", "b_out"] + ([] if m.tie_embeddings else ["item_in"])
+        needed += [f"{w}{i}" for i in range(len(m.hidden)) for w in ("W", "b")]
+        missing = [k for k in needed if k not in arrays]
+        if missing:
+            raise ModelError(f"softmax model state lacks arrays {missing}")
+        feats = sorted(k[len("feat__"):] for k in arrays if k.startswith("feat__"))
+        extra = sorted(set(arrays) - set(needed) - {f"feat__{f}" for f in feats})
+        if extra:
+            why = " (tie_embeddings is true but the state has separate input embeddings)" if "item_in" in extra else ""
+            raise ModelError(f"softmax state holds arrays {extra} that params do not use{why}")
+        n_items = info.get("n_items", arrays["item_out"].shape[0])
+        cards = info.get("feature_cardinalities")
+        if cards is not None and sorted(cards) != feats:
+            raise ModelError(f"softmax feature tables {feats} do not match the run's features {sorted(cards)}")
+        d, fd = m.dim, m.feature_dim
+        shapes = {"item_out": (n_items, d), "item_in": (n_items, d), "empty": (d,), "W_out": None, "b_out": (d,)}
+        for f in feats:
+            shapes[f"feat__{f}"] = (cards[f] + 1, fd) if cards is not None else (arrays[f"feat__{f}"].shape[0], fd)
+        width = d + fd * len(feats)
+        for i, h in enumerate(m.hidden):
+            shapes[f"W{i}"], shapes[f"b{i}"] = (width, h), (h,)
+            width = h
+        shapes["W_out"] = (width, d)
+        for k, v in arrays.items():
+            want = shapes[k]
+            if v.dtype.kind != "f" or v.shape != want:
+                raise ModelError(f"softmax state: {k} has shape {v.shape} ({v.dtype}), params (dim={d}, "
+                                 f"hidden={list(m.hidden)}, feature_dim={fd}) need {want}")
+            if not np.isfinite(v).all():
+                raise ModelError(f"softmax state: {k} contains NaN or infinity")
+        m.params_ = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        m.feature_names_ = tuple(feats)
+        m.train_seconds_ = float(info.get("train_seconds", 0.0))
+        m.history_ = list(info.get("history", []))
+        return m

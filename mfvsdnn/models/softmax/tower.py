@@ -1,0 +1,154 @@
+"""The query tower end to end: forward to psi, the chosen loss, backward to every parameter, L2."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...core.errors import ModelError
+from . import kernels
+from .batch import Batch, Sample, _Rows
+from .layers import dense_backward, dense_forward, relu_backward, relu_forward
+from .losses import full_softmax_loss, gravity_loss, positives_only_loss, sampled_softmax_loss
+from .optim import RowGrad
+from .sampling import choose_hard
+from .threads import blas_threads
+
+
+@dataclass
+class LossConfig:
+    negatives: str | int  # "all" | N > 0 | 0
+    gravity: float = 0.0
+    l2: float = 0.0
+    tied: bool = False
+    n_layers: int = 1  # hidden layers
+    feature_names: tuple[str, ...] = ()
+
+
+def tower_forward(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig) -> tuple[np.ndarray, list, list]:
+    """psi (B, dim) and the caches (layer inputs Hs, pre-activations Zs) for the backward pass."""
+    E = P["item_out"] if cfg.tied else P["item_in"]
+    B = len(batch.targets)
+    bag = np.zeros((B, E.shape[1]), dtype=E.dtype)
+    kernels.gather_weighted(batch.bag_idx, batch.bag_ex, batch.bag_w.astype(E.dtype), E, bag)
+    bag[batch.empty] = P["empty"]
+    parts = [bag] + [P[f"feat__{f}"][c] for f, c in zip(cfg.feature_names, batch.codes, strict=True)]
+    H = np.concatenate(parts, axis=1) if len(parts) > 1 else bag
+    Hs, Zs = [H], []
+    for layer in range(cfg.n_layers):
+        Z = dense_forward(H, P[f"W{layer}"], P[f"b{layer}"])
+        H = relu_forward(Z)
+        Zs.append(Z)
+        Hs.append(H)
+    psi = dense_forward(H, P["W_out"], P["b_out"])
+    return psi, Hs, Zs
+
+
+def tower_backward(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, dpsi: np.ndarray, Hs: list,
+                   Zs: list, grads: dict, item_rows: _Rows) -> None:
+    """Back-propagate dpsi through the tower into ``grads`` (dense) and ``item_rows`` (input bag)."""
+    dH, grads["W_out"], grads["b_out"] = dense_backward(dpsi, Hs[-1], P["W_out"])
+    for layer in reversed(range(cfg.n_layers)):
+        dZ = relu_backward(dH, Zs[layer])
+        dH, grads[f"W{layer}"], grads[f"b{layer}"] = dense_backward(dZ, Hs[layer], P[f"W{layer}"])
+    E = P["item_out"] if cfg.tied else P["item_in"]
+    de = E.shape[1]
+    dbag = dH[:, :de]
+    grads["empty"] = dbag[batch.empty].sum(axis=0)
+    item_rows.add_weighted(batch.bag_idx, batch.bag_ex, batch.bag_w, dbag)
+    o = de
+    B = len(batch.targets)
+    for f, c in zip(cfg.feature_names, batch.codes, strict=True):
+        fd = P[f"feat__{f}"].shape[1]
+        r = _Rows()
+        r.add_weighted(c.astype(np.int64), np.arange(B), np.ones(B, dtype=dH.dtype), dH[:, o:o + fd])
+        grads[f"feat__{f}"] = r.merge(fd, dH.dtype)
+        o += fd
+
+
+def loss_and_grads(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, sample: Sample | None = None,
+                   rng: np.random.Generator | None = None, hard_n: int = 0,
+                   timings: dict[str, float] | None = None) -> tuple[float, dict[str, np.ndarray | RowGrad]]:
+    """Loss of one mini-batch and the gradient of every parameter.
+
+    ``sample`` holds the negatives for ``negatives = N > 0``. For the hard sampler pass a Sample
+    without mask plus ``rng`` and ``hard_n``: the mask is then chosen from the current pool scores
+    (a Sample with a mask makes the loss a fixed function of the params, as the gradient tests need).
+    Gradients: dense arrays, or RowGrad for item tables (unless dense) and feature tables.
+    The reported loss includes gravity and the L2 term.
+    """
+    tick = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal tick
+        if timings is not None:
+            now = time.perf_counter()
+            timings[name] = timings.get(name, 0.0) + now - tick
+            tick = now
+
+    V = P["item_out"]
+    t = batch.targets
+    psi, Hs, Zs = tower_forward(P, batch, cfg)
+    lap("tower")
+    out_rows = _Rows()
+    dV_dense = None
+    if cfg.negatives == "all":
+        with blas_threads(psi.shape[0] * V.shape[0] * V.shape[1]):
+            loss, dpsi, dV_dense = full_softmax_loss(psi, V, t)
+    elif cfg.negatives == 0:
+        loss, dpsi, dVt = positives_only_loss(psi, V, t)
+        out_rows.add(t, dVt)
+    else:
+        if sample is None:
+            raise ModelError("sampled softmax needs a Sample of negatives")
+        mask = sample.mask
+        if mask is None and hard_n:
+            mask = choose_hard(psi @ V[sample.cand].T, hard_n, rng)
+        loss, dpsi, dVt, dVc = sampled_softmax_loss(psi, V, t, sample.cand, sample.logq_t, sample.logq_c, mask)
+        out_rows.add(t, dVt)
+        out_rows.add(sample.cand, dVc)
+    if cfg.gravity:
+        with blas_threads(V.shape[0] * V.shape[1] ** 2):
+            lg, dpsi_g, dV_g = gravity_loss(psi, V, cfg.gravity)
+        loss += lg
+        dpsi = dpsi + dpsi_g
+        dV_dense = dV_g if dV_dense is None else dV_dense + dV_g
+    lap("loss")
+    grads: dict[str, Any] = {}
+    in_rows = out_rows if cfg.tied else _Rows()
+    tower_backward(P, batch, cfg, dpsi, Hs, Zs, grads, in_rows)
+    lap("tower")
+    d = V.shape[1]
+    if dV_dense is not None:
+        out_rows.into_dense(dV_dense)
+        grads["item_out"] = dV_dense
+    else:
+        grads["item_out"] = out_rows.merge(d, V.dtype)
+    if not cfg.tied:
+        grads["item_in"] = in_rows.merge(P["item_in"].shape[1], V.dtype)
+    lap("scatter")
+    if cfg.l2:
+        loss += _l2_term(P, grads, cfg.l2)
+        lap("loss")
+    return loss, grads
+
+
+def _l2_term(P: dict[str, np.ndarray], grads: dict, l2: float) -> float:
+    """(l2/2) * sum of squares of the weights in this step's gradient (embedding tables: the rows
+    touched; biases excluded); adds l2 * theta to each gradient in place. Returns the term."""
+    total = 0.0
+    for name, g in grads.items():
+        if name.startswith("b"):
+            continue
+        p = P[name]
+        if isinstance(g, RowGrad):
+            rows = p[g.rows]
+            g.values += l2 * rows
+            total += float(np.sum(rows * rows))
+        else:
+            g += l2 * p
+            total += float(np.sum(p * p))
+    return 0.5 * l2 * total

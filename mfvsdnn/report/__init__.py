@@ -1,0 +1,1 @@
+"""Rendering: terminal tables, Markdown, HTML and plots. Reads results; computes nothing."""

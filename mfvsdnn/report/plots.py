@@ -1,0 +1,136 @@
+"""The compare report's plots (matplotlib's object API: no global state, no display needed)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from ..experiment.results import WARM, Results
+from .tables import labels
+
+MODEL_COLORS = {"wals": "#1b9e77", "softmax": "#7570b3", "popularity": "#666666", "group-popularity": "#a6761d",
+                "random": "#bbbbbb"}
+OTHER_COLORS = ("#d95f02", "#e7298a", "#66a61e", "#e6ab02", "#1f78b4")
+
+
+def png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def group_colors(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def model_colors(results: Results) -> dict[str, str]:
+    out, extra = {}, iter(OTHER_COLORS * 4)
+    for m in results.models:
+        out[m.name] = MODEL_COLORS.get(m.kind) if m.name == m.kind and m.kind in MODEL_COLORS else next(extra)
+    return out
+
+
+def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[str, bytes]]:
+    """name -> (caption, PNG bytes) for every plot of the HTML report."""
+    from matplotlib.figure import Figure
+
+    names = labels(results)
+    colors = model_colors(results)
+    ks = results.settings.ks
+    k = results.settings.main_k
+    out: dict[str, tuple[str, bytes]] = {}
+
+    for name, m in maps.items():
+        fig = Figure(figsize=(5.2, 4.6))
+        ax = fig.subplots()
+        xy = m["xy"]
+        groups, group_names = m.get("item_groups"), m.get("group_names") or []
+        if groups is not None and group_names:
+            for gi, col in zip(range(len(group_names)), group_colors(len(group_names)), strict=False):
+                sel = groups == gi
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.6, color=col, label=group_names[gi], linewidths=0)
+            ax.legend(title="item group", markerscale=2.5, fontsize=8, loc="best")
+        else:
+            ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.6, color=colors.get(name), linewidths=0)
+        explained = m["explained"]
+        ax.set_title(f"{names.get(name, name)}: item embeddings, PCA to 2-D")
+        ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
+        ax.set_ylabel(f"PC2 ({explained[1]:.0%} of variance)")
+        out[f"map_{name}"] = (f"{names.get(name, name)} item embeddings coloured by item group: separated clusters = "
+                              "groups kept apart; mixed clusters = folding.", png(fig))
+
+    pids = results.population_ids()
+    cold_ids = [p for p in pids if not p.is_warm]
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.subplots()
+    for m in results.models:
+        for pid, style in zip([WARM] + cold_ids[-1:], ("-", "--"), strict=False):
+            p = m.population(pid)
+            if p is None:
+                continue
+            vals = [p.get("recall", kk) for kk in ks]
+            y = [v.mean if v else np.nan for v in vals]
+            lo = [v.ci[0] if v and v.ci else np.nan for v in vals]
+            hi = [v.ci[1] if v and v.ci else np.nan for v in vals]
+            where = "warm users" if pid.is_warm else f"cold, {pid.revealed} revealed"
+            ax.plot(ks, y, style, marker="o", color=colors[m.name], label=f"{names[m.name]}, {where}")
+            ax.fill_between(ks, lo, hi, color=colors[m.name], alpha=0.15)
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.set_title("recall@k (bands: 95% bootstrap intervals)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    out["recall_at_k"] = ("Recall@k for warm users (solid) and the most-revealed cold users (dashed).", png(fig))
+
+    if cold_ids:
+        fig = Figure(figsize=(6, 4.2))
+        ax = fig.subplots()
+        rs = [p.revealed for p in cold_ids]
+        for m in results.models:
+            vals = [m.population(p).get("recall", k) if m.population(p) else None for p in cold_ids]
+            ax.plot(rs, [v.mean if v else np.nan for v in vals], "-o", color=colors[m.name],
+                    label=f"{names[m.name]}, cold users")
+            ax.fill_between(rs, [v.ci[0] if v and v.ci else np.nan for v in vals],
+                            [v.ci[1] if v and v.ci else np.nan for v in vals], color=colors[m.name], alpha=0.15)
+            if m.warm is not None:
+                ax.axhline(m.warm.mean("recall", k), color=colors[m.name], ls=":", lw=1)
+        ax.set_xticks(rs)
+        ax.set_xlabel("revealed interactions r (0 = features only)")
+        ax.set_ylabel(f"recall@{k}")
+        ax.set_title(f"Cold start: recall@{k} against revealed history")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        out["cold_start"] = ("The cold-start curve: how fast each model recovers as a new user reveals "
+                             "interactions (dotted: the same model on warm users).", png(fig))
+
+    first = results.models[0].warm
+    if first is not None and first.get("leakage", k) is not None:
+        fig = Figure(figsize=(max(6, 1.5 * len(pids) + 2), 4.2))
+        ax = fig.subplots()
+        x = np.arange(len(pids))
+        width = 0.8 / (len(results.models) + 1)
+        for i, m in enumerate(results.models):
+            vals = [m.population(p).get("leakage", k) if m.population(p) else None for p in pids]
+            y = np.array([v.mean if v else np.nan for v in vals])
+            err = np.array([[v.mean - v.ci[0], v.ci[1] - v.mean] if v and v.ci else [np.nan, np.nan]
+                            for v in vals]).T
+            ax.bar(x + i * width, y, width, yerr=np.nan_to_num(err), capsize=3, color=colors[m.name],
+                   label=f"{names[m.name]}")
+        nat = [results.models[0].population(p).mean("natural_cross_rate") for p in pids]
+        ax.bar(x + len(results.models) * width, nat, width, color="#dddddd", edgecolor="#999999",
+               label="natural cross-group rate")
+        ax.set_xticks(x + width * len(results.models) / 2)
+        ax.set_xticklabels(["warm" if p.is_warm else f"cold r={p.revealed}" for p in pids])
+        ax.set_ylabel(f"leakage@{k}: share outside the user's group")
+        ax.set_ylim(bottom=0)
+        ax.set_title("Folding: cross-group leakage against the natural rate")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7)
+        out["leakage"] = ("Leakage above the light bar (the users' own held-out cross-group rate) is folding.",
+                          png(fig))
+    return out

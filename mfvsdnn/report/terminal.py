@@ -1,0 +1,295 @@
+"""Terminal output: progress bars and the rich tables of info, make-data, train, recommend."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..core.progress import ProgressFn
+from ..experiment.results import WARM, PopulationId, Results, Verdict
+from .format import fmt, fmt_ci, fmt_value
+from .tables import better_and_significance, labels, row_label
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, console: Console | None = None) -> Iterator[ProgressFn]:
+    """A rich progress bar (on stderr) driven by a model's ``progress(done, total, metrics)`` calls."""
+    console = console or Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[metrics]}"), console=console, transient=False,
+    ) as prog:
+        task = prog.add_task(description, total=None, metrics="")
+
+        def update(done: int, total: int, metrics: dict[str, float]) -> None:
+            text = "  ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
+            prog.update(task, completed=done, total=total, metrics=text)
+
+        yield update
+
+
+def render_info(summary: dict, console: Console) -> None:
+    """Tables for ``mfvsdnn info``."""
+    t = Table(title=f"Interactions: {summary['source']}", show_header=False, title_justify="left")
+    t.add_column("what", style="bold")
+    t.add_column("value", justify="right")
+    t.add_row("rows read", fmt(summary["rows_read"]))
+    t.add_row("users", fmt(summary["users"]))
+    t.add_row("items", fmt(summary["items"]))
+    t.add_row("interactions (unique user-item)", fmt(summary["interactions"]))
+    t.add_row("density", f"{summary['density']:.3%}")
+    ipu = summary["interactions_per_user"]
+    t.add_row("interactions per user (min/25/50/75/90/99/max)",
+              " / ".join(fmt(ipu[k], 3) for k in ("q0", "q25", "q50", "q75", "q90", "q99", "q100")))
+    t.add_row("interactions per user (mean)", fmt(ipu["mean"], 3))
+    ipi = summary["interactions_per_item"]
+    t.add_row("interactions per item (min/50/99/max)",
+              " / ".join(fmt(ipi[k], 3) for k in ("q0", "q50", "q99", "q100")))
+    cols = summary["columns"]
+    t.add_row("columns used", ", ".join(f"{k.removesuffix('_col')}={v}" for k, v in cols.items()
+                                         if v not in (None, [], ",") and k not in ("sep", "min_weight")))
+    console.print(t)
+
+    g = summary.get("groups")
+    if g:
+        gt = Table(title=f"Groups ({g['source']}); natural cross-group rate "
+                         f"{g['natural_cross_group_rate']:.1%}", title_justify="left")
+        gt.add_column("group")
+        for c in ("items", "users", "interactions"):
+            gt.add_column(c, justify="right")
+        for name, row in g["groups"].items():
+            gt.add_row(name, fmt(row["items"]), fmt(row["users"]), fmt(row["interactions"]))
+        console.print(gt)
+    else:
+        console.print("[dim]No group column (item_group / --item-group-col): folding cannot be measured.[/dim]")
+    if summary.get("features"):
+        ft = Table(title="User features", title_justify="left")
+        ft.add_column("feature")
+        ft.add_column("distinct values", justify="right")
+        for name, row in summary["features"].items():
+            ft.add_row(name, fmt(row["cardinality"]))
+        console.print(ft)
+
+    s = summary.get("split")
+    if s:
+        st = Table(title=f"Split (seed {s['config']['seed']}, {s['config']['strategy']}; "
+                         f"fingerprint {s['fingerprint']})", show_header=False, title_justify="left")
+        st.add_column("what", style="bold")
+        st.add_column("value", justify="right")
+        st.add_row("warm users (train / evaluated)", f"{fmt(s['warm_users'])} / {fmt(s['warm_eval_users'])}")
+        st.add_row("interactions train / valid / test",
+                   f"{fmt(s['train_interactions'])} / {fmt(s['valid_interactions'])} / {fmt(s['test_interactions'])}")
+        st.add_row("cold users (held out / evaluated)", f"{fmt(s['cold_users'])} / {fmt(s['cold_eval_users'])}")
+        st.add_row("cold revealed counts r", ", ".join(str(r) for r in s["config"]["revealed"]))
+        st.add_row("cold target interactions", fmt(s["cold_target_interactions"]))
+        console.print(st)
+
+
+def render_make_data(summary: dict, path: str, console: Console) -> None:
+    g = summary.get("groups") or {}
+    console.print(
+        f"[green]wrote[/green] {path}: {summary['rows_written']:,} interactions, {summary['users']:,} users, "
+        f"{summary['items']:,} items, {len(g.get('groups', {}))} groups, natural cross-group rate "
+        f"{g.get('natural_cross_group_rate', float('nan')):.1%} ({summary['seconds']:.1f} s)"
+    )
+
+
+def render_train(summary: dict, console: Console) -> None:
+    """Short summary after train-wals / train-softmax."""
+    t = Table(title=f"Trained {summary['kind']}", show_header=False, title_justify="left")
+    t.add_column("what", style="bold")
+    t.add_column("value", justify="right")
+    t.add_row("run directory", summary["run_dir"] or "(not saved)")
+    t.add_row("training time", f"{summary['train_seconds']:.2f} s")
+    hist = summary.get("history") or []
+    if hist:
+        last = hist[-1]
+        for key in ("objective", "loss"):
+            if key in last:
+                t.add_row(f"final {key}", fmt(last[key]))
+        if "epoch" in last or "iteration" in last:
+            t.add_row("epochs/iterations run", fmt(len(hist)))
+    t.add_row("validation recall@20", fmt(summary["valid_recall@20"]))
+    t.add_row("seed", fmt(summary["seed"]))
+    t.add_row("split fingerprint", summary["split"]["fingerprint"])
+    t.add_row("hyper-parameters", ", ".join(f"{k}={v}" for k, v in summary["params"].items()))
+    console.print(t)
+
+
+def render_objective(summary: dict, console: Console) -> None:
+    """One line: the training objective from the first to the last iteration."""
+    hist = [h for h in summary.get("history") or [] if "objective" in h]
+    if not hist:
+        return
+    first, last = hist[0]["objective"], hist[-1]["objective"]
+    change = (last - first) / abs(first) if first else float("nan")
+    console.print(f"objective {fmt(first)} → {fmt(last)} over {len(hist)} iterations ({change:+.1%})")
+
+
+def render_recommendations(result: dict, console: Console) -> None:
+    """Table for ``mfvsdnn recommend --user`` / ``--history``."""
+    q = result["query"]
+    if "user" in q:
+        title = f"Top {result['k']} for user {q['user']}"
+        caption = f"{q['known_items']} known items excluded"
+    else:
+        feats = ", ".join(f"{k}={v}" for k, v in q["features"].items())
+        title = f"Top {result['k']} for a new user"
+        caption = f"history: {len(q['history'])} items (excluded)" + (f"; features: {feats}" if feats else "")
+    t = Table(title=title, caption=f"{caption}; {result['kind']} run {result['run']}", title_justify="left",
+              caption_justify="left")
+    t.add_column("rank", justify="right")
+    t.add_column("item id")
+    t.add_column("score", justify="right")
+    recs = result["recommendations"]
+    groups = any("item_group" in r for r in recs)
+    if groups:
+        t.add_column("item group")
+    for r in recs:
+        row = [str(r["rank"]), r["item_id"], f"{r['score']:.4f}"]
+        if groups:
+            row.append(str(r.get("item_group") or "—"))
+        t.add_row(*row)
+    console.print(t)
+    for note in result.get("notes", []):
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+def render_recommend_all(summary: dict, console: Console) -> None:
+    """One line after ``mfvsdnn recommend --all``."""
+    console.print(f"[green]wrote[/green] {summary['path']}: {summary['rows']:,} rows (top {summary['k']} for "
+                  f"{summary['users']:,} training users) in {summary['seconds']:.1f} s", highlight=False)
+
+
+def render_spark_train(summary: dict, console: Console) -> None:
+    """Lines after ``train-wals --engine spark``: where it ran, the ALS parameters, the lambda relation."""
+    sp_ = summary.get("spark") or {}
+    ap = sp_.get("als_params") or {}
+    rel = sp_.get("lambda_relation") or {}
+    console.print(f"Spark {sp_.get('version', '?')} on {sp_.get('master', '?')} (data read by {sp_.get('reader', '?')}): "
+                  f"ALS implicitPrefs alpha={fmt(ap.get('alpha'))} rank={ap.get('rank')} maxIter={ap.get('maxIter')} "
+                  f"regParam={fmt(ap.get('regParam'))}; fit {fmt(sp_.get('fit_seconds'))} s, "
+                  f"total {fmt(sp_.get('total_seconds'))} s", highlight=False)
+    eu, ei = rel.get("effective_reg_users") or {}, rel.get("effective_reg_items") or {}
+    if eu:
+        console.print(f"reg is per row in Spark (w0*regParam*n): users {fmt(eu.get('min'))}..{fmt(eu.get('max'))} "
+                      f"(median {fmt(eu.get('median'))}), items {fmt(ei.get('min'))}..{fmt(ei.get('max'))} "
+                      f"(median {fmt(ei.get('median'))}); --reg {fmt(rel.get('reg'))} is their mean", highlight=False)
+    last = (summary.get("history") or [{}])[-1]
+    if "objective" in last:
+        console.print(f"WALS objective at Spark's factors: {fmt(last['objective'])}", highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+
+VERDICT_STYLE = {"agrees": "green", "disagrees": "red", "cannot tell": "yellow"}
+CONTRAST_STYLES = ("green", "magenta")
+
+
+def render_compare(results: Results, console: Console, paths: dict | None = None) -> None:
+    """The contrasted pair side by side along the trade-off axes, every model on the key metrics, the
+    trade-off verdicts, and where the reports were written. Fits 80 columns."""
+    from rich import box
+
+    names = labels(results)
+    contrast = [n for n in results.settings.contrast if n in names]
+    if len(contrast) == 2:
+        a, b = contrast
+        t = Table(title=f"{names[a]} vs {names[b]}: the trade-off axes, measured (95% bootstrap intervals)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        t.add_column("metric", overflow="fold", min_width=18, ratio=3)
+        for n in contrast:
+            t.add_column(names[n], justify="right", min_width=14, overflow="fold")
+        t.add_column("better", justify="left", overflow="fold")
+        t.add_column("significant", justify="left", overflow="fold", min_width=8)
+        axis = None
+        styles = dict(zip((names[a], names[b]), CONTRAST_STYLES, strict=True))
+        for r in results.comparison:
+            if r.axis != axis:
+                if axis is not None:
+                    t.add_section()
+                axis = r.axis
+                t.add_row(f"[bold cyan]{axis}[/bold cyan]", "", "", "", "")
+            cells = []
+            for n in contrast:
+                v = fmt_value(r.values.get(n), r.unit)
+                ci = fmt_ci(r.ci.get(n), 3).strip()
+                cells.append(f"{v}\n[dim]{ci}[/dim]" if ci else v)
+            better, sig = better_and_significance(r, results)
+            style = styles.get(better)
+            t.add_row("  " + row_label(r, results), *cells, f"[{style}]{better}[/{style}]" if style else better, sig)
+        console.print(t)
+    render_models_overview(results, console)
+    s = results.settings
+    console.print(f"seed {s.seed}, split {results.split['fingerprint']}, {s.bootstrap} bootstrap resamples. "
+                  "better = higher recall/NDCG, lower cost, leakage closer to the natural cross-group rate; "
+                  "significant = the paired 95% interval of the difference excludes 0.", highlight=False)
+    render_tradeoff(results.verdicts, console)
+    for note in results.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    if s.command:
+        console.print(f"reproduce: {s.command}", highlight=False, soft_wrap=True)
+    if paths:
+        console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
+def render_models_overview(results: Results, console: Console) -> None:
+    """Every model (baselines included) on the key metrics at the main k: one row per model."""
+    from rich import box
+
+    k = results.settings.main_k
+    names = labels(results)
+    pids = results.population_ids()
+    cold_ids = [p for p in pids if not p.is_warm]
+    columns: list[tuple[str, PopulationId, str]] = [("warm recall", WARM, "recall")]
+    if cold_ids:
+        columns.append((f"cold r={cold_ids[0].revealed}", cold_ids[0], "recall"))
+        if len(cold_ids) > 1:
+            columns.append((f"cold r={cold_ids[-1].revealed}", cold_ids[-1], "recall"))
+    if any(m.warm is not None and m.warm.get("leakage", k) is not None for m in results.models):
+        columns.append(("warm leakage", WARM, "leakage"))
+    t = Table(title=f"Every model at k = {k} (recall@{k}; leakage@{k})", title_justify="left", box=box.SIMPLE_HEAD,
+              pad_edge=False)
+    t.add_column("model", overflow="fold")
+    for title, _, _ in columns:
+        t.add_column(title, justify="right")
+    t.add_column("coverage", justify="right")
+    for m in results.models:
+        cells = []
+        for _, pid, metric in columns:
+            p = m.population(pid)
+            cells.append(f"{p.mean(metric, k):.4f}" if p is not None and p.get(metric, k) is not None else "n/a")
+        w = m.warm
+        cov = w.get("coverage", k) if w is not None else None
+        cells.append(f"{cov.mean:.3f}" if cov is not None else "n/a")
+        tag = "" if m.family != "baseline" else " [dim](baseline)[/dim]"
+        t.add_row(names[m.name] + tag, *cells)
+    warm = next((m.warm for m in results.models if m.warm is not None), None)
+    nat = warm.get("natural_cross_rate") if warm is not None else None
+    if nat is not None:
+        t.caption = f"natural cross-group rate of the warm users' held-out interactions: {nat.mean:.4f}"
+        t.caption_justify = "left"
+    console.print(t)
+
+
+def render_tradeoff(verdicts: list[Verdict], console: Console) -> None:
+    """The trade-off table, measured: each row's claim, this run's evidence and the verdict."""
+    if not verdicts:
+        return
+    from rich import box
+
+    console.print()
+    t = Table(title="The trade-off table, measured on this data", title_justify="left", box=box.SIMPLE_HEAD,
+              show_lines=True)
+    t.add_column("row", style="bold", ratio=1)
+    t.add_column("claim / evidence from this run", ratio=5)
+    t.add_column("this data", ratio=1)
+    for v in verdicts:
+        style = VERDICT_STYLE.get(v.verdict, "")
+        t.add_row(v.axis, f"{v.claim}\n[dim]{v.evidence}[/dim]", f"[{style}]{v.verdict}[/{style}]")
+    console.print(t)
