@@ -267,12 +267,15 @@ def render_models_overview(results: Results, console: Console) -> None:
         w = m.warm
         cov = w.get("coverage", k) if w is not None else None
         cells.append(f"{cov.mean:.3f}" if cov is not None else "n/a")
-        tag = "" if m.family != "baseline" else " [dim](baseline)[/dim]"
-        t.add_row(names[m.name] + tag, *cells)
+        t.add_row(names[m.name], *cells, style="dim" if m.family == "baseline" else None)
     warm = next((m.warm for m in results.models if m.warm is not None), None)
     nat = warm.get("natural_cross_rate") if warm is not None else None
+    baselines = [names[m.name] for m in results.models if m.family == "baseline"]
+    caption = [f"dim rows: the baselines ({', '.join(baselines)})"] if baselines else []
     if nat is not None:
-        t.caption = f"natural cross-group rate of the warm users' held-out interactions: {nat.mean:.4f}"
+        caption.append(f"natural cross-group rate of the warm users' held-out interactions: {nat.mean:.4f}")
+    if caption:
+        t.caption = "; ".join(caption)
         t.caption_justify = "left"
     console.print(t)
 
