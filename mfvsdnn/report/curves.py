@@ -78,10 +78,7 @@ def render_sweep(doc: dict, console: Console, paths: dict | None = None) -> None
     header, rows = sweep_rows(doc, compact=True)
     nat = _natural(doc)
     t = Table(title=f"Sweep on {doc['dataset']['source']} (seed {doc['seed']}, split {doc['split']['fingerprint']})",
-              title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD,
-              caption=(f"natural cross-group rate of the held-out interactions: {nat:.4f}; leakage above it is "
-                       f"folding. Cold: recall@{main_k(doc)} of users known by their features only."
-                       if not math.isnan(nat) else None))
+              title_justify="left", box=box.SIMPLE_HEAD)
     for i, h in enumerate(header):
         t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i in (0, 2),
                      min_width=max(len(w) for w in h.split()))
@@ -93,6 +90,9 @@ def render_sweep(doc: dict, console: Console, paths: dict | None = None) -> None
         last = family
         t.add_row(*r)
     console.print(t)
+    if not math.isnan(nat):  # printed, not a table caption: rich crops a caption line at the table's width
+        console.print(f"natural cross-group rate of the held-out interactions: {nat:.4f}; leakage above it is "
+                      f"folding. Cold: recall@{main_k(doc)} of users known by their features only.", highlight=False)
     resumed = sum(1 for p in doc["points"] if p.get("resumed"))
     if resumed:
         console.print(f"[dim]{resumed} point(s) reused from an earlier run of this sweep.[/dim]")
