@@ -18,7 +18,7 @@ from .data.split import Split, SplitConfig
 from .data.split import make_split as make_split_of
 from .data.synthetic import SyntheticConfig, write_csv
 from .experiment.results import Results
-from .experiment.spec import DataSpec, ExperimentSpec, ModelSpec
+from .experiment.spec import DataSpec, ExperimentSpec, ModelSpec, PipelineSpec
 from .models.registry import check_params
 
 
@@ -187,6 +187,38 @@ def model_specs(models: tuple[str, ...] | list[str], params: dict[str, dict] | N
             for kind in kinds]
 
 
+MAX_CANDIDATES = 100_000
+
+
+def pipeline_specs(pipelines: list[str] | tuple[str, ...], candidates: tuple[int, ...] = (200,),
+                   retriever_params: dict[str, Any] | None = None,
+                   scorer_params: dict[str, Any] | None = None) -> list[PipelineSpec]:
+    """``compare --pipeline``: "retriever>scorer" registry kinds (comma-separated or one per item), each with
+    every N of ``candidates`` and the stage parameters. Refuses unknown kinds and N outside [1, 100,000]."""
+    from .models import registry
+
+    names = [x.strip() for text in pipelines for x in str(text).split(",") if x.strip()]
+    if (retriever_params or scorer_params) and not names:
+        raise EvaluationError("--retriever-param/--scorer-param set a pipeline's stages; pass --pipeline too")
+    bad = [n for n in candidates if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CANDIDATES]
+    if bad or not candidates:
+        raise EvaluationError(f"--candidates expects comma-separated integers in [1, {MAX_CANDIDATES:,}], "
+                              f"got {', '.join(map(str, candidates)) or 'nothing'}")
+    out = []
+    for name in dict.fromkeys(names):
+        parts = [x.strip() for x in name.split(">")]
+        if len(parts) != 2 or not all(parts):
+            raise EvaluationError(f"--pipeline expects RETRIEVER>SCORER registry kinds (quoted in a shell), "
+                                  f"e.g. 'wals>softmax'; got {name!r}")
+        for kind in parts:
+            if kind not in registry.kinds():
+                raise EvaluationError(f"--pipeline {name}: unknown model kind {kind!r}; registered kinds: "
+                                      f"{', '.join(registry.kinds())}")
+        out.append(PipelineSpec(parts[0], parts[1], tuple(dict.fromkeys(candidates)), dict(retriever_params or {}),
+                                dict(scorer_params or {})))
+    return out
+
+
 def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None = None,
             *, models: tuple[str, ...] | list[str] = DEFAULT_MODELS, baselines: bool = True,
             runs: dict[str, str | Path | None] | None = None, params: dict[str, dict] | None = None,
@@ -195,7 +227,7 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
             progress_factory: ProgressFactory | None = None, command: str = "",
             model_list: list[ModelSpec] | None = None, engine: str = "local", spark_master: str = "local[*]",
             spark_conf: dict[str, str] | None = None, spark_reader: str = "auto",
-            spark: Any = None) -> CompareResult:
+            spark: Any = None, pipelines: list[PipelineSpec] | None = None) -> CompareResult:
     """Train (or load) every model on one split, evaluate them alike, write the three reports.
 
     Parameters
@@ -217,6 +249,8 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
         results and the three reports are the same as locally, with ``settings.engine == "spark"``.
     spark_master, spark_conf : the session started for ``engine="spark"`` (unless ``spark``, an open
         SparkSession, is given; it is left running).
+    pipelines : two-stage pipelines (:func:`pipeline_specs`) evaluated beside the models; a stage reuses
+        the compared model of its kind (not retrained) unless it has parameters of its own.
 
     The seed (``split_cfg.seed``) drives the split, the models' generators and the bootstrap.
     """
@@ -230,8 +264,9 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     specs = model_list if model_list is not None else model_specs(models, params, runs, baselines)
     spec = ExperimentSpec(DataSpec(Path(data), columns, Path(test_path) if test_path else None), split_cfg, specs,
                           ks=tuple(ks), bootstrap=n_boot, serving_sample=serving_sample, command=command,
-                          engine=engine)
+                          engine=engine, pipelines=list(pipelines or []))
     spec.check()
+    runner.plan_pipelines(spec)  # stage models join spec.models here, so they are saved like any model
     runner.check_models(spec.models)
     with contextlib.ExitStack() as held:
         claim = held.enter_context(claim_output(report_dir, "compare", option="--report-dir",

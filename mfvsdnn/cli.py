@@ -607,6 +607,22 @@ def compare(
                                                          rich_help_panel="Engine")] = None,
     spark_reader: Annotated[str, typer.Option(help="Who parses DATA with --engine spark: auto, pandas or spark.",
                                               rich_help_panel="Engine")] = "auto",
+    pipeline: Annotated[list[str] | None, typer.Option(help="Two-stage pipeline RETRIEVER>SCORER of registry kinds "
+                                                       "(quote it in a shell), e.g. 'wals>softmax'; repeatable or "
+                                                       "comma-separated. The retriever's top N, re-scored by the "
+                                                       "scorer, evaluated beside each stage alone.",
+                                                       rich_help_panel="Pipelines")] = None,
+    candidates: Annotated[str, typer.Option(help="N candidates the retriever passes on, comma-separated integers "
+                                            f"in [1, {api.MAX_CANDIDATES:,}]; several = one pipeline per N.",
+                                            rich_help_panel="Pipelines")] = "200",
+    retriever_param: Annotated[list[str] | None, typer.Option(help="A pipeline retriever's own hyper-parameter "
+                                                              "KEY=VALUE (repeatable; default: the compared model "
+                                                              "of its kind, not retrained).",
+                                                              rich_help_panel="Pipelines")] = None,
+    scorer_param: Annotated[list[str] | None, typer.Option(help="A pipeline scorer's own hyper-parameter KEY=VALUE "
+                                                           "(repeatable), e.g. negatives=0 for a positives-only DNN "
+                                                           "(trained and reported alone too).",
+                                                           rich_help_panel="Pipelines")] = None,
     json_out: JsonOpt = False,
     *,
     opts: DataOptions,
@@ -624,6 +640,8 @@ def compare(
         parse_negatives(negatives)
     ks = _k_list(k)
     kinds = _str_list(models)
+    pipes = api.pipeline_specs(pipeline or [], _int_list(candidates, "--candidates"), _key_values(retriever_param, "--retriever-param"),
+                               _key_values(scorer_param, "--scorer-param"))
     if dim is not None:
         params["wals"].setdefault("factors", dim)
         params["softmax"].setdefault("dim", dim)
@@ -647,7 +665,7 @@ def compare(
         data, opts.columns, opts.split, opts.test, models=kinds, baselines=not no_baselines, runs=runs,
         params=params, ks=ks, n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
         serving_sample=serving_sample, progress_factory=terminal.progress_bar, command=command_line(),
-        engine=engine, **spark_options,
+        engine=engine, pipelines=pipes, **spark_options,
     )
     if json_out:
         _print_json(result.report)

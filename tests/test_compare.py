@@ -159,7 +159,8 @@ def test_measured_tradeoff_section_in_every_report(compared):
     out, output = compared
     rep = validated(out / "report.json")
     assert [v["axis"] for v in rep["verdicts"]] == ["query features", "cold start", "folding",
-                                                    "training scalability", "serving scalability"]
+                                                    "training scalability", "serving scalability",
+                                                    "scoring a pre-filtered set"]
     assert all(v["verdict"] in ("agrees", "disagrees", "cannot tell") for v in rep["verdicts"])
     assert "trade-off table, measured" in output
     assert "trade-off table, measured" in (out / "report.md").read_text()
@@ -186,7 +187,9 @@ def test_any_k_gives_complete_nan_free_rows(csv, tmp_path, ks, main_k):
     assert rep["settings"]["main_k"] == main_k and [m["name"] for m in rep["models"]] == ["wals", "softmax"]
     for v in rep["verdicts"]:
         assert "nan" not in v["evidence"] and "could not be measured" not in v["evidence"], v
-        assert f"@{main_k}" in v["evidence"] or v["axis"] in ("training scalability", "serving scalability"), v
+        no_pipeline = v["axis"] == "scoring a pre-filtered set" and v["evidence"].startswith("no pipeline")
+        assert f"@{main_k}" in v["evidence"] or v["axis"] in ("training scalability", "serving scalability") \
+            or no_pipeline, v
     metric_rows = [r for r in rep["comparison"] if r["source"] == "metric"]
     assert metric_rows and all(r["k"] == main_k for r in metric_rows)
     for r in metric_rows:

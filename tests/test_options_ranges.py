@@ -133,6 +133,14 @@ CASES = (
         (["--softmax-param", "hidden=x"], "--hidden"),
         (["--softmax-param", "tie_embeddings=2"], "tie_embeddings"),
         (["--engine", "mars"], "--engine"),
+        (["--candidates", "0"], "--candidates"),
+        (["--candidates", "100001"], "--candidates"),
+        (["--candidates", "10,x"], "--candidates"),
+        (["--pipeline", "wals"], "RETRIEVER>SCORER"),
+        (["--pipeline", "wals>nope"], "unknown model kind 'nope'"),
+        (["--retriever-param", "factors=4"], "pass --pipeline"),
+        (["--pipeline", "wals>softmax", "--scorer-param", "negativs=0"], "did you mean 'negatives'"),
+        (["--pipeline", "wals>softmax", "--retriever-param", "factors=0"], "--factors"),
     ]]
     + [("sweep", [MISSING, "--report-dir", "{out}", *a], k) for a, k in [
         (["--w0", "1.5"], "--w0"),

@@ -70,7 +70,8 @@ def _set(m: ModelResult, pid, metric, value):
 
 def test_textbook_data_agrees_everywhere(results):
     assert verdicts(results) == {"query features": AGREES, "cold start": AGREES, "folding": AGREES,
-                                 "training scalability": AGREES, "serving scalability": AGREES}
+                                 "training scalability": AGREES, "serving scalability": AGREES,
+                                 "scoring a pre-filtered set": CANNOT_TELL}  # no pipeline in this run
     assert all(v.claim and v.evidence for v in measured_table(results))
 
 

@@ -73,7 +73,8 @@ def metric_arrays(topk: np.ndarray, targets: sp.csr_matrix, ks: tuple[int, ...],
                   user_group: np.ndarray | None) -> tuple[dict[MetricKey, np.ndarray], dict[MetricKey, float]]:
     """Every metric at every k from one top-max(k) array. Returns (per-user arrays, scalars), keyed by
     (metric, k): metric in recall, precision, ndcg, hit_rate, popularity, leakage (per user), coverage
-    (scalar), natural_cross_rate (per user, k None)."""
+    (scalar), natural_cross_rate (per user, k None). A two-stage model (one with ``candidate_items``) also
+    gets candidate_recall at k = its N (see :func:`candidate_recall`)."""
     hits = metrics.hits_matrix(topk, targets)
     nt = metrics.n_targets(targets)
     per: dict[MetricKey, np.ndarray] = {}
@@ -101,8 +102,29 @@ def evaluate_population(model: Any, pop: Population, ks: tuple[int, ...], item_p
     tk = rank(model, pop.histories, pop.features, pop.model_users, pop.query_groups, pop.exclude, max(ks),
               chunk_size, timings=tm, backend=topk_backend)[0]
     per, scal = metric_arrays(tk, pop.targets, ks, item_percentile, item_groups, pop.user_group)
+    if hasattr(model, "candidate_items"):
+        per["candidate_recall", int(model.candidates)] = candidate_recall(model, pop)
     return PopulationEval(pop.name, pop.users, per, scal, pop.user_group, pop.group_source, tm["embed"], tm["topk"],
                           pop.revealed)
+
+
+def candidate_recall(model: Any, pop: Population, max_entries: int = 1 << 22) -> np.ndarray:
+    """(q,) a two-stage model's ceiling: held-out items among its N candidates / min(N, |targets|)
+    (the retriever's recall@N, the history excluded), on chunks of at most ``max_entries`` candidates."""
+    n = int(model.candidates)
+    q = pop.histories.shape[0]
+    out = np.zeros(q, dtype=np.float64)
+    step = max(1, max_entries // n)
+    for start in range(0, q, step):
+        stop = min(q, start + step)
+        rows = slice(start, stop)
+        feats = None if pop.features is None else {f: c[rows] for f, c in pop.features.items()}
+        cand = model.candidate_items(pop.histories[rows], feats,
+                                     None if pop.model_users is None else pop.model_users[rows],
+                                     None if pop.query_groups is None else pop.query_groups[rows])
+        targets = pop.targets[rows]
+        out[rows] = metrics.recall_at_k(metrics.hits_matrix(cand, targets), metrics.n_targets(targets), n)
+    return out
 
 
 def item_popularity(split: Split) -> np.ndarray:

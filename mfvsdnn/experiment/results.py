@@ -207,6 +207,8 @@ class ModelResult:
     training: TrainingCost
     serving: ServingCost | None
     populations: list[PopulationResult]
+    #: a two-stage pipeline's stage models (names in this run) and its N; None for any other model
+    stages: dict[str, Any] | None = None
 
     def population(self, pid: PopulationId) -> PopulationResult | None:
         for p in self.populations:
@@ -224,7 +226,8 @@ class ModelResult:
                 "validation": None if self.validation is None else self.validation.to_dict(),
                 "training": self.training.to_dict(),
                 "serving": None if self.serving is None else self.serving.to_dict(),
-                "populations": [p.to_dict() for p in self.populations]}
+                "populations": [p.to_dict() for p in self.populations]} | (
+                    {} if self.stages is None else {"stages": dict(self.stages)})
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelResult:
@@ -233,7 +236,8 @@ class ModelResult:
                    None if d.get("validation") is None else MetricValue.from_dict(d["validation"]),
                    TrainingCost.from_dict(d["training"]),
                    None if d.get("serving") is None else ServingCost.from_dict(d["serving"]),
-                   [PopulationResult.from_dict(p) for p in d["populations"]])
+                   [PopulationResult.from_dict(p) for p in d["populations"]],
+                   None if d.get("stages") is None else dict(d["stages"]))
 
 
 @dataclass
@@ -384,9 +388,13 @@ class Results:
                     seen.append(p.population)
         return sorted(seen, key=lambda p: (0 if p.is_warm else 1, p.revealed or 0))
 
-    def paired_test(self, population: PopulationId, metric: str, k: int | None) -> PairedTest | None:
+    def paired_test(self, population: PopulationId, metric: str, k: int | None, a: str | None = None,
+                    b: str | None = None) -> PairedTest | None:
+        """The paired test of ``a − b`` (default: the contrasted pair) for one metric on one population."""
+        if a is None or b is None:
+            a, b = (list(self.settings.contrast) + [None, None])[:2]
         for t in self.paired:
-            if t.population == population and t.metric == metric and t.k == k:
+            if t.population == population and t.metric == metric and t.k == k and (a is None or (t.a, t.b) == (a, b)):
                 return t
         return None
 

@@ -34,6 +34,7 @@ from ..evaluation.maps import embedding_map
 from ..evaluation.populations import populations as population_sets
 from ..models import registry
 from ..models.memory import check_model_memory
+from ..models.pipeline import Pipeline, pipeline_name
 from .comparison import comparison_rows
 from .results import (
     WARM,
@@ -65,6 +66,17 @@ class FittedModel:
     run_dir: Path | None
     trained_here: bool
     validation_recall: float
+    stages: dict[str, Any] | None = None  # a pipeline's {"retriever": name, "scorer": name, "candidates": N}
+
+
+@dataclass
+class PipelinePlan:
+    """One pipeline to assemble after fitting: its name, the names of its stage models, its N."""
+
+    name: str
+    retriever: str
+    scorer: str
+    candidates: int
 
 
 @dataclass
@@ -94,6 +106,54 @@ def check_models(specs: list[ModelSpec]) -> None:
         registry.get(s.kind)
         if s.run_dir is None:
             registry.check_params(s.kind, s.params, f"{s.label} hyper-parameters")
+
+
+def _stage_model(spec: ExperimentSpec, kind: str, extra: dict[str, Any], option: str) -> str:
+    """The name of the model of ``spec.models`` a pipeline stage is: the experiment's own model of
+    ``kind`` when ``extra`` is empty, else one of that kind with the same full hyper-parameters; a
+    missing one is appended (so it is fitted once, with the seeding rule, and reported alone too)."""
+    registry.get(kind)
+    base = next((m for m in spec.models if m.kind == kind), None)
+    if not extra and base is not None:
+        return base.label
+    wanted = {**(base.params if base is not None and base.run_dir is None else {}), **extra}
+    full = registry.check_params(kind, wanted, option)
+    for m in spec.models:
+        if m.kind == kind and m.run_dir is None and registry.check_params(kind, m.params, option) == full:
+            return m.label
+    name = kind if not extra else f"{kind}({','.join(f'{k}={v}' for k, v in extra.items())})"
+    if name in {m.label for m in spec.models}:
+        raise EvaluationError(f"pipeline stage {name}: a model of that name is already compared with other "
+                              "hyper-parameters")
+    spec.models.append(ModelSpec(kind, wanted, name=name))
+    return name
+
+
+def plan_pipelines(spec: ExperimentSpec) -> list[PipelinePlan]:
+    """Resolve every pipeline of ``spec`` to the stage models it reuses (appending missing ones to
+    ``spec.models``; calling it again changes nothing). Refuses unknown kinds, bad stage parameters and
+    names taken by a model, before any data is read."""
+    plans: list[PipelinePlan] = []
+    for p in spec.pipelines:
+        retriever = _stage_model(spec, p.retriever, p.retriever_params, "--retriever-param")
+        scorer = _stage_model(spec, p.scorer, p.scorer_params, "--scorer-param")
+        for n in dict.fromkeys(p.candidates):
+            name = pipeline_name(retriever, scorer, n if len(set(p.candidates)) > 1 else None)
+            if name not in {x.name for x in plans}:
+                plans.append(PipelinePlan(name, retriever, scorer, int(n)))
+    taken = {m.label for m in spec.models} & {x.name for x in plans}
+    if taken:
+        raise EvaluationError(f"pipeline name(s) {', '.join(sorted(taken))} are taken by a compared model")
+    return plans
+
+
+def fit_pipeline(plan: PipelinePlan, fitted: dict[str, FittedModel], split: Split, seed: int) -> FittedModel:
+    """The pipeline of two already fitted stage models (nothing is retrained), with its validation recall."""
+    r, s = fitted[plan.retriever], fitted[plan.scorer]
+    model = Pipeline(r.model, s.model, plan.candidates)
+    return FittedModel(plan.name, model, seed, None, r.trained_here or s.trained_here,
+                       validation_recall(model, split, seed),
+                       {"retriever": plan.retriever, "scorer": plan.scorer, "candidates": plan.candidates})
 
 
 def validator(train: Any, seed: int) -> Any:
@@ -247,7 +307,7 @@ def evaluate_models(fitted: list[FittedModel], split: Split, spec: ExperimentSpe
             name=fm.name, kind=model.kind, family=model.family, capabilities=asdict(model.capabilities),
             params=model.get_params(), seed=fm.seed, run_dir=None if fm.run_dir is None else str(fm.run_dir),
             trained_here=fm.trained_here, validation=MetricValue("recall", VALIDATION_K, fm.validation_recall),
-            training=training_result(model), serving=serving, populations=populations))
+            training=training_result(model), serving=serving, populations=populations, stages=fm.stages))
     return results, evals
 
 
@@ -283,6 +343,7 @@ def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: Prog
     from .verdicts import measured_table
 
     spec.check()
+    plans = plan_pipelines(spec)
     check_models(spec.models)
     if loaded is None:
         loaded = {s.label: load_model(s) for s in spec.models if s.run_dir is not None}
@@ -307,10 +368,15 @@ def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: Prog
             fm = (fit or fit_model)(s, split, spec.seed, prog, write_to)
         fm.run_dir = final
         fitted.append(fm)
+    by_name = {fm.name: fm for fm in fitted}
+    fitted += [fit_pipeline(plan, by_name, split, spec.seed) for plan in plans]
 
     models, evals = evaluate_models(fitted, split, spec, progress_factory, topk_backend)
     contrast = list(spec.contrast) if spec.contrast else default_contrast(models)
     paired = paired_tests(contrast[0], contrast[1], evals, spec.bootstrap, spec.seed) if len(contrast) == 2 else []
+    for plan in plans:  # each pipeline against each of its stages alone
+        for stage in dict.fromkeys((plan.retriever, plan.scorer)):
+            paired += paired_tests(plan.name, stage, evals, spec.bootstrap, spec.seed)
     settings = Settings(seed=spec.seed, ks=list(spec.ks), main_k=spec.main_k, bootstrap=spec.bootstrap,
                         confidence_level=CONFIDENCE_LEVEL, serving_sample=spec.serving_sample,
                         user_features=list(split.dataset.features), contrast=contrast, engine=spec.engine,

@@ -49,6 +49,22 @@ class ModelSpec:
 
 
 @dataclass
+class PipelineSpec:
+    """A two-stage pipeline of the experiment: the ``retriever`` kind's top-N, re-scored by the ``scorer`` kind.
+
+    candidates : the N values (several = one pipeline per N, named ``retriever>scorer@N``).
+    retriever_params, scorer_params : hyper-parameters of a stage on top of the experiment's model of
+        that kind (none = that very model, not retrained; else a stage model of its own, reported too).
+    """
+
+    retriever: str
+    scorer: str
+    candidates: tuple[int, ...] = (200,)
+    retriever_params: dict[str, Any] = field(default_factory=dict)
+    scorer_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ExperimentSpec:
     """Data, split, models and measurements of one experiment.
 
@@ -61,6 +77,8 @@ class ExperimentSpec:
         "dnn" model by family, else the first two models).
     runs_dir : where models trained here are saved (one sub-folder per model name); None = not saved.
     command : the command line that reproduces the experiment (recorded in the results).
+    pipelines : two-stage pipelines evaluated beside the models (their stages are models of ``models``,
+        added by ``runner.plan_pipelines`` where missing).
     """
 
     data: DataSpec | None
@@ -74,6 +92,7 @@ class ExperimentSpec:
     runs_dir: Path | None = None
     command: str = ""
     engine: str = "local"
+    pipelines: list[PipelineSpec] = field(default_factory=list)
 
     @property
     def seed(self) -> int:
@@ -94,6 +113,11 @@ class ExperimentSpec:
             raise EvaluationError(f"--bootstrap must be >= 0, got {self.bootstrap}")
         if self.serving_sample < 0:
             raise EvaluationError(f"--serving-sample must be >= 0, got {self.serving_sample}")
+        for p in self.pipelines:
+            bad = [n for n in p.candidates if isinstance(n, bool) or not isinstance(n, int) or n < 1]
+            if bad or not p.candidates:
+                raise EvaluationError(f"--candidates must be integers >= 1, got "
+                                      f"{', '.join(map(str, p.candidates)) or 'nothing'}")
         if not self.models:
             raise EvaluationError("no models to evaluate (--models is empty)")
         labels = [m.label for m in self.models]

@@ -1,6 +1,7 @@
-"""The trade-off table, measured: each of its five rows against the evidence of one ``compare`` run.
+"""The trade-off table, measured: each of its rows against the evidence of one ``compare`` run.
 
-For each row — query features, cold start, folding, training scalability, serving scalability — this
+For each row — query features, cold start, folding, training scalability, serving scalability, and the
+table's closing advice, scoring a pre-filtered set (a two-stage pipeline, ``compare --pipeline``) — this
 restates the textbook claim, collects the numbers this run measured for it and says whether this data
 set **agrees**, **disagrees** or **cannot tell** (no user features, no groups, no cold users, or no
 significant difference). Pure: it reads the typed :class:`~mfvsdnn.experiment.results.Results` of one run. The MF and the DNN model
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .results import ModelResult, Results, Verdict, cold
+from .results import WARM, ModelResult, Results, Verdict, cold
 
 AGREES, DISAGREES, CANNOT_TELL = "agrees", "disagrees", "cannot tell"
 
@@ -30,6 +31,8 @@ CLAIMS = {
     "training scalability": "MF scales to huge sparse corpora. DNN: harder; needs sampling or hashing.",
     "serving scalability": "MF: U and V are static, candidates can be precomputed. DNN: V is static, the query "
                            "embedding is computed at request time.",
+    "scoring a pre-filtered set": "MF for retrieval over a large corpus, the DNN for scoring the candidates it "
+                                  "retrieves; there the DNN may fold, as the candidates are assumed relevant.",
 }
 
 
@@ -148,8 +151,77 @@ def _serving(results: Results, mf: ModelResult, dnn: ModelResult, k: int) -> tup
     return DISAGREES, ev + "; the DNN's request-time embedding is not slower here"
 
 
+def folding_index(leak: float, natural: float, leak_random: float) -> float:
+    """(leak − natural) / (leak_random − natural): 0 = no folding beyond the data's own cross-group rate,
+    1 = as mixed as random recommendations; NaN when random does not leak beyond the natural rate."""
+    span = leak_random - natural
+    return (leak - natural) / span if span > 0 else float("nan")
+
+
+def _scoring_pipeline(results: Results) -> tuple[ModelResult, ModelResult, ModelResult] | None:
+    """The first pipeline of an MF retriever and a DNN scorer, with its two stages, or None."""
+    by = {m.name: m for m in results.models}
+    for m in results.models:
+        st = m.stages or {}
+        r, s = by.get(st.get("retriever", "")), by.get(st.get("scorer", ""))
+        if r is not None and s is not None and r.family == "mf" and s.family == "dnn":
+            return m, r, s
+    return None
+
+
+def _prefiltered(results: Results, mf: ModelResult, dnn: ModelResult, k: int) -> tuple[str, str]:
+    found = _scoring_pipeline(results)
+    if found is None:
+        return CANNOT_TELL, ("no pipeline of an MF retriever and a DNN scorer was run "
+                             "(compare --pipeline 'wals>softmax')")
+    pipe, ret, sc = found
+    rec = {m.name: _num(m.warm.mean("recall", k)) if m.warm else float("nan") for m in (pipe, ret, sc)}
+    cand = pipe.warm.mean("candidate_recall", pipe.stages["candidates"]) if pipe.warm else float("nan")
+    tests = {m.name: results.paired_test(WARM, "recall", k, pipe.name, m.name) for m in (ret, sc)}
+    ev = (f"warm recall@{k}: {pipe.name} (the {sc.name} scoring {ret.name}'s top {pipe.stages['candidates']}) "
+          f"{rec[pipe.name]:.3f}, candidate recall (its ceiling) {_num(cand):.3f}; {ret.name} alone {rec[ret.name]:.3f}, "
+          f"{sc.name} alone {rec[sc.name]:.3f}")
+    parts = []
+    for name, t in tests.items():
+        parts.append(f"vs {name} {_num(t.diff):+.3f} (p = {_num(t.p):.3f})" if t is not None else f"vs {name}: no test")
+    ev += " — " + "; ".join(parts)
+    fold_ok = None
+    if results.dataset.get("groups") and all(m.warm is not None for m in (pipe, ret, sc)):
+        nat = _num(pipe.warm.mean("natural_cross_rate"))
+        leak = {m.name: _num(m.warm.mean("leakage", k)) for m in (pipe, ret, sc)}
+        if not any(math.isnan(x) for x in (nat, *leak.values())):
+            margin = max(FOLD_ABS, FOLD_REL * nat)
+            fold_ok = leak[pipe.name] - leak[ret.name] <= margin
+            rnd = next((m for m in results.models if m.kind == "random" and m.warm is not None), None)
+            lr = _num(rnd.warm.mean("leakage", k)) if rnd is not None else float("nan")
+            idx = {n: folding_index(v, nat, lr) for n, v in leak.items()}
+            shown = "; ".join(f"{n} {leak[n]:.3f}" + ("" if math.isnan(idx[n]) else f" (folding index {idx[n]:+.2f})")
+                              for n in leak)
+            ev += (f". Warm leakage@{k} against the natural rate {nat:.3f}: {shown}; the pipeline "
+                   + ("stays" if fold_ok else "does not stay") + f" within {margin:.3f} of {ret.name}'s")
+    if fold_ok is None:
+        ev += ". Folding could not be measured (no item groups)"
+    baselines = [_num(m.warm.mean("recall", k)) for m in results.models if m.family == "baseline" and m.warm]
+    best = max((b for b in baselines if not math.isnan(b)), default=float("nan"))
+    if any(t is None or math.isnan(_num(t.p)) for t in tests.values()):
+        return CANNOT_TELL, ev + "; no paired test (--bootstrap 0)"
+    if not math.isnan(best) and not rec[pipe.name] > best:
+        return CANNOT_TELL, ev + f"; the pipeline does not beat the best baseline ({best:.3f})"
+    better = all(t.significant and t.diff > 0 for t in tests.values())
+    worse = any(t.significant and t.diff < 0 for t in tests.values())
+    if worse or (better and fold_ok is False):
+        why = ("the pipeline scores significantly worse than a stage alone" if worse
+               else "the DNN's folding still shows through the candidates")
+        return DISAGREES, ev + f"; {why}"
+    if better:
+        return AGREES, ev + "; the DNN scores MF's candidates significantly better than either model alone" + (
+            "" if fold_ok else " (folding not measured)")
+    return CANNOT_TELL, ev + "; the differences are not all significant"
+
+
 RULES = (("query features", _query_features), ("cold start", _cold_start), ("folding", _folding),
-         ("training scalability", _training), ("serving scalability", _serving))
+         ("training scalability", _training), ("serving scalability", _serving),
+         ("scoring a pre-filtered set", _prefiltered))
 
 
 def measured_table(results: Results) -> list[Verdict]:

@@ -14,7 +14,8 @@ KIND_LABELS = {"wals": "WALS", "softmax": "softmax DNN", "popularity": "most pop
 
 METRIC_LABELS = {"recall": "recall", "ndcg": "NDCG", "precision": "precision", "hit_rate": "hit rate",
                  "coverage": "catalog coverage", "popularity": "popularity percentile", "leakage": "leakage",
-                 "natural_cross_rate": "natural cross-group rate"}
+                 "natural_cross_rate": "natural cross-group rate",
+                 "candidate_recall": "candidate recall (pipeline ceiling)"}
 
 COST_LABELS = {
     "seconds": "training time", "seconds_per_iteration": "time per iteration/epoch",
@@ -34,6 +35,12 @@ COST_NOTES = {
     "cache_build_seconds": "precompute-and-store top-k of every warm user; only for models whose query vector "
                            "of a known user is fixed after training (not the DNN: its query depends on the request)",
 }
+
+
+def pipeline_note(m: ModelResult) -> str:
+    """How a pipeline was built, e.g. "the softmax scoring wals's top 200"; '' for any other model."""
+    st = m.stages
+    return "" if not st else f"the {st['scorer']} scoring {st['retriever']}'s top {st['candidates']}"
 
 
 def model_label(m: ModelResult) -> str:
@@ -131,6 +138,8 @@ def compare_tables(results: Results) -> list[tuple[str, list[str], list[list[str
                                            "leakage") for k in ks]
         keys.append(("natural_cross_rate", None))
         keys = [key for key in keys if present[0].population(pid).get(*key) is not None]
+        keys += list(dict.fromkeys((v.metric, v.k) for m in present for v in m.population(pid).values
+                                   if v.metric == "candidate_recall"))
         rows = []
         for metric, k in keys:
             t = results.paired_test(pid, metric, k)
@@ -175,7 +184,7 @@ def compare_tables(results: Results) -> list[tuple[str, list[str], list[list[str
                        ["what"] + [names[m.name] for m in served], rows))
 
     rows = [[names[m.name], m.kind, m.run_dir or "", str(m.seed),
-             ", ".join(f"{p}={v}" for p, v in m.params.items())] for m in models]
+             pipeline_note(m) or ", ".join(f"{p}={v}" for p, v in m.params.items())] for m in models]
     tables.append(("Models: kind, run directory, seed, hyper-parameters",
                    ["model", "kind", "run", "seed", "hyper-parameters"], rows))
     split = results.split

@@ -259,6 +259,9 @@ def render_models_overview(results: Results, console: Console) -> None:
     for title, _, _ in columns:
         t.add_column(title, justify="right")
     t.add_column("coverage", justify="right")
+    pipelines = any(m.stages for m in results.models)
+    if pipelines:
+        t.add_column("candidate recall (ceiling)", justify="right")
     for m in results.models:
         cells = []
         for _, pid, metric in columns:
@@ -267,6 +270,9 @@ def render_models_overview(results: Results, console: Console) -> None:
         w = m.warm
         cov = w.get("coverage", k) if w is not None else None
         cells.append(f"{cov.mean:.3f}" if cov is not None else "n/a")
+        if pipelines:
+            ceiling = w.get("candidate_recall", m.stages["candidates"]) if m.stages and w is not None else None
+            cells.append(f"{ceiling.mean:.4f}" if ceiling is not None else "")
         t.add_row(names[m.name], *cells, style="dim" if m.family == "baseline" else None)
     warm = next((m.warm for m in results.models if m.warm is not None), None)
     nat = warm.get("natural_cross_rate") if warm is not None else None
