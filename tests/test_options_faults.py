@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -39,8 +40,11 @@ def _raising(exc):
 def _python(code: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
     full_env.pop("MFVSDNN_NUMBA_NOTE_SHOWN", None)
+    # a child started from a background job inherits SIGINT ignored (and Python then installs no
+    # KeyboardInterrupt handler): give it the default disposition a user's terminal gives
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=full_env, timeout=600, cwd=kw.pop("cwd", REPO), **kw)
+                          env=full_env, timeout=600, cwd=kw.pop("cwd", REPO),
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 # ------------------------------------------------------------------------------------------------
