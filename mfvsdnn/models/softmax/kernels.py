@@ -48,6 +48,25 @@ def scatter_rows(inv: np.ndarray, vals: np.ndarray, out: np.ndarray) -> None:
             out[r, k] += vals[i, k]
 
 
+# positives mask: out[b, k] = cand[k] in indices[indptr[u_b]:indptr[u_b + 1]]  (each row sorted)
+#   users (B,), cand (N,) int64; out (B, N) bool; one binary search per (b, k)
+@njit(cache=CACHE)
+def positive_hits(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, cand: np.ndarray,
+                  out: np.ndarray) -> None:
+    for b in range(users.shape[0]):
+        start, stop = indptr[users[b]], indptr[users[b] + 1]
+        for k in range(cand.shape[0]):
+            c = cand[k]
+            lo, hi = start, stop
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if indices[mid] < c:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[b, k] = lo < stop and indices[lo] == c
+
+
 # Vectorisable float32 exp for x <= 0 (Cephes expf scheme; numba's np.exp on float32 is a scalar libm
 # call, ~2.3 ns/element here).  exp(x) = 2^n * exp(r):
 #   x <- max(x, -87)  (exp(-87) ~ 1.6e-38 is still a normal float32; 2^n needs n >= -126)
