@@ -35,7 +35,7 @@ def _in_batch_sample(batch, users, X, rng, pool=None, n_pool=0):
     counts = rng.integers(1, 9, N_ITEMS)
     s = sampling.InBatchSampler(counts, pool)
     cand, lq_c, lq_t = s.propose(rng, batch.targets, n_pool)
-    hits = sampling.positive_hits(X.indptr.astype(np.int64), X.indices.astype(np.int64), users, cand)
+    hits = sampling.positive_hits(X.indptr.astype(np.int64), X.indices.astype(np.int64), users, cand, N_ITEMS)
     return batching.Sample(cand, lq_c, lq_t, exclude=hits)
 
 
@@ -134,7 +134,7 @@ def test_logq_sign_the_wrong_sign_loses_recall(monkeypatch):
 def test_positive_hits_matches_a_brute_force_check():
     X, users, _, _, rng = _tiny_problem(2)
     cand = rng.integers(0, N_ITEMS, 30)
-    hits = sampling.positive_hits(X.indptr.astype(np.int64), X.indices.astype(np.int64), users, cand)
+    hits = sampling.positive_hits(X.indptr.astype(np.int64), X.indices.astype(np.int64), users, cand, N_ITEMS)
     dense = X.toarray() > 0
     np.testing.assert_array_equal(hits, dense[users][:, cand])
 

@@ -195,6 +195,7 @@ class SoftmaxDNN(RecommenderMixin):
         self._validate()
         self.hash_rows_: dict[str, np.ndarray] = {}
         self.n_items_ = 0
+        self.masked_ = [0, 0]  # (other positives among the candidates, candidate slots) of the last fit
         self.params_: dict[str, np.ndarray] = {}
         self.feature_names_: tuple[str, ...] = ()
         self.history_: list[dict[str, float]] = []
@@ -362,9 +363,6 @@ class SoftmaxDNN(RecommenderMixin):
         train, rng = self._fit_inputs(train, rng)
         t_start = time.perf_counter()
         X = train.matrix.tocsr()
-        if not X.has_sorted_indices:  # the positives mask binary-searches each user's row
-            X = X.copy()
-            X.sort_indices()
         n_users, n_items = X.shape
         indptr, indices = X.indptr.astype(np.int64), X.indices.astype(np.int64)
         if X.nnz == 0:
@@ -479,7 +477,7 @@ class SoftmaxDNN(RecommenderMixin):
             cand, logq_c, logq_t = sampler.propose(rng, targets, n_draw)
             hits = None
             if self.mask_positives:  # without the mask only accidental hits (the target itself) are masked
-                hits = positive_hits(indptr, indices, users, cand)
+                hits = positive_hits(indptr, indices, users, cand, self.n_items_)
                 self.masked_[0] += int(hits.sum()) - int((cand[None, :] == targets[:, None]).sum())
                 self.masked_[1] += hits.size
             sample = Sample(cand, logq_c, logq_t, exclude=hits)

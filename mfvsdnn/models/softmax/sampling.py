@@ -129,14 +129,17 @@ class InBatchSampler:
         return cand, self.log_q(cand, B, n_pool), self.log_q(targets, B, n_pool)
 
 
-def positive_hits(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, cand: np.ndarray) -> np.ndarray:
+def positive_hits(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, cand: np.ndarray,
+                  n_items: int) -> np.ndarray:
     """(B, N) bool: True where candidate k is one of example b's user's training positives.
 
-    ``indptr``, ``indices``: the training csr with sorted indices (one binary search per pair, so the
-    cost is B * N * log(history length), next to the (B, N, d) logits product).
+    ``indptr``, ``indices``: the training csr over ``n_items`` columns. Each example walks its own history once against the
+    candidates chained by item (cost N + the batch's history lengths, next to the (B, N, d) logits).
     """
-    out = np.empty((len(users), len(cand)), dtype=np.bool_)
-    kernels.positive_hits(indptr, indices, np.asarray(users, dtype=np.int64), np.asarray(cand, dtype=np.int64), out)
+    out = np.zeros((len(users), len(cand)), dtype=np.bool_)
+    head = np.full(n_items, -1, dtype=np.int64)
+    kernels.positive_hits(indptr, indices, np.asarray(users, dtype=np.int64), np.asarray(cand, dtype=np.int64),
+                          head, out)
     return out
 
 
