@@ -16,9 +16,9 @@ import numpy as np
 
 
 def hash_rows(labels: Sequence[str] | np.ndarray, buckets: int, n_hashes: int, key: int, table: str) -> np.ndarray:
-    """(len(labels), n_hashes) int64 rows in [0, buckets) of each raw id for the table named ``table``."""
+    """(len(labels), n_hashes) int32 rows in [0, buckets) of each raw id for the table named ``table``."""
     key_bytes = int(key).to_bytes(8, "little")
-    out = np.empty((len(labels), n_hashes), dtype=np.int64)
+    out = np.empty((len(labels), n_hashes), dtype=np.int32)  # buckets <= MAX_BUCKETS < 2**31
     salts = [f"{table}:{h}".encode()[:16] for h in range(n_hashes)]
     for i, label in enumerate(labels):
         data = str(label).encode("utf-8")

@@ -284,7 +284,7 @@ class SoftmaxDNN(RecommenderMixin):
         params = 4 * n_params * copies
         pairs = 3 * 8 * nnz + 8 * (n_users + 1) + 8 * n_users * len(cardinalities)
         hashes = self.item_hashes * (int(bool(self.item_buckets)) + int(self.hash_output))
-        pairs += 8 * n_items * hashes + 8 * sum(cardinalities.values())  # the hash row maps
+        pairs += 4 * n_items * hashes + 4 * sum(cardinalities.values())  # the hash row maps (int32)
         tower = 4 * 3 * B * (d + self.feature_dim * len(cardinalities) + sum(self.hidden))
         if self.negatives == "all":
             chunk = inspect.signature(full_softmax_loss).parameters["max_chunk_elems"].default
@@ -620,7 +620,7 @@ class SoftmaxDNN(RecommenderMixin):
             if m.feature_buckets and k.startswith("feat_hash__") and m._feature_rows(v.shape[0]) == v.shape[0]:
                 raise ModelError(f"softmax state: {k} hashes a feature that feature_buckets={m.feature_buckets} "
                                  "leaves unhashed")
-        m.hash_rows_ = {k: np.ascontiguousarray(v, dtype=np.int64) for k, v in hashed.items()}
+        m.hash_rows_ = {k: np.ascontiguousarray(v, dtype=np.int32) for k, v in hashed.items()}
         m.n_items_ = int(n_items)
         m.params_ = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         m.feature_names_ = tuple(feats)
