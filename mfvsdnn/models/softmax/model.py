@@ -399,9 +399,6 @@ class SoftmaxDNN(RecommenderMixin):
             self._epochs(P, opt, cfg, indptr, indices, codes, pair_users, pair_items, rng, sampler,
                          n_draw, hard_n, progress, validate)
         self.train_seconds_ = time.perf_counter() - t_start
-        if self.masked_[1]:
-            self.notes_.append(f"{self.masked_[0] / self.masked_[1]:.2%} of the sampled candidates were another of "
-                               "the example user's training positives (masked, as the target itself is)")
         self.remember_training(train)
         return self
 
