@@ -37,5 +37,5 @@ def compose(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def collisions(rows: np.ndarray) -> int:
-    """Ids that share their whole row tuple with an earlier id (they are indistinguishable)."""
+    """Ids minus distinct row tuples: how many ids share all their rows with another (indistinguishable)."""
     return int(len(rows) - len(np.unique(rows, axis=0)))

@@ -407,8 +407,8 @@ class SoftmaxDNN(RecommenderMixin):
             shared = collisions(rows)
             if shared:
                 what = "items" if name.startswith("item") else f"{name[len('feat_hash__'):]} values"
-                self.notes_.append(f"hashing: {shared:,} of {len(rows):,} {what} share every row with another "
-                                   f"({name})")
+                self.notes_.append(f"hashing ({name}): {len(rows):,} {what} map to {len(rows) - shared:,} distinct "
+                                   "sets of rows (the others share all their rows with another)")
 
     def _epochs(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, indptr: np.ndarray,
                 indices: np.ndarray, codes: list[np.ndarray], pair_users: np.ndarray, pair_items: np.ndarray,
