@@ -39,10 +39,12 @@ from .models.params import (
     HYPER_PARAMETERS,
     MAX_BATCH,
     MAX_BOOTSTRAP,
+    MAX_BUCKETS,
     MAX_CG_STEPS,
     MAX_DIM,
     MAX_EPOCHS,
     MAX_HARD_POOL,
+    MAX_HASHES,
     MAX_ITERATIONS,
     MAX_K,
     MAX_LAYERS,
@@ -690,8 +692,13 @@ def train_softmax(
                                            f"positive pairs: folds groups together). N <= {MAX_NEGATIVES:,}.",
                                            rich_help_panel=_SM)] = "50",
     sampler: Annotated[str, typer.Option(help="Negative sampler for N > 0: 'uniform', 'popularity' (with logQ "
-                                         "correction) or 'hard' (each example picks its N highest-scoring "
-                                         "from a uniform pool of --hard-pool).", rich_help_panel=_SM)] = "uniform",
+                                         "correction), 'hard' (each example picks its N highest-scoring "
+                                         "from a uniform pool of --hard-pool), 'in-batch' (the batch's other "
+                                         "targets, logQ-corrected; N is not used) or 'mixed' (in-batch plus N "
+                                         "from the --mix-sampler pool). The user's training positives are never "
+                                         "negatives.", rich_help_panel=_SM)] = "uniform",
+    mix_sampler: Annotated[str, typer.Option(help="Pool of --sampler mixed: 'uniform' or 'popularity'.",
+                                             rich_help_panel=_SM)] = "uniform",
     hard_pool: Annotated[int, typer.Option(help="Pool size per mini-batch for --sampler hard; must be >= "
                                            "--negatives; a pool larger than the catalogue is the whole catalogue.",
                                            min=1, max=MAX_HARD_POOL, rich_help_panel=_SM)] = 500,
@@ -722,6 +729,17 @@ def train_softmax(
     history_dropout: Annotated[float, _real("Fraction of training examples whose history is dropped, so the "
                                             "empty-history (features-only) path is learned.", 0.0, 1.0,
                                             hi_open=True, rich_help_panel=_SM)] = 0.1,
+    item_buckets: Annotated[int, typer.Option(help="Hashing trick: rows of the input item table (each item is "
+                                              "the sum of --item-hashes rows picked by a seeded hash of its raw "
+                                              "id); 0 = one row per item.", min=0, max=MAX_BUCKETS,
+                                              rich_help_panel=_SM)] = 0,
+    item_hashes: Annotated[int, typer.Option(help="Hash functions per hashed item (rows summed).", min=1,
+                                             max=MAX_HASHES, rich_help_panel=_SM)] = 2,
+    hash_output: Annotated[bool, typer.Option("--hash-output", help="Hash the output item table into "
+                                              "--item-buckets rows too.", rich_help_panel=_SM)] = False,
+    feature_buckets: Annotated[int, typer.Option(help="Hash each user feature with more values than this into "
+                                                 "this many rows (plus the unknown row); 0 = no hashing.", min=0,
+                                                 max=MAX_BUCKETS, rich_help_panel=_SM)] = 0,
     json_out: JsonOpt = False,
     *,
     opts: DataOptions,
@@ -732,7 +750,8 @@ def train_softmax(
     params = {"negatives": negatives, "sampler": sampler, "hard_pool": hard_pool, "gravity": gravity, "dim": dim,
               "hidden": hidden, "feature_dim": feature_dim, "epochs": epochs, "batch_size": batch_size, "lr": lr,
               "optimizer": optimizer, "l2": l2, "patience": patience, "tie_embeddings": tie_embeddings,
-              "history_dropout": history_dropout}
+              "history_dropout": history_dropout, "mix_sampler": mix_sampler, "item_buckets": item_buckets,
+              "item_hashes": item_hashes, "hash_output": hash_output, "feature_buckets": feature_buckets}
     params = SoftmaxDNN(**params).get_params()  # validates every option before the data is read
     with terminal.progress_bar("softmax DNN") as bar:
         result = api.train_from_csv("softmax", data, opts.columns, opts.split, opts.test, params, out, bar)
@@ -770,11 +789,17 @@ def sweep(
     negatives: Annotated[str, typer.Option(help="Softmax negatives to try: 0 (positives only), N sampled, 'all' "
                                            "(full softmax); '' skips.", rich_help_panel=_SW)] = "0,5,50,all",
     sampler: Annotated[str, typer.Option(help="Negative samplers to try at --sampler-negatives: uniform, "
-                                         "popularity (logQ-corrected), hard; '' skips.",
+                                         "popularity (logQ-corrected), hard, in-batch, mixed; '' skips.",
                                          rich_help_panel=_SW)] = "uniform,popularity,hard",
     gravity: Annotated[str, typer.Option(help="Gravity weights g to try at --gravity-negatives, each finite "
                                          ">= 0; '' skips.", rich_help_panel=_SW)] = "0,0.1,1",
-    sampler_negatives: Annotated[int, typer.Option(help="Negatives used by the sampler family.", min=1,
+    item_buckets: Annotated[str, typer.Option(help="Hashed input-item table sizes to try at --sampler-negatives "
+                                              "uniform negatives, comma-separated integers in "
+                                              f"[0, {MAX_BUCKETS:,}] (0 = unhashed); '' skips.",
+                                              rich_help_panel=_SW)] = "",
+    hash_output: Annotated[bool, typer.Option("--hash-output", help="The --item-buckets points (except 0) hash "
+                                              "the output item table too.", rich_help_panel=_SW)] = False,
+    sampler_negatives: Annotated[int, typer.Option(help="Negatives used by the sampler and item-buckets families.", min=1,
                                                    max=MAX_NEGATIVES, rich_help_panel=_SW)] = 50,
     gravity_negatives: Annotated[str, typer.Option(help="Negatives used by the gravity family (0 shows gravity "
                                                    "alone against folding).", rich_help_panel=_SW)] = "0",
@@ -783,7 +808,7 @@ def sweep(
                                                          f"{_keys('wals')}.", rich_help_panel=_SW)] = None,
     softmax_param: Annotated[list[str] | None, typer.Option(help="Fixed softmax hyper-parameter for every softmax "
                                                             "point, KEY=VALUE (repeatable), e.g. epochs=10; not a "
-                                                            "swept knob (negatives, sampler, gravity). Keys: "
+                                                            "swept knob (negatives, sampler, gravity, item_buckets). Keys: "
                                                             f"{_keys('softmax')}.", rich_help_panel=_SW)] = None,
     k: Annotated[str, typer.Option("--k", help=f"Cut-offs k, comma-separated integers in [1, {MAX_K:,}].",
                                    rich_help_panel=_SW)] = "10,20,50",
@@ -803,7 +828,8 @@ def sweep(
     from .experiment.sweep import SweepConfig
 
     cfg = SweepConfig(w0=_float_list(w0, "--w0"), negatives=_str_list(negatives), sampler=_str_list(sampler),
-                      gravity=_float_list(gravity, "--gravity"), sampler_negatives=sampler_negatives,
+                      gravity=_float_list(gravity, "--gravity"), item_buckets=_str_list(item_buckets), hash_output=hash_output,
+                      sampler_negatives=sampler_negatives,
                       gravity_negatives=gravity_negatives, wals_params=_key_values(wals_param, "--wals-param"),
                       softmax_params=_key_values(softmax_param, "--softmax-param"), ks=_k_list(k),
                       bootstrap=bootstrap)

@@ -143,7 +143,9 @@ def mid(tmp_path_factory):
     SoftmaxDNN(dim=64, epochs=1, negatives="all", patience=0), SoftmaxDNN(dim=16, epochs=1, negatives=20),
     SoftmaxDNN(dim=16, epochs=1, sampler="hard", negatives=5, hard_pool=40, batch_size=512),
     SoftmaxDNN(dim=8, epochs=1, negatives=0, gravity=0.1, optimizer="adagrad"),
-], ids=["wals-cg", "wals-cholesky", "full", "sampled", "hard", "positives-gravity"])
+    SoftmaxDNN(dim=16, epochs=1, sampler="mixed", negatives=20, batch_size=512),
+    SoftmaxDNN(dim=32, epochs=1, negatives="all", patience=0, item_buckets=300, hash_output=True, feature_buckets=2),
+], ids=["wals-cg", "wals-cholesky", "full", "sampled", "hard", "positives-gravity", "mixed", "full-hashed"])
 def test_memory_estimate_bounds_what_training_allocates(mid, model):
     """fit plus the validation recall that train_model computes, traced after a warm-up run (the
     first run also loads the compiled kernels)."""

@@ -16,6 +16,7 @@ from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
 from mfvsdnn.experiment import sweep as S
 from mfvsdnn.experiment.results import WARM, PopulationResult, cold
 from mfvsdnn.experiment.scale import fit_growth
+from mfvsdnn.report.curves import sweep_rows
 
 runner = CliRunner(env={"COLUMNS": "120"})
 TINY = dict(w0=(0.0, 0.1), negatives=(0, 10), sampler=("uniform",), gravity=(0.0, 1.0),
@@ -107,6 +108,22 @@ def test_sweep_cli_writes_reports(data, tmp_path):
     assert res.exit_code == 1 and "--w0" in res.output
 
 
+def test_sweep_new_samplers_and_item_buckets_record_model_bytes(split, tmp_path):
+    cfg = S.SweepConfig(**{**TINY, "w0": (), "negatives": (), "gravity": (), "sampler": ("in-batch", "mixed"),
+                           "item_buckets": (0, 20), "hash_output": True})
+    pts = cfg.points()
+    assert [(p["knob"], p["value"]) for p in pts] == [("sampler", "in-batch"), ("sampler", "mixed"),
+                                                      ("item_buckets", 0), ("item_buckets", 20)]
+    assert "hash_output" not in pts[2]["params"] and pts[3]["params"]["hash_output"] is True
+    doc = S.run_sweep(split, cfg, tmp_path)
+    size = {p["value"]: p["model_bytes"] for p in doc["points"] if p["knob"] == "item_buckets"}
+    assert 0 < size[20] < size[0]
+    header, rows = sweep_rows(doc)
+    assert header[-1] == "model bytes" and rows[-1][-1] == f"{size[20]:,}"
+    with pytest.raises(Exception, match="item_buckets is swept"):
+        S.SweepConfig(**{**TINY, "item_buckets": (10,), "softmax_params": {"item_buckets": 5}})
+
+
 @pytest.mark.parametrize("b", [0.0, 1.0, 2.0, 1.37])
 def test_growth_exponent_recovers_known_exponent(b):
     rng = np.random.default_rng(0)
@@ -129,4 +146,6 @@ def test_scale_cli_tiny(tmp_path):
                 "wals_query_ms_p50", "softmax_query_ms_p50"):
         assert all(p[key] > 0 for p in doc["points"]), key
         assert np.isfinite(doc["fits"][key]["exponent"])
+    assert all(0 < p["softmax_hashed_seconds_per_epoch"] and p["softmax_hashed_buckets"] == p["items"] // 8
+               and p["softmax_hashed_model_bytes"] < p["softmax_model_bytes"] for p in doc["points"])
     assert (tmp_path / "scale.html").read_text().count("data:image/png;base64,") == 2

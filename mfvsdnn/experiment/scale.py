@@ -8,6 +8,9 @@ growing in proportion), it measures
   measured on a seeded subsample of training users and scaled by examples-per-epoch / examples-timed
   (training cost is linear in the number of examples at a fixed catalogue; this keeps the full softmax
   at 100k items affordable). The subsample size is recorded with every point;
+- the hashing point: the same sampled softmax with both item tables hashed into
+  n_items / ``items_per_bucket`` rows (two hash functions): seconds per epoch and model bytes
+  against the unhashed model's;
 - serving: single-query latency p50 of each model (query embedding + scoring every item + top-k), and
   for WALS the precompute-and-store alternative: cache build time and bytes, and the lookup latency
   of one user's precomputed candidates.
@@ -32,7 +35,7 @@ from ..core.seeding import generator
 from ..data import ColumnSpec, dataset_from_frame
 from ..data.split import SplitConfig, TrainSet, make_split
 from ..data.synthetic import SyntheticConfig, generate
-from ..evaluation.cost import serving_cost
+from ..evaluation.cost import model_bytes, serving_cost
 from ..models import registry
 from ..models.params import MAX_DIM, MAX_ITERATIONS, MAX_NEGATIVES, MAX_SEED, as_float, as_int
 from . import runner
@@ -42,6 +45,7 @@ CURVES = {
     "wals_seconds_per_iteration": "WALS, seconds per iteration",
     "softmax_full_seconds_per_epoch": "softmax (full), seconds per epoch",
     "softmax_sampled_seconds_per_epoch": "softmax (sampled), seconds per epoch",
+    "softmax_hashed_seconds_per_epoch": "softmax (sampled, item tables hashed), seconds per epoch",
     "wals_query_ms_p50": "WALS serving (score all + top-k), ms per query",
     "wals_cache_lookup_ms_p50": "WALS with candidate cache, ms per query",
     "softmax_query_ms_p50": "softmax serving (tower + score all + top-k), ms per query",
@@ -67,6 +71,7 @@ class ScaleConfig:
     factors: int = 32
     wals_iterations: int = 3
     negatives: int = 50
+    items_per_bucket: int = 8
     examples_timed: int = 60_000
     full_flops_timed: float = 3e10
     latency_queries: int = 100
@@ -87,6 +92,7 @@ class ScaleConfig:
             "factors": as_int("--factors", self.factors, 1, MAX_DIM),
             "wals_iterations": as_int("wals_iterations", self.wals_iterations, 1, MAX_ITERATIONS),
             "negatives": as_int("--negatives", self.negatives, 1, MAX_NEGATIVES),
+            "items_per_bucket": as_int("items_per_bucket", self.items_per_bucket, 1, MAX_SIZE),
             "examples_timed": as_int("--examples-timed", self.examples_timed, 1, MAX_EXAMPLES_TIMED),
             "full_flops_timed": as_float("full_flops_timed", self.full_flops_timed, 0.0, lo_open=True),
             "latency_queries": as_int("--latency-queries", self.latency_queries, 1, MAX_LATENCY_QUERIES),
@@ -212,11 +218,20 @@ def measure_size(n_items: int, cfg: ScaleConfig) -> dict:
         table[u].copy()
         lat.append(time.perf_counter() - t)
     point["wals_cache_lookup_ms_p50"] = float(np.median(lat) * 1000.0)
+    small = _subsample(train, 2000, generator(cfg.seed, "scale", "subsample"))[0]
     sm = registry.get("softmax")(**{**sampled, "epochs": 1, "patience": 0})
-    sm.fit(_subsample(train, 2000, generator(cfg.seed, "scale", "subsample"))[0], generator(cfg.seed, "fit", "softmax", 0))
+    sm.fit(small, generator(cfg.seed, "fit", "softmax", 0))
     ss = serving_cost(sm, split, 20, rng, n_sample=cfg.latency_queries)
     point["softmax_query_ms_p50"] = ss["query_ms_p50"] + ss["topk_ms_p50"]
     point["wals_model_bytes"], point["softmax_model_bytes"] = ws["model_bytes"], ss["model_bytes"]
+
+    hashed = {**sampled, "item_buckets": max(1, ds.n_items // cfg.items_per_bucket), "hash_output": True}
+    point["softmax_hashed_buckets"] = hashed["item_buckets"]
+    point["softmax_hashed_seconds_per_epoch"], point["softmax_hashed_examples_timed"] = _softmax_epoch_seconds(
+        hashed, train, cfg.examples_timed, cfg.seed)
+    hm = registry.get("softmax")(**{**hashed, "epochs": 1, "patience": 0})
+    hm.fit(small, generator(cfg.seed, "fit", "softmax", 0))
+    point["softmax_hashed_model_bytes"] = model_bytes(hm)
     return point
 
 

@@ -5,8 +5,11 @@ Families (each a list of values, one model per value; other hyper-parameters at 
 - ``wals / w0``: the unobserved weight of WALS (0 shows folding, larger values push unobserved
   scores to 0);
 - ``softmax / negatives``: 0 (positives only), N sampled uniform negatives, or ``all`` (full softmax);
-- ``softmax / sampler``: uniform, popularity (with logQ correction) or hard negatives, at
-  ``sampler_negatives`` negatives;
+- ``softmax / sampler``: uniform, popularity (with logQ correction), hard, in-batch or mixed
+  negatives, at ``sampler_negatives`` negatives;
+- ``softmax / item_buckets``: the hashing trick's input-table size B (0 = unhashed) at
+  ``sampler_negatives`` uniform negatives (``hash_output`` hashes the output table too, except at
+  B = 0); every point records its model bytes;
 - ``softmax / gravity``: the gravity weight g at ``gravity_negatives`` negatives (default 0, so the
   curve shows gravity alone fighting folding).
 
@@ -35,8 +38,9 @@ from ..core.fsutil import claim_output
 from ..core.progress import ProgressFn, no_progress
 from ..data import ColumnSpec
 from ..data.split import Split, SplitConfig
+from ..evaluation.cost import model_bytes
 from ..models import registry
-from ..models.params import MAX_BOOTSTRAP, MAX_K, MAX_NEGATIVES, as_float, as_int
+from ..models.params import MAX_BOOTSTRAP, MAX_BUCKETS, MAX_K, MAX_NEGATIVES, as_float, as_int
 from ..models.registry import check_params
 from ..models.softmax.sampling import SAMPLERS
 from ..models.store import config_hash, json_text
@@ -70,6 +74,8 @@ class SweepConfig:
     negatives: tuple[int | str, ...] = (0, 5, 50, "all")
     sampler: tuple[str, ...] = ("uniform", "popularity", "hard")
     gravity: tuple[float, ...] = (0.0, 0.1, 1.0)
+    item_buckets: tuple[int, ...] = ()
+    hash_output: bool = False
     sampler_negatives: int = 50
     gravity_negatives: int | str = 0
     wals_params: dict[str, Any] = field(default_factory=dict)
@@ -86,18 +92,22 @@ class SweepConfig:
         object.__setattr__(self, "gravity", tuple(as_float("--gravity values", g, 0.0) for g in self.gravity))
         for s in self.sampler:
             if s not in SAMPLERS:
-                raise MfvsdnnError(f"--sampler values must be uniform, popularity or hard, got {s!r}")
+                raise MfvsdnnError(f"--sampler values must be {', '.join(SAMPLERS)}; got {s!r}")
+        object.__setattr__(self, "item_buckets",
+                           tuple(as_int("--item-buckets values", b, 0, MAX_BUCKETS) for b in self.item_buckets))
         object.__setattr__(self, "sampler_negatives",
                            as_int("--sampler-negatives", self.sampler_negatives, 1, MAX_NEGATIVES))
         if not self.ks:
             raise MfvsdnnError("--k needs at least one cut-off")
         object.__setattr__(self, "ks", tuple(as_int("--k", k, 1, MAX_K) for k in self.ks))
         object.__setattr__(self, "bootstrap", as_int("--bootstrap", self.bootstrap, 0, MAX_BOOTSTRAP))
-        if not (self.w0 or self.negatives or self.sampler or self.gravity):
+        if not (self.w0 or self.negatives or self.sampler or self.gravity or self.item_buckets):
             raise MfvsdnnError("nothing to sweep: every knob list is empty")
         swept = {"wals": {"w0": bool(self.w0)},
-                 "softmax": {"negatives": bool(self.negatives or self.sampler or self.gravity),
-                             "sampler": bool(self.sampler), "gravity": bool(self.gravity)}}
+                 "softmax": {"negatives": bool(self.negatives or self.sampler or self.gravity or self.item_buckets),
+                             "sampler": bool(self.sampler), "gravity": bool(self.gravity),
+                             "item_buckets": bool(self.item_buckets),
+                             "hash_output": bool(self.item_buckets and self.hash_output)}}
         options = {"wals": "--wals-param", "softmax": "--softmax-param"}
         for kind, fixed in (("wals", self.wals_params), ("softmax", self.softmax_params)):
             clash = [k for k in fixed if swept[kind].get(k)]
@@ -121,6 +131,11 @@ class SweepConfig:
         for g in self.gravity:
             out.append({"model": "softmax", "knob": "gravity", "value": float(g),
                         "params": {**self.softmax_params, "negatives": self.gravity_negatives, "gravity": float(g)}})
+        for b in self.item_buckets:
+            params = {**self.softmax_params, "negatives": self.sampler_negatives, "item_buckets": b}
+            if b and self.hash_output:  # B = 0 stays the unhashed reference
+                params["hash_output"] = True
+            out.append({"model": "softmax", "knob": "item_buckets", "value": b, "params": params})
         return out
 
 
@@ -143,6 +158,7 @@ def run_point(kind: str, params: dict[str, Any], split: Split, cfg: SweepConfig,
     fitted = runner.fit_model(model_spec, split, spec.seed, progress)
     [result], _ = runner.evaluate_models([fitted], split, spec.check())
     return {"params": result.params, "train_seconds": float(result.training.seconds),
+            "model_bytes": model_bytes(fitted.model),
             "epochs_or_iterations": result.training.iterations,
             "populations": [p.to_dict() for p in result.populations]}
 
@@ -250,6 +266,7 @@ def _run_sweep(claim: Any, split: Split, cfg: SweepConfig, jobs: int,
                 pts.append({"model": p["model"], "knob": p["knob"], "value": p["value"], "key": p["key"],
                             "params": r["params"], "train_seconds": r["train_seconds"],
                             "epochs_or_iterations": r.get("epochs_or_iterations"),
+                            "model_bytes": r.get("model_bytes"),
                             "populations": r["populations"], "resumed": p["key"] in previous})
         return pts
 

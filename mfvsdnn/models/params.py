@@ -26,6 +26,8 @@ MAX_EPOCHS = 100_000      # --epochs, --patience
 MAX_BATCH = 1_000_000     # --batch-size
 MAX_NEGATIVES = 1_000_000  # --negatives
 MAX_HARD_POOL = 10_000_000  # --hard-pool
+MAX_BUCKETS = 100_000_000  # --item-buckets, --feature-buckets (hashing trick)
+MAX_HASHES = 4            # --item-hashes: rows summed per hashed item
 MAX_LR = 10.0             # --lr: Adam/Adagrad steps move a weight by about lr; beyond 10 nothing can train
 MAX_REG = 1e6             # --reg: larger values shrink every factor to 0 (and overflow float32 Grams)
 MAX_INIT_SCALE = 10.0     # init_scale of both models
@@ -86,5 +88,6 @@ HYPER_PARAMETERS: dict[str, tuple[str, ...]] = {
              "init_scale"),
     "softmax": ("dim", "hidden", "feature_dim", "negatives", "sampler", "hard_pool", "gravity", "epochs",
                 "batch_size", "lr", "optimizer", "l2", "patience", "tie_embeddings", "history_dropout",
-                "feature_dropout", "init_scale"),
+                "feature_dropout", "init_scale", "mix_sampler", "mask_positives", "item_buckets", "item_hashes",
+                "hash_output", "feature_buckets"),
 }

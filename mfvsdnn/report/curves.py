@@ -54,7 +54,7 @@ def sweep_rows(doc: dict, compact: bool = False) -> tuple[list[str], list[list[s
     """Header and rows of the sweep table (one row per point); ``compact`` for the terminal."""
     ck, k = _cold_id(doc), main_k(doc)
     header = ["family", "value", f"recall@{k}", "95% CI", f"ndcg@{k}", f"leakage@{k}", "natural",
-              f"{_cold_label(ck)} recall@{k}", "train s"]
+              f"{_cold_label(ck)} recall@{k}", "train s", "model bytes"]
     rows = []
     for p in doc["points"]:
         warm = _population(p, WARM)
@@ -63,7 +63,7 @@ def sweep_rows(doc: dict, compact: bool = False) -> tuple[list[str], list[list[s
         rows.append([f"{p['model']} {p['knob']}", str(p["value"]), fmt(_mean(p, WARM, "recall", k)),
                      f"{fmt(ci[0], 3)}–{fmt(ci[1], 3)}", fmt(_mean(p, WARM, "ndcg", k)),
                      fmt(_mean(p, WARM, "leakage", k)), fmt(_mean(p, WARM, "natural_cross_rate")),
-                     fmt(_mean(p, ck, "recall", k)), f"{p['train_seconds']:.1f}"])
+                     fmt(_mean(p, ck, "recall", k)), f"{p['train_seconds']:.1f}", fmt(p.get("model_bytes"))])
     if compact:  # fits 80 columns: one "point" column, the natural rate goes to the caption
         header = ["point", f"recall@{k}", "95% CI", f"leak@{k}", _cold_label(ck), "train s"]
         short = {"wals": "WALS", "softmax": "DNN"}

@@ -32,13 +32,15 @@ class Batch:
 
 @dataclass
 class Sample:
-    """Negatives for one batch: shared candidates, their log Q and the positives' log Q, and an
-    optional (B, N) per-example mask (hard sampler)."""
+    """Negatives for one batch: shared candidates, their log Q and the positives' log Q, an optional
+    (B, N) per-example choice (hard sampler; True = used), and an optional (B, N) ``exclude`` (True =
+    the candidate is one of the example user's training positives, never a negative)."""
 
     cand: np.ndarray
     logq_c: np.ndarray
     logq_t: np.ndarray
     mask: np.ndarray | None = None
+    exclude: np.ndarray | None = None
 
 
 def make_batch(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, targets: np.ndarray,

@@ -48,6 +48,28 @@ def scatter_rows(inv: np.ndarray, vals: np.ndarray, out: np.ndarray) -> None:
             out[r, k] += vals[i, k]
 
 
+# positives mask: out[b, k] = cand[k] in indices[indptr[u_b]:indptr[u_b + 1]]
+#   users (B,), cand (N,) int64; out (B, N) bool, zeroed; head (n_items,) int64 all -1 (restored on return)
+#   The candidates are chained by item (head[i] = first k with cand[k] == i, nxt[k] = the next), so each
+#   example walks its own history once: O(N + sum of the batch's history lengths), no search.
+@njit(cache=CACHE)
+def positive_hits(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, cand: np.ndarray,
+                  head: np.ndarray, out: np.ndarray) -> None:
+    n = cand.shape[0]
+    nxt = np.empty(n, dtype=np.int64)
+    for k in range(n - 1, -1, -1):
+        nxt[k] = head[cand[k]]
+        head[cand[k]] = k
+    for b in range(users.shape[0]):
+        for p in range(indptr[users[b]], indptr[users[b] + 1]):
+            k = head[indices[p]]
+            while k >= 0:
+                out[b, k] = True
+                k = nxt[k]
+    for k in range(n):
+        head[cand[k]] = -1
+
+
 # Vectorisable float32 exp for x <= 0 (Cephes expf scheme; numba's np.exp on float32 is a scalar libm
 # call, ~2.3 ns/element here).  exp(x) = 2^n * exp(r):
 #   x <- max(x, -87)  (exp(-87) ~ 1.6e-38 is still a normal float32; 2^n needs n >= -126)

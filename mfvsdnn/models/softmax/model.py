@@ -19,10 +19,18 @@ is actually trained; likewise a fraction ``feature_dropout`` of feature codes is
 "unknown" row so that row is learned too.
 
 Losses (``negatives``): ``"all"`` full softmax cross-entropy; ``N > 0`` sampled softmax over the
-positive and N negatives shared by the mini-batch (see :mod:`.sampling`); ``0`` positives only
+positive and N negatives shared by the mini-batch (see :mod:`.sampling`; ``in-batch`` uses the batch's
+targets instead, ``mixed`` both), never counting one of the user's training positives as a negative
+(``mask_positives``); ``0`` positives only
 (logistic loss on positive pairs; folds groups together). ``gravity`` adds
 g * mean_b psi_b^T (V^T V / n) psi_b. Every loss below is a pure function: forward and backward side by
 side, returning the loss and the gradients with respect to psi and V.
+
+Hashing trick (:mod:`.hashing`): with ``item_buckets`` B > 0 the input table ``E`` has B rows and
+item i's input embedding is sum_h E[h_h(i)] over ``item_hashes`` seeded hashes of its raw id; with
+``hash_output`` the output table too (V_i = sum_h O[h'_h(i)], O with B rows). ``feature_buckets`` F > 0
+hashes the labels of every user feature with more than F values into F rows (plus the unknown row).
+The row maps are arrays of the model (saved with it), drawn from a key taken from the fit's rng.
 """
 
 from __future__ import annotations
@@ -42,9 +50,11 @@ from ..base import Capabilities, ProgressFn, RecommenderMixin, no_progress
 from ..memory import validation_bytes
 from ..params import (
     MAX_BATCH,
+    MAX_BUCKETS,
     MAX_DIM,
     MAX_EPOCHS,
     MAX_HARD_POOL,
+    MAX_HASHES,
     MAX_INIT_SCALE,
     MAX_LAYERS,
     MAX_LR,
@@ -55,9 +65,10 @@ from ..params import (
     as_int,
 )
 from .batch import Batch, Sample, make_batch
+from .hashing import collisions, compose, hash_rows
 from .losses import full_softmax_loss
 from .optim import make_optimizer
-from .sampling import SAMPLERS, make_sampler
+from .sampling import MIX_SAMPLERS, SAMPLERS, make_sampler, positive_hits
 from .threads import blas_threads
 from .tower import LossConfig, loss_and_grads, tower_forward
 
@@ -116,7 +127,15 @@ class SoftmaxDNN(RecommenderMixin):
     feature_dim : embedding size of each categorical user feature.
     negatives : "all" (full softmax), N > 0 (sampled softmax with N negatives shared by the batch),
         or 0 (positives only, logistic loss; folds groups).
-    sampler : "uniform" | "popularity" (with logQ correction) | "hard" (see ``sampling``).
+    sampler : "uniform" | "popularity" (with logQ correction) | "hard" | "in-batch" (the batch's other
+        targets, logQ-corrected) | "mixed" (in-batch plus N from the ``mix_sampler`` pool); see ``sampling``.
+    mix_sampler : the pool of ``mixed``: "uniform" | "popularity".
+    mask_positives : never use one of the example user's training positives as a negative (else only
+        the example's own target is masked).
+    item_buckets : hashing trick, rows of the input item table (0 = one row per item).
+    item_hashes : hash functions per item (its embedding is the sum of its rows).
+    hash_output : hash the output item table into ``item_buckets`` rows too.
+    feature_buckets : rows of each user feature table with more values than this (0 = no hashing).
     hard_pool : uniform pool size per batch from which the hard sampler picks each example's N
         (>= negatives with the hard sampler; a pool larger than the catalogue is the catalogue).
     gravity : weight g of the gravity term g * mean_b psi_b^T (V^T V / n) psi_b.
@@ -142,7 +161,9 @@ class SoftmaxDNN(RecommenderMixin):
                  negatives: str | int = 50, sampler: str = "uniform", hard_pool: int = 500,
                  gravity: float = 0.0, epochs: int = 30, batch_size: int = 256, lr: float = 0.002,
                  optimizer: str = "adam", l2: float = 0.0, patience: int = 3, tie_embeddings: bool = False,
-                 history_dropout: float = 0.1, feature_dropout: float = 0.05, init_scale: float = 0.1) -> None:
+                 history_dropout: float = 0.1, feature_dropout: float = 0.05, init_scale: float = 0.1,
+                 mix_sampler: str = "uniform", mask_positives: bool = True, item_buckets: int = 0,
+                 item_hashes: int = 2, hash_output: bool = False, feature_buckets: int = 0) -> None:
         self.dim = as_int("--dim", dim, 1, MAX_DIM)
         self.hidden = parse_hidden(hidden)
         self.feature_dim = as_int("--feature-dim", feature_dim, 1, MAX_DIM)
@@ -162,7 +183,19 @@ class SoftmaxDNN(RecommenderMixin):
         self.history_dropout = as_float("--history-dropout", history_dropout, 0.0, 1.0, hi_open=True)
         self.feature_dropout = as_float("feature_dropout", feature_dropout, 0.0, 1.0, hi_open=True)
         self.init_scale = as_float("init_scale", init_scale, 0.0, MAX_INIT_SCALE, lo_open=True)
+        self.mix_sampler = as_choice("--mix-sampler", mix_sampler, MIX_SAMPLERS)
+        for name, flag in (("mask_positives", mask_positives), ("--hash-output", hash_output)):
+            if not isinstance(flag, bool | np.bool_):
+                raise ModelError(f"{name} must be true or false, got {flag!r}")
+        self.mask_positives = bool(mask_positives)
+        self.item_buckets = as_int("--item-buckets", item_buckets, 0, MAX_BUCKETS)
+        self.item_hashes = as_int("--item-hashes", item_hashes, 1, MAX_HASHES)
+        self.hash_output = bool(hash_output)
+        self.feature_buckets = as_int("--feature-buckets", feature_buckets, 0, MAX_BUCKETS)
         self._validate()
+        self.hash_rows_: dict[str, np.ndarray] = {}
+        self.n_items_ = 0
+        self.masked_ = [0, 0]  # (other positives among the candidates, candidate slots) of the last fit
         self.params_: dict[str, np.ndarray] = {}
         self.feature_names_: tuple[str, ...] = ()
         self.history_: list[dict[str, float]] = []
@@ -176,6 +209,11 @@ class SoftmaxDNN(RecommenderMixin):
         if hard and self.hard_pool < self.negatives:
             raise ModelError(f"--hard-pool ({self.hard_pool}) must be >= --negatives ({self.negatives}) with "
                              "--sampler hard: each example picks its negatives from the pool")
+        if self.hash_output and not self.item_buckets:
+            raise ModelError("--hash-output needs --item-buckets > 0 (the number of output rows)")
+        if self.item_buckets and self.tie_embeddings:
+            raise ModelError("--item-buckets cannot be combined with --tie-embeddings (the tied table is the "
+                             "output table, one row per item); use --hash-output to hash both tables")
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -185,6 +223,9 @@ class SoftmaxDNN(RecommenderMixin):
             "optimizer": self.optimizer, "l2": self.l2, "patience": self.patience,
             "tie_embeddings": self.tie_embeddings, "history_dropout": self.history_dropout,
             "feature_dropout": self.feature_dropout, "init_scale": self.init_scale,
+            "mix_sampler": self.mix_sampler, "mask_positives": self.mask_positives,
+            "item_buckets": self.item_buckets, "item_hashes": self.item_hashes, "hash_output": self.hash_output,
+            "feature_buckets": self.feature_buckets,
         }
 
     memory_hint: ClassVar[str] = "lower --dim, --hidden, --batch-size, --negatives or --hard-pool"
@@ -192,6 +233,32 @@ class SoftmaxDNN(RecommenderMixin):
     def _pool(self, n_items: int) -> int:
         """Candidates drawn per mini-batch by the hard sampler: --hard-pool, at most the catalogue."""
         return min(self.hard_pool, n_items)
+
+    def _n_draw(self, n_items: int) -> int:
+        """Items the sampler draws per mini-batch (in-batch draws none: it reuses the batch's targets)."""
+        return {"hard": self._pool(n_items), "in-batch": 0}.get(self.sampler, self.negatives)
+
+    def _n_candidates(self, n_items: int) -> int:
+        """Columns of the (B, N) sampled logits."""
+        in_batch = self.batch_size if self.sampler in ("in-batch", "mixed") else 0
+        return in_batch + self._n_draw(n_items)
+
+    def _feature_rows(self, cardinality: int) -> int:
+        """Rows of a feature's table, unknown row excluded: its values, or --feature-buckets when fewer."""
+        return self.feature_buckets if 0 < self.feature_buckets < cardinality else cardinality
+
+    def init_hashing(self, item_labels: Any, feature_labels: dict[str, Any], key: int) -> None:
+        """The row maps of the hashed tables from raw item ids and feature value labels (index -> label)."""
+        self.hash_rows_ = {}
+        if self.item_buckets:
+            self.hash_rows_["item_hash_in"] = hash_rows(item_labels, self.item_buckets, self.item_hashes, key,
+                                                        "item_in")
+            if self.hash_output:
+                self.hash_rows_["item_hash_out"] = hash_rows(item_labels, self.item_buckets, self.item_hashes,
+                                                             key, "item_out")
+        for f, labels in feature_labels.items():
+            if self._feature_rows(len(labels)) < len(labels):
+                self.hash_rows_[f"feat_hash__{f}"] = hash_rows(labels, self.feature_buckets, 1, key, f"f:{f}")
 
     def estimate_bytes(self, n_users: int, n_items: int, nnz: int, cardinalities: dict[str, int]) -> int:
         """Peak bytes ``fit`` allocates.
@@ -205,8 +272,10 @@ class SoftmaxDNN(RecommenderMixin):
         """
         d, B = self.dim, self.batch_size
         width = d + self.feature_dim * len(cardinalities)
-        n_params = n_items * d * (1 if self.tie_embeddings else 2) + d
-        n_params += sum((c + 1) * self.feature_dim for c in cardinalities.values())
+        in_rows = self.item_buckets or n_items
+        out_rows = self.item_buckets if self.hash_output else n_items
+        n_params = out_rows * d + (0 if self.tie_embeddings else in_rows * d) + d
+        n_params += sum((self._feature_rows(c) + 1) * self.feature_dim for c in cardinalities.values())
         for h in self.hidden:
             n_params += width * h + h
             width = h
@@ -214,6 +283,8 @@ class SoftmaxDNN(RecommenderMixin):
         copies = 4 if self.optimizer == "adam" else 3
         params = 4 * n_params * copies
         pairs = 3 * 8 * nnz + 8 * (n_users + 1) + 8 * n_users * len(cardinalities)
+        hashes = self.item_hashes * (int(bool(self.item_buckets)) + int(self.hash_output))
+        pairs += 4 * n_items * hashes + 4 * sum(cardinalities.values())  # the hash row maps (int32)
         tower = 4 * 3 * B * (d + self.feature_dim * len(cardinalities) + sum(self.hidden))
         if self.negatives == "all":
             chunk = inspect.signature(full_softmax_loss).parameters["max_chunk_elems"].default
@@ -222,11 +293,13 @@ class SoftmaxDNN(RecommenderMixin):
         elif self.negatives == 0:
             loss = 4 * 4 * B * d
         else:
-            n = self._pool(n_items) if self.sampler == "hard" else self.negatives
-            loss = 8 * 4 * B * n + 4 * n * d
+            n = self._n_candidates(n_items)
+            loss = 8 * 4 * B * n + 4 * n * d + B * n  # the logits' work arrays, V rows, the positives mask
             if self.sampler == "hard":
                 loss += 5 * 8 * B * n  # Gumbel noise and its logs in float64, the argpartition
         gravity = 2 * 4 * n_items * d if self.gravity else 0
+        if self.hash_output:  # the item embeddings composed from their rows (all of them when dense)
+            gravity += 2 * 4 * d * (n_items if self.gravity or self.negatives == "all" else B + n_items // 8)
         embed = 4 * 8192 * (2 * d + self.feature_dim * len(cardinalities) + 2 * sum(self.hidden))
         valid = embed + validation_bytes(n_users, n_items, d)
         return params + pairs + tower + loss + gravity + valid
@@ -235,19 +308,25 @@ class SoftmaxDNN(RecommenderMixin):
 
     def _loss_config(self) -> LossConfig:
         return LossConfig(negatives=self.negatives, gravity=self.gravity, l2=self.l2, tied=self.tie_embeddings,
-                          n_layers=len(self.hidden), feature_names=self.feature_names_)
+                          n_layers=len(self.hidden), feature_names=self.feature_names_,
+                          rows_in=self.hash_rows_.get("item_hash_in"), rows_out=self.hash_rows_.get("item_hash_out"))
 
     def init_params(self, n_items: int, cardinalities: dict[str, int], rng: np.random.Generator,
                     dtype: Any = np.float32) -> dict[str, np.ndarray]:
-        """Fresh parameters: embeddings N(0, init_scale^2); layers He-initialised; biases 0."""
+        """Fresh parameters: embeddings N(0, init_scale^2); layers He-initialised; biases 0. Hashed
+        tables (row maps from :meth:`init_hashing`) have their bucket count of rows."""
         self.feature_names_ = tuple(sorted(cardinalities))
+        self.n_items_ = n_items
         s, d = self.init_scale, self.dim
-        P: dict[str, np.ndarray] = {"item_out": rng.normal(0, s, (n_items, d))}
+        hashed = self.hash_rows_
+        out_rows = self.item_buckets if "item_hash_out" in hashed else n_items
+        P: dict[str, np.ndarray] = {"item_out": rng.normal(0, s, (out_rows, d))}
         if not self.tie_embeddings:
-            P["item_in"] = rng.normal(0, s, (n_items, d))
+            P["item_in"] = rng.normal(0, s, (self.item_buckets if "item_hash_in" in hashed else n_items, d))
         P["empty"] = rng.normal(0, s, d)
         for f in self.feature_names_:
-            P[f"feat__{f}"] = rng.normal(0, s, (cardinalities[f] + 1, self.feature_dim))  # last row: unknown
+            rows = self.feature_buckets if f"feat_hash__{f}" in hashed else cardinalities[f]
+            P[f"feat__{f}"] = rng.normal(0, s, (rows + 1, self.feature_dim))  # last row: unknown
         width = d + self.feature_dim * len(self.feature_names_)
         for layer, h in enumerate(self.hidden):
             P[f"W{layer}"] = rng.normal(0, np.sqrt(2.0 / width), (width, h))
@@ -259,16 +338,21 @@ class SoftmaxDNN(RecommenderMixin):
         return self.params_
 
     def _codes(self, features: dict[str, np.ndarray] | None, q: int) -> list[np.ndarray]:
-        """Feature codes mapped into each table (-1, missing or out of range -> the unknown row)."""
+        """Feature codes mapped into each table (-1, missing or out of range -> the unknown row; a
+        hashed feature's codes -> their hashed rows)."""
         out = []
         for f in self.feature_names_:
-            card = self.params_[f"feat__{f}"].shape[0] - 1
+            unknown = self.params_[f"feat__{f}"].shape[0] - 1
+            rows = self.hash_rows_.get(f"feat_hash__{f}")
+            n_codes = unknown if rows is None else len(rows)
             c = None if features is None else features.get(f)
             if c is None:
-                out.append(np.full(q, card, dtype=np.int64))
+                out.append(np.full(q, unknown, dtype=np.int64))
             else:
                 c = np.asarray(c, dtype=np.int64)
-                out.append(np.where((c < 0) | (c >= card), card, c))
+                ok = (c >= 0) & (c < n_codes)
+                mapped = c if rows is None else rows[np.where(ok, c, 0), 0]
+                out.append(np.where(ok, mapped, unknown))
         return out
 
     # -- training --------------------------------------------------------------------------------
@@ -283,16 +367,27 @@ class SoftmaxDNN(RecommenderMixin):
         indptr, indices = X.indptr.astype(np.int64), X.indices.astype(np.int64)
         if X.nnz == 0:
             raise ModelError("no training interactions to fit the softmax DNN on")
-        self.init_params(n_items, {f: int(train.cardinalities.get(f, int(c.max(initial=-1)) + 1))
-                                   for f, c in train.features.items()}, rng)
+        cards = {f: int(train.cardinalities.get(f, int(c.max(initial=-1)) + 1)) for f, c in train.features.items()}
+        self.notes_ = []
+        if self.item_buckets or self.feature_buckets:
+            key = int(rng.integers(0, 2**63))
+            item_labels = train.item_ids if train.item_ids is not None else [str(i) for i in range(n_items)]
+            labels = {f: (list(train.feature_values[f]) if f in train.feature_values else [str(v) for v in range(c)])
+                      for f, c in cards.items()}
+            self.init_hashing(item_labels, labels, key)
+            self._note_collisions(n_items)
+        else:
+            self.hash_rows_ = {}
+        self.init_params(n_items, cards, rng)
         P = self.params_
         codes = self._codes(train.features, n_users)
         pair_users = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
         pair_items = indices
         counts = np.bincount(indices, minlength=n_items)
-        sampler = make_sampler(self.sampler, counts) if isinstance(self.negatives, int) and self.negatives > 0 else None
-        n_draw = (self._pool(n_items) if self.sampler == "hard" else self.negatives) if sampler else 0
-        self.notes_ = []
+        sampler = make_sampler(self.sampler, counts, self.mix_sampler) \
+            if isinstance(self.negatives, int) and self.negatives > 0 else None
+        n_draw = self._n_draw(n_items) if sampler else 0
+        self.masked_ = [0, 0]
         if sampler is not None and self.sampler == "hard" and self.hard_pool > n_items:
             self.notes_.append(f"--hard-pool {self.hard_pool:,} exceeds the catalogue ({n_items:,} items): "
                                "every batch's pool is the whole catalogue")
@@ -306,6 +401,14 @@ class SoftmaxDNN(RecommenderMixin):
         self.train_seconds_ = time.perf_counter() - t_start
         self.remember_training(train)
         return self
+
+    def _note_collisions(self, n_items: int) -> None:
+        for name, rows in self.hash_rows_.items():
+            shared = collisions(rows)
+            if shared:
+                what = "items" if name.startswith("item") else f"{name[len('feat_hash__'):]} values"
+                self.notes_.append(f"hashing ({name}): {len(rows):,} {what} map to {len(rows) - shared:,} distinct "
+                                   "sets of rows (the others share all their rows with another)")
 
     def _epochs(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, indptr: np.ndarray,
                 indices: np.ndarray, codes: list[np.ndarray], pair_users: np.ndarray, pair_items: np.ndarray,
@@ -368,8 +471,13 @@ class SoftmaxDNN(RecommenderMixin):
                 batch.codes[j] = np.where(rng.random(B) < self.feature_dropout, unk, batch.codes[j])
         sample = None
         if sampler is not None:
-            cand = sampler.draw(rng, n_draw)
-            sample = Sample(cand, sampler.log_q(cand), sampler.log_q(targets))
+            cand, logq_c, logq_t = sampler.propose(rng, targets, n_draw)
+            hits = None
+            if self.mask_positives:  # without the mask only accidental hits (the target itself) are masked
+                hits = positive_hits(indptr, indices, users, cand, self.n_items_)
+                self.masked_[0] += int(hits.sum()) - int((cand[None, :] == targets[:, None]).sum())
+                self.masked_[1] += hits.size
+            sample = Sample(cand, logq_c, logq_t, exclude=hits)
         if timings is not None:
             timings["batch"] = timings.get("batch", 0.0) + time.perf_counter() - tick
         try:
@@ -408,7 +516,7 @@ class SoftmaxDNN(RecommenderMixin):
             raise ModelError("the softmax model is not fitted")
         H = sp.csr_matrix(histories)
         q = H.shape[0]
-        n_items = self.params_["item_out"].shape[0]
+        n_items = self.n_items_
         if H.shape[1] != n_items:
             raise ModelError(f"histories have {H.shape[1]} item columns, the model {n_items}")
         codes = self._codes(features, q)
@@ -430,13 +538,16 @@ class SoftmaxDNN(RecommenderMixin):
 
     @property
     def item_vectors(self) -> np.ndarray:
-        """(n_items, dim) float32 output item embeddings V."""
-        return np.asarray(self.params_["item_out"], dtype=np.float32)
+        """(n_items, dim) float32 output item embeddings V (composed from their rows when hashed)."""
+        rows = self.hash_rows_.get("item_hash_out")
+        V = self.params_["item_out"] if rows is None else compose(self.params_["item_out"], rows)
+        return np.asarray(V, dtype=np.float32)
 
     # -- persistence -----------------------------------------------------------------------------
 
     def state(self) -> dict[str, np.ndarray]:
         out = dict(self.params_)
+        out.update(self.hash_rows_)
         out["best_epoch"] = np.array(self.best_epoch_)
         return out
 
@@ -453,24 +564,39 @@ class SoftmaxDNN(RecommenderMixin):
         if best.dtype.kind not in "iu" or best.shape != ():
             raise ModelError("softmax state: best_epoch must be one integer")
         m.best_epoch_ = int(best)
+        hashed = {k: arrays.pop(k) for k in list(arrays) if k.startswith(("item_hash_", "feat_hash__"))}
         needed = ["item_out", "empty", "W_out", "b_out"] + ([] if m.tie_embeddings else ["item_in"])
         needed += [f"{w}{i}" for i in range(len(m.hidden)) for w in ("W", "b")]
         missing = [k for k in needed if k not in arrays]
+        want_hash = (["item_hash_in"] if m.item_buckets else []) + (["item_hash_out"] if m.hash_output else [])
+        missing += [k for k in want_hash if k not in hashed]
         if missing:
             raise ModelError(f"softmax model state lacks arrays {missing}")
         feats = sorted(k[len("feat__"):] for k in arrays if k.startswith("feat__"))
         extra = sorted(set(arrays) - set(needed) - {f"feat__{f}" for f in feats})
+        extra += sorted(k for k in hashed if k.startswith("item_hash_") and k not in want_hash)
+        extra += sorted(k for k in hashed if k.startswith("feat_hash__") and k[len("feat_hash__"):] not in feats)
         if extra:
             why = " (tie_embeddings is true but the state has separate input embeddings)" if "item_in" in extra else ""
             raise ModelError(f"softmax state holds arrays {extra} that params do not use{why}")
-        n_items = info.get("n_items", arrays["item_out"].shape[0])
+        default_n = hashed["item_hash_in"].shape[0] if "item_hash_in" in hashed else arrays["item_out"].shape[0]
+        n_items = info.get("n_items", default_n)
         cards = info.get("feature_cardinalities")
         if cards is not None and sorted(cards) != feats:
             raise ModelError(f"softmax feature tables {feats} do not match the run's features {sorted(cards)}")
         d, fd = m.dim, m.feature_dim
-        shapes = {"item_out": (n_items, d), "item_in": (n_items, d), "empty": (d,), "W_out": None, "b_out": (d,)}
+        nb = m.item_buckets
+        shapes = {"item_out": (nb if m.hash_output else n_items, d), "item_in": (nb or n_items, d), "empty": (d,),
+                  "W_out": None, "b_out": (d,)}
         for f in feats:
-            shapes[f"feat__{f}"] = (cards[f] + 1, fd) if cards is not None else (arrays[f"feat__{f}"].shape[0], fd)
+            n_values = cards[f] if cards is not None else None
+            if f"feat_hash__{f}" in hashed:
+                n_values = hashed[f"feat_hash__{f}"].shape[0] if n_values is None else n_values
+                shapes[f"feat__{f}"] = (m.feature_buckets + 1, fd)
+                shapes[f"feat_hash__{f}"] = (n_values, 1)
+            else:
+                shapes[f"feat__{f}"] = (n_values + 1, fd) if n_values is not None else (arrays[f"feat__{f}"].shape[0], fd)
+        shapes["item_hash_in"] = shapes["item_hash_out"] = (n_items, m.item_hashes)
         width = d + fd * len(feats)
         for i, h in enumerate(m.hidden):
             shapes[f"W{i}"], shapes[f"b{i}"] = (width, h), (h,)
@@ -483,6 +609,16 @@ class SoftmaxDNN(RecommenderMixin):
                                  f"hidden={list(m.hidden)}, feature_dim={fd}) need {want}")
             if not np.isfinite(v).all():
                 raise ModelError(f"softmax state: {k} contains NaN or infinity")
+        for k, v in hashed.items():
+            rows = m.feature_buckets if k.startswith("feat_hash__") else nb
+            if v.dtype.kind not in "iu" or v.shape != shapes[k] or (v.size and not 0 <= v.min() <= v.max() < rows):
+                raise ModelError(f"softmax state: hash rows {k} have shape {v.shape} ({v.dtype}); params need "
+                                 f"{shapes[k]} integers in [0, {rows})")
+            if m.feature_buckets and k.startswith("feat_hash__") and m._feature_rows(v.shape[0]) == v.shape[0]:
+                raise ModelError(f"softmax state: {k} hashes a feature that feature_buckets={m.feature_buckets} "
+                                 "leaves unhashed")
+        m.hash_rows_ = {k: np.ascontiguousarray(v, dtype=np.int32) for k, v in hashed.items()}
+        m.n_items_ = int(n_items)
         m.params_ = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         m.feature_names_ = tuple(feats)
         m.train_seconds_ = float(info.get("train_seconds", 0.0))

@@ -16,6 +16,18 @@ estimates the full one without favouring rarely-sampled items).
   :func:`choose_hard`). No logQ correction is applied (log Q = 0): the point of hard negatives is to
   over-weight confusable items, which the correction would undo. The per-example choice is a mask
   over the pool's (B, pool) logits, so the cost stays one (B, pool) product.
+- ``in-batch``: the candidates are the mini-batch's own B targets (Yi et al. 2019). A slot of a
+  shuffled pass holds item j with probability exactly q(j) = c_j / sum_k c_k (the item's share of
+  training examples), so the exact training frequency is used, not Yi et al.'s streaming estimate
+  (which is for unbounded streams). log Q(j) = log(B q(j)), the expected number of copies of j among
+  the candidates (the log B cancels in the softmax; it matters only when mixing).
+- ``mixed``: in-batch plus N items from a ``uniform`` or ``popularity`` pool (Yang et al. 2020). An
+  item can come from either part, so every candidate and the positive use the expected count under
+  the mixture, log Q(j) = log(B q(j) + N p(j)) with p the pool's proposal; duplicates are kept (the
+  sum over copies is the sampled-softmax estimate of the full partition function).
+
+Every sampler's candidates that are one of the example user's training positives are masked (see
+:func:`positive_hits`), not only the example's own target.
 """
 
 from __future__ import annotations
@@ -23,11 +35,22 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.errors import ModelError
+from . import kernels
 
-SAMPLERS = ("uniform", "popularity", "hard")
+SAMPLERS = ("uniform", "popularity", "hard", "in-batch", "mixed")
+MIX_SAMPLERS = ("uniform", "popularity")
 
 
-class UniformSampler:
+class _Proposer:
+    """``propose``: the candidates of one batch with their log Q and the targets' log Q."""
+
+    def propose(self, rng: np.random.Generator, targets: np.ndarray, size: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cand = self.draw(rng, size)  # type: ignore[attr-defined]
+        return cand, self.log_q(cand), self.log_q(targets)  # type: ignore[attr-defined]
+
+
+class UniformSampler(_Proposer):
     """Q(j) = 1 / n_items."""
 
     def __init__(self, n_items: int) -> None:
@@ -42,7 +65,7 @@ class UniformSampler:
         return np.full(len(items), -np.log(self.n))
 
 
-class PopularitySampler:
+class PopularitySampler(_Proposer):
     """Q(j) proportional to (training count of j) + 1."""
 
     def __init__(self, counts: np.ndarray) -> None:
@@ -58,7 +81,7 @@ class PopularitySampler:
         return self.logq_all[items]
 
 
-class HardPoolSampler:
+class HardPoolSampler(_Proposer):
     """A uniform pool shared by the batch; per-example choice by :func:`choose_hard`. log Q = 0."""
 
     def __init__(self, n_items: int) -> None:
@@ -73,6 +96,51 @@ class HardPoolSampler:
 
     def log_q(self, items: np.ndarray) -> np.ndarray:
         return np.zeros(len(items))
+
+
+class InBatchSampler:
+    """The batch's targets are the candidates; log Q(j) = log(B q(j)), q(j) = c_j / sum_k c_k.
+
+    With a ``pool`` (mixed negatives) N pool draws are appended and
+    log Q(j) = log(B q(j) + N p(j)), p the pool's proposal probability.
+    """
+
+    def __init__(self, counts: np.ndarray, pool: UniformSampler | PopularitySampler | None = None) -> None:
+        c = np.asarray(counts, dtype=np.float64)
+        self.q = c / max(c.sum(), 1.0)
+        self.pool = pool
+        self.pool_p = None if pool is None else (
+            np.full(len(c), 1.0 / len(c)) if isinstance(pool, UniformSampler) else np.exp(pool.logq_all))
+
+    def log_q(self, items: np.ndarray, batch: int, size: int) -> np.ndarray:
+        """log of the expected copies of each item among ``batch`` in-batch and ``size`` pool candidates."""
+        expected = batch * self.q[items]
+        if self.pool_p is not None and size:
+            expected = expected + size * self.pool_p[items]
+        with np.errstate(divide="ignore"):  # an item never trained on is never an in-batch candidate
+            return np.log(expected)
+
+    def propose(self, rng: np.random.Generator, targets: np.ndarray, size: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        targets = np.asarray(targets, dtype=np.int64)
+        n_pool = size if self.pool is not None else 0
+        cand = targets.copy() if not n_pool else np.concatenate([targets, self.pool.draw(rng, n_pool)])
+        B = len(targets)
+        return cand, self.log_q(cand, B, n_pool), self.log_q(targets, B, n_pool)
+
+
+def positive_hits(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, cand: np.ndarray,
+                  n_items: int) -> np.ndarray:
+    """(B, N) bool: True where candidate k is one of example b's user's training positives.
+
+    ``indptr``, ``indices``: the training csr over ``n_items`` columns. Each example walks its own history once against the
+    candidates chained by item (cost N + the batch's history lengths, next to the (B, N, d) logits).
+    """
+    out = np.zeros((len(users), len(cand)), dtype=np.bool_)
+    head = np.full(n_items, -1, dtype=np.int64)
+    kernels.positive_hits(indptr, indices, np.asarray(users, dtype=np.int64), np.asarray(cand, dtype=np.int64),
+                          head, out)
+    return out
 
 
 def choose_hard(logits: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -100,12 +168,20 @@ def choose_hard(logits: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
     return mask
 
 
-def make_sampler(name: str, counts: np.ndarray) -> UniformSampler | PopularitySampler | HardPoolSampler:
-    """The sampler called ``name`` for items with training ``counts`` (n_items,)."""
+def make_sampler(name: str, counts: np.ndarray, mix: str = "uniform"
+                 ) -> UniformSampler | PopularitySampler | HardPoolSampler | InBatchSampler:
+    """The sampler called ``name`` for items with training ``counts`` (n_items,); ``mix`` is the pool
+    of the ``mixed`` sampler."""
     if name == "uniform":
         return UniformSampler(len(counts))
     if name == "popularity":
         return PopularitySampler(counts)
     if name == "hard":
         return HardPoolSampler(len(counts))
+    if name == "in-batch":
+        return InBatchSampler(counts)
+    if name == "mixed":
+        if mix not in MIX_SAMPLERS:
+            raise ModelError(f"--mix-sampler must be one of {', '.join(MIX_SAMPLERS)}; got {mix!r}")
+        return InBatchSampler(counts, UniformSampler(len(counts)) if mix == "uniform" else PopularitySampler(counts))
     raise ModelError(f"--sampler must be one of {', '.join(SAMPLERS)}; got {name!r}")

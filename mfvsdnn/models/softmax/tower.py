@@ -11,6 +11,7 @@ import numpy as np
 from ...core.errors import ModelError
 from . import kernels
 from .batch import Batch, Sample, _Rows
+from .hashing import compose
 from .layers import dense_backward, dense_forward, relu_backward, relu_forward
 from .losses import full_softmax_loss, gravity_loss, positives_only_loss, sampled_softmax_loss
 from .optim import RowGrad
@@ -26,6 +27,18 @@ class LossConfig:
     tied: bool = False
     n_layers: int = 1  # hidden layers
     feature_names: tuple[str, ...] = ()
+    # hashing trick: (n_items, n_hashes) rows of each item in the input / output tables, or None
+    rows_in: np.ndarray | None = None
+    rows_out: np.ndarray | None = None
+
+
+def _bag_entries(batch: Batch, cfg: LossConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bag's (table row, example, weight) entries: one per hash function with hashed inputs."""
+    if cfg.rows_in is None:
+        return batch.bag_idx, batch.bag_ex, batch.bag_w
+    n_hashes = cfg.rows_in.shape[1]
+    return (cfg.rows_in[batch.bag_idx].reshape(-1), np.repeat(batch.bag_ex, n_hashes),
+            np.repeat(batch.bag_w, n_hashes))
 
 
 def tower_forward(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig) -> tuple[np.ndarray, list, list]:
@@ -33,7 +46,8 @@ def tower_forward(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig) -> tu
     E = P["item_out"] if cfg.tied else P["item_in"]
     B = len(batch.targets)
     bag = np.zeros((B, E.shape[1]), dtype=E.dtype)
-    kernels.gather_weighted(batch.bag_idx, batch.bag_ex, batch.bag_w.astype(E.dtype), E, bag)
+    idx, ex, w = _bag_entries(batch, cfg)
+    kernels.gather_weighted(idx, ex, w.astype(E.dtype), E, bag)
     bag[batch.empty] = P["empty"]
     parts = [bag] + [P[f"feat__{f}"][c] for f, c in zip(cfg.feature_names, batch.codes, strict=True)]
     H = np.concatenate(parts, axis=1) if len(parts) > 1 else bag
@@ -58,7 +72,7 @@ def tower_backward(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, dpsi
     de = E.shape[1]
     dbag = dH[:, :de]
     grads["empty"] = dbag[batch.empty].sum(axis=0)
-    item_rows.add_weighted(batch.bag_idx, batch.bag_ex, batch.bag_w, dbag)
+    item_rows.add_weighted(*_bag_entries(batch, cfg), dbag)
     o = de
     B = len(batch.targets)
     for f, c in zip(cfg.feature_names, batch.codes, strict=True):
@@ -76,7 +90,10 @@ def loss_and_grads(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, samp
 
     ``sample`` holds the negatives for ``negatives = N > 0``. For the hard sampler pass a Sample
     without mask plus ``rng`` and ``hard_n``: the mask is then chosen from the current pool scores
-    (a Sample with a mask makes the loss a fixed function of the params, as the gradient tests need).
+    among the candidates not excluded (a Sample with a mask makes the loss a fixed function of the
+    params, as the gradient tests need). ``sample.exclude`` (the user's positives) is never a negative.
+    With hashed outputs (``cfg.rows_out``) the loss sees V_i = sum_h O[rows_out[i, h]] for the items
+    it needs and each item row's gradient goes to every one of its O rows.
     Gradients: dense arrays, or RowGrad for item tables (unless dense) and feature tables.
     The reported loss includes gravity and the L2 term.
     """
@@ -89,27 +106,53 @@ def loss_and_grads(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, samp
             timings[name] = timings.get(name, 0.0) + now - tick
             tick = now
 
-    V = P["item_out"]
+    out_table = P["item_out"]
     t = batch.targets
     psi, Hs, Zs = tower_forward(P, batch, cfg)
     lap("tower")
     out_rows = _Rows()
     dV_dense = None
+    dense = cfg.negatives == "all" or bool(cfg.gravity)
+    cand = sample.cand if sample is not None and isinstance(cfg.negatives, int) and cfg.negatives > 0 else None
+    items = None  # the items V holds (None: every item, in order)
+    if cfg.rows_out is None:
+        V = out_table
+    elif dense:
+        V = compose(out_table, cfg.rows_out)
+    else:  # only the rows the loss touches, t and cand re-indexed into them
+        items, inv = np.unique(t if cand is None else np.concatenate([t, cand]), return_inverse=True)
+        V = compose(out_table, cfg.rows_out[items])
+        t = inv[:len(t)]
+        cand = None if cand is None else inv[len(batch.targets):]
+
+    def add_out(rows: np.ndarray, vals: np.ndarray) -> None:
+        if cfg.rows_out is None:
+            out_rows.add(rows, vals)
+            return
+        ids = rows if items is None else items[rows]
+        for h in range(cfg.rows_out.shape[1]):
+            out_rows.add(cfg.rows_out[ids, h], vals)
+
     if cfg.negatives == "all":
         with blas_threads(psi.shape[0] * V.shape[0] * V.shape[1]):
             loss, dpsi, dV_dense = full_softmax_loss(psi, V, t)
     elif cfg.negatives == 0:
         loss, dpsi, dVt = positives_only_loss(psi, V, t)
-        out_rows.add(t, dVt)
+        add_out(t, dVt)
     else:
-        if sample is None:
+        if sample is None or cand is None:
             raise ModelError("sampled softmax needs a Sample of negatives")
         mask = sample.mask
         if mask is None and hard_n:
-            mask = choose_hard(psi @ V[sample.cand].T, hard_n, rng)
-        loss, dpsi, dVt, dVc = sampled_softmax_loss(psi, V, t, sample.cand, sample.logq_t, sample.logq_c, mask)
-        out_rows.add(t, dVt)
-        out_rows.add(sample.cand, dVc)
+            scores = psi @ V[cand].T
+            if sample.exclude is not None:
+                scores[sample.exclude] = -np.inf  # a positive is never chosen as a hard negative
+            mask = choose_hard(scores, hard_n, rng)
+        if sample.exclude is not None:
+            mask = ~sample.exclude if mask is None else mask & ~sample.exclude
+        loss, dpsi, dVt, dVc = sampled_softmax_loss(psi, V, t, cand, sample.logq_t, sample.logq_c, mask)
+        add_out(t, dVt)
+        add_out(cand, dVc)
     if cfg.gravity:
         with blas_threads(V.shape[0] * V.shape[1] ** 2):
             lg, dpsi_g, dV_g = gravity_loss(psi, V, cfg.gravity)
@@ -123,6 +166,11 @@ def loss_and_grads(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, samp
     lap("tower")
     d = V.shape[1]
     if dV_dense is not None:
+        if cfg.rows_out is not None:  # each item's gradient into every one of its rows of O
+            dO = np.zeros_like(out_table)
+            for h in range(cfg.rows_out.shape[1]):
+                kernels.scatter_rows(cfg.rows_out[:, h], np.ascontiguousarray(dV_dense), dO)
+            dV_dense = dO
         out_rows.into_dense(dV_dense)
         grads["item_out"] = dV_dense
     else:
