@@ -16,6 +16,18 @@ from ..data import ColumnSpec
 from ..data.split import SplitConfig
 
 DEFAULT_KS = (10, 20, 50)
+MAX_SEARCH_SETTING = 100_000  # efSearch / nprobe beyond this search (nearly) everything: use exact
+
+
+def check_index(kind: str, settings: tuple[int, ...]) -> None:
+    """Refuse an unknown index, missing faiss, or search settings outside [1, 100000]."""
+    from ..models.index import check_kind
+
+    check_kind(kind)
+    bad = [v for v in settings if not 1 <= int(v) <= MAX_SEARCH_SETTING]
+    if bad:
+        raise EvaluationError(f"--ef-search/--nprobe values must be in [1, {MAX_SEARCH_SETTING:,}], got "
+                              f"{', '.join(map(str, bad))}")
 PREFERRED_MAIN_K = 20
 
 
@@ -61,6 +73,10 @@ class ExperimentSpec:
         "dnn" model by family, else the first two models).
     runs_dir : where models trained here are saved (one sub-folder per model name); None = not saved.
     command : the command line that reproduces the experiment (recorded in the results).
+    index : "exact" (serving measured by brute force only) or "hnsw"/"ivf": every model with item
+        vectors is also served from that index and its cost and recall loss measured (needs faiss).
+    index_settings : efSearch (hnsw) or nprobe (ivf) values measured as the speed/accuracy curve
+        (empty = the index's default curve).
     """
 
     data: DataSpec | None
@@ -74,6 +90,8 @@ class ExperimentSpec:
     runs_dir: Path | None = None
     command: str = ""
     engine: str = "local"
+    index: str = "exact"
+    index_settings: tuple[int, ...] = ()
 
     @property
     def seed(self) -> int:
@@ -96,6 +114,7 @@ class ExperimentSpec:
             raise EvaluationError(f"--serving-sample must be >= 0, got {self.serving_sample}")
         if not self.models:
             raise EvaluationError("no models to evaluate (--models is empty)")
+        check_index(self.index, self.index_settings)
         labels = [m.label for m in self.models]
         dup = sorted({n for n in labels if labels.count(n) > 1})
         if dup:
