@@ -191,6 +191,18 @@ def test_index_cost_in_results_validates(wals_run):
         assert s.recall_loss == pytest.approx(wals.exact_recall - s.recall)
     assert Results.from_dict(doc).model("wals").index == wals
 
+    from mfvsdnn.report.html import compare_html
+    from mfvsdnn.report.markdown import compare_markdown
+    from mfvsdnn.report.plots import compare_plots
+
+    md = compare_markdown(results)
+    assert "## Serving: exact vs approximate index vs candidate cache" in md
+    assert "| WALS | hnsw ef_search=64 |" in md and "| WALS | candidate cache |" in md
+    assert "recompute when U or V change" in md and "hnsw ef_search=8" in md
+    plots = compare_plots(results, {})
+    assert "index_curve" in plots
+    assert "speed/accuracy settings" in compare_html(results, plots)
+
 
 def test_bad_index_settings_refused():
     from mfvsdnn.core.errors import EvaluationError

@@ -12,8 +12,8 @@ recomputed from the item vectors, best first.
 An index is built once from ``item_vectors`` (n_items, d) and searched with
 ``search(queries, k, exclude) -> (indices, scores)``: the ``core.topk.TopKBackend`` contract, so
 ``models.ranking.rank(..., backend=index.backend())`` and the evaluator use it unchanged. Known
-items are excluded by searching ``k + the most items any query excludes`` and filtering, so a query
-still gets k eligible items whenever the index returns them.
+items are excluded by searching ``k + the query's known items`` and filtering, so a query still gets
+k eligible items whenever the index returns them (faiss's HNSW widens its beam to the items asked for).
 
 HNSW and IVF need faiss-cpu, the optional extra ``mfvsdnn[ann]``; ``exact`` needs nothing (it is
 ``core.topk``). Stored with faiss's own writer (no pickle) beside a hash of the vectors it indexes
@@ -184,15 +184,22 @@ class FaissIndex(ExactIndex):
         q = queries.shape[0]
         if q == 0 or k == 0:
             return empty_top(q, k)
-        most = int(np.diff(exclude.indptr).max()) if exclude is not None and exclude.nnz else 0
-        fetch = min(self.n_items, k + most)
-        idx = self.index.search(self._queries(queries), fetch)[1].astype(np.int64)
-        # the true dot products of the candidates (-inf for the -1 padding), best first
-        scores = np.einsum("qkd,qd->qk", self.item_vectors[np.maximum(idx, 0)], queries).astype(np.float32)
-        scores[idx < 0] = -np.inf
-        order = np.argsort(-scores, axis=1, kind="stable")
-        idx, scores = np.take_along_axis(idx, order, 1), np.take_along_axis(scores, order, 1)
-        return _filter(idx, scores, exclude, k)
+        known = np.diff(exclude.indptr) if exclude is not None else np.zeros(q, dtype=np.int64)
+        # each query fetches k + its own known items (rounded up to a power of two, so a batch makes few
+        # faiss calls): a user with a long history must not widen every other user's search
+        fetch = np.minimum(self.n_items, 1 << np.ceil(np.log2(k + known)).astype(np.int64))
+        out, out_s = empty_top(q, k)
+        for width in np.unique(fetch):
+            rows = np.flatnonzero(fetch == width)
+            sub = queries[rows]
+            idx = self.index.search(self._queries(sub), int(width))[1].astype(np.int64)
+            # the true dot products of the candidates (-inf for the -1 padding), best first
+            scores = np.einsum("qkd,qd->qk", self.item_vectors[np.maximum(idx, 0)], sub).astype(np.float32)
+            scores[idx < 0] = -np.inf
+            order = np.argsort(-scores, axis=1, kind="stable")
+            idx, scores = np.take_along_axis(idx, order, 1), np.take_along_axis(scores, order, 1)
+            out[rows], out_s[rows] = _filter(idx, scores, None if exclude is None else exclude[rows], k)
+        return out, out_s
 
 
 class HNSWIndex(FaissIndex):
@@ -223,19 +230,6 @@ class HNSWIndex(FaissIndex):
     @property
     def search_param(self) -> int | None:
         return self._search_param
-
-    def search(self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        # the beam must hold at least the items asked for, or HNSW returns fewer than k
-        most = int(np.diff(exclude.indptr).max()) if exclude is not None and exclude.nnz else 0
-        if self.index is not None and self.index.hnsw.efSearch < k + most:
-            saved = self.index.hnsw.efSearch
-            self.index.hnsw.efSearch = k + most
-            try:
-                return super().search(queries, k, exclude)
-            finally:
-                self.index.hnsw.efSearch = saved
-        return super().search(queries, k, exclude)
 
 
 def ivf_lists(n_items: int) -> int:
