@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_wals.py
 	$(BIN)/python benchmarks/bench_softmax.py
 	$(BIN)/python benchmarks/bench_eval.py
+	$(BIN)/python benchmarks/bench_ann.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache reports runs

@@ -595,8 +595,8 @@ def compare(
                                        rich_help_panel="Serving")] = "exact",
     ef_search: Annotated[str, typer.Option("--ef-search", help="--index hnsw: efSearch values measured as the "
                                            "speed/accuracy curve, comma-separated, each in [1, 100,000] (the "
-                                           "default 64 is always measured).", rich_help_panel="Serving")]
-    = "16,32,64,128",
+                                           "default 128 is always measured).", rich_help_panel="Serving")]
+    = "32,64,128,256",
     nprobe: Annotated[str, typer.Option("--nprobe", help="--index ivf: inverted lists probed, comma-separated, "
                                         "each in [1, 100,000] (the default 8 is always measured).",
                                         rich_help_panel="Serving")] = "1,4,8,32",

@@ -136,10 +136,13 @@ def wals_run(tmp_path_factory):
     return out, split
 
 
-def test_stored_index_round_trips_and_is_covered_by_the_manifest(wals_run):
+def test_stored_index_round_trips_and_is_covered_by_the_manifest(wals_run, tmp_path):
+    import shutil
+
     from mfvsdnn.models.store import index_files, load_index, load_run, run_index, verify_manifest
 
-    path, _ = wals_run
+    path = tmp_path / "copy"
+    shutil.copytree(wals_run[0], path)  # the fixture's run stays without an index for the other tests
     run = load_run(path)
     built, fresh = run_index(run, "hnsw")
     assert fresh
@@ -185,7 +188,7 @@ def test_index_cost_in_results_validates(wals_run):
     jsonschema.validate(doc, schema())
     wals = results.model("wals").index
     assert results.model("random").index is None  # no item vectors to index
-    assert [s.value for s in wals.settings] == [8, 32, 64] and wals.default.value == 64
+    assert [s.value for s in wals.settings] == [8, 32, 128] and wals.default.value == 128
     for s in wals.settings:
         assert 0.0 <= s.index_recall <= 1.0
         assert s.recall_loss == pytest.approx(wals.exact_recall - s.recall)
@@ -197,7 +200,7 @@ def test_index_cost_in_results_validates(wals_run):
 
     md = compare_markdown(results)
     assert "## Serving: exact vs approximate index vs candidate cache" in md
-    assert "| WALS | hnsw ef_search=64 |" in md and "| WALS | candidate cache |" in md
+    assert "| WALS | hnsw ef_search=128 |" in md and "| WALS | candidate cache |" in md
     assert "recompute when U or V change" in md and "hnsw ef_search=8" in md
     plots = compare_plots(results, {})
     assert "index_curve" in plots
@@ -212,3 +215,57 @@ def test_bad_index_settings_refused():
     spec = ExperimentSpec(None, SplitConfig(), [ModelSpec("wals")], index="hnsw", index_settings=(0,))
     with pytest.raises(EvaluationError, match=r"--ef-search/--nprobe values must be in \[1, 100,000\]"):
         spec.check()
+
+
+def test_stale_index_is_rebuilt(wals_run, tmp_path):
+    import shutil
+
+    from mfvsdnn.models.store import load_index, load_run, run_index, save_index
+
+    path = tmp_path / "copy"
+    shutil.copytree(wals_run[0], path)
+    run = load_run(path)
+    save_index(path, build_index("hnsw", run.model.item_vectors * 2.0))  # another model's vectors
+    index, built = run_index(load_run(path), "hnsw")
+    assert built and index.n_items == len(run.model.item_vectors)
+    assert load_index(path, "hnsw", run.model.item_vectors) is not None  # the stored one now matches
+
+
+def test_recommend_serves_from_the_stored_index(wals_run, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from mfvsdnn.cli import app
+    from mfvsdnn.models.store import index_files, load_run
+
+    path = tmp_path / "copy"
+    shutil.copytree(wals_run[0], path)
+    run = load_run(path)
+    user = str(run.user_ids[int(np.flatnonzero(np.diff(run.known.indptr) > 0)[0])])
+    cli = CliRunner()
+    first = cli.invoke(app, ["recommend", str(path), "--user", user, "--k", "5", "--index", "hnsw", "--json"])
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.output)
+    assert any("built now and stored" in n for n in doc["notes"]) and len(doc["recommendations"]) == 5
+    assert (path / index_files("hnsw")[0]).is_file()
+    again = json.loads(cli.invoke(app, ["recommend", str(path), "--user", user, "--k", "5", "--index", "hnsw",
+                                        "--json"]).output)
+    assert any("stored in" in n and "built now" not in n for n in again["notes"])
+    exact = json.loads(cli.invoke(app, ["recommend", str(path), "--user", user, "--k", "5", "--json"]).output)
+    known = set(run.item_ids[run.known[run.user_index()[user]].indices].tolist())
+    assert not known & {r["item_id"] for r in again["recommendations"]}
+    # a small catalogue: HNSW finds the exact top-5
+    assert [r["item_id"] for r in again["recommendations"]] == [r["item_id"] for r in exact["recommendations"]]
+
+
+def test_scale_index_point(wals_run):
+    from mfvsdnn.experiment import runner
+    from mfvsdnn.experiment.scale import CURVES, ScaleConfig, _index_point
+    from mfvsdnn.experiment.spec import ModelSpec
+
+    _, split = wals_run
+    model = runner.fit_model(ModelSpec("wals", {"factors": 8, "iterations": 3}), split, 5).model
+    point = _index_point(model, split, ScaleConfig(sizes=(100, 200), latency_queries=10, index="hnsw"))
+    assert {"exact_search_ms_p50", "index_search_ms_p50", "index_build_seconds"} <= set(CURVES) & set(point)
+    assert 0.0 <= point["index_recall"] <= 1.0 and point["index_setting"] == 128
