@@ -269,3 +269,18 @@ def test_scale_index_point(wals_run):
     point = _index_point(model, split, ScaleConfig(sizes=(100, 200), latency_queries=10, index="hnsw"))
     assert {"exact_search_ms_p50", "index_search_ms_p50", "index_build_seconds"} <= set(CURVES) & set(point)
     assert 0.0 <= point["index_recall"] <= 1.0 and point["index_setting"] == 128
+
+
+def test_scale_cli_with_the_index_curve(tmp_path):
+    from typer.testing import CliRunner
+
+    from mfvsdnn.cli import app
+
+    res = CliRunner().invoke(app, ["scale", "--sizes", "150,300", "--users-per-item", "1", "--examples-timed", "500",
+                                   "--latency-queries", "3", "--factors", "8", "--index", "hnsw",
+                                   "--report-dir", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "scale.json").read_text())
+    for key in ("exact_search_ms_p50", "index_search_ms_p50", "index_build_seconds"):
+        assert all(p[key] > 0 for p in doc["points"]) and key in doc["fits"], key
+    assert "approximate index search" in (tmp_path / "scale.md").read_text()

@@ -256,6 +256,8 @@ def run_scale(cfg: ScaleConfig, progress: ProgressFn = no_progress) -> dict:
     items = np.array([p["items"] for p in points], dtype=np.float64)
     fits = {}
     for key, label in CURVES.items():
+        if not any(key in p for p in points):  # the index curves without --index
+            continue
         f = fit_growth(items, np.array([p.get(key, np.nan) for p in points], dtype=np.float64))
         fits[key] = {"label": label, "exponent": f.exponent, "coef": f.coef, "r2": f.r2, "points": f.points}
     return {"config": {**asdict(cfg), "sizes": list(cfg.sizes)}, "points": points, "fits": fits,
