@@ -394,9 +394,9 @@ def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, s
 
     _check_k(k)
     run = load_run(run_dir)
-    index = run.item_index()
+    item_of = run.item_index()
     history = list(dict.fromkeys(str(h).strip() for h in history if str(h).strip()))
-    unknown = [h for h in history if h not in index]
+    unknown = [h for h in history if h not in item_of]
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
         raise DataError(f"--history: {len(unknown)} item id(s) not in run {run.path}: {shown}")
@@ -416,7 +416,7 @@ def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, s
             some = ", ".join(values[:8]) + (", ..." if len(values) > 8 else "")
             notes.append(f"feature value {name}={value!r} was not seen in training; treated as unknown "
                          f"(known values: {some})")
-    cols = np.array([index[h] for h in history], dtype=np.int64)
+    cols = np.array([item_of[h] for h in history], dtype=np.int64)
     hist = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
                          shape=(1, len(run.item_ids)))
     q = np.asarray(run.model.query_vectors(hist, codes or None, users=None), dtype=np.float32)
@@ -617,14 +617,15 @@ def make_split(dataset: Any, *, seed: int = 42, cold_users: float = 0.1, test_fr
 
 
 def compare_models(split: Split, models: list[Any], *, ks: tuple[int, ...] = (10, 20, 50), bootstrap: int = 1000,
-                   serving_sample: int = 200, contrast: tuple[str, str] | None = None,
-                   progress_factory: ProgressFactory | None = None) -> Results:
+                   serving_sample: int = 200, contrast: tuple[str, str] | None = None, index: str = "exact",
+                   index_settings: tuple[int, ...] = (), progress_factory: ProgressFactory | None = None) -> Results:
     """Fit every model on ``split`` and measure them alike; the typed Results (``to_frame()`` for a table).
 
     models : unfitted model objects (``WALS(factors=16)``, ``MostPopular()``, ...) or registry kinds
         ("wals"); each is refitted with the seeding rule from its constructor keywords, so the numbers
         are those ``mfvsdnn compare`` gives for the same data, split and parameters. Names are the kinds,
         suffixed ``-2``, ``-3`` when a kind repeats.
+    index, index_settings : as for :func:`compare` (each result's ``index`` field).
     """
     from .experiment import runner
 
@@ -634,5 +635,6 @@ def compare_models(split: Split, models: list[Any], *, ks: tuple[int, ...] = (10
         taken = sum(1 for s in specs if s.kind == kind)
         specs.append(ModelSpec(kind, params, name=kind if not taken else f"{kind}-{taken + 1}"))
     spec = ExperimentSpec(None, split.config, specs, ks=tuple(ks), bootstrap=bootstrap,
-                          serving_sample=serving_sample, contrast=contrast)
+                          serving_sample=serving_sample, contrast=contrast, index=index,
+                          index_settings=tuple(index_settings))
     return runner.run(spec, split=split, progress_factory=progress_factory or silent).results

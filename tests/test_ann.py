@@ -257,6 +257,11 @@ def test_recommend_serves_from_the_stored_index(wals_run, tmp_path):
     assert not known & {r["item_id"] for r in again["recommendations"]}
     # a small catalogue: HNSW finds the exact top-5
     assert [r["item_id"] for r in again["recommendations"]] == [r["item_id"] for r in exact["recommendations"]]
+    new = cli.invoke(app, ["recommend", str(path), "--history", ",".join(run.item_ids[:3]), "--k", "5",
+                           "--index", "hnsw", "--json"])
+    assert new.exit_code == 0, new.output
+    new_items = {r["item_id"] for r in json.loads(new.output)["recommendations"]}
+    assert len(new_items) == 5 and not new_items & set(run.item_ids[:3].tolist())
 
 
 def test_scale_index_point(wals_run):
