@@ -16,7 +16,7 @@ ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark,ann]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_wals.py
 	$(BIN)/python benchmarks/bench_softmax.py
 	$(BIN)/python benchmarks/bench_eval.py
+	$(BIN)/python benchmarks/bench_ann.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache reports runs

@@ -223,8 +223,8 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
             *, models: tuple[str, ...] | list[str] = DEFAULT_MODELS, baselines: bool = True,
             runs: dict[str, str | Path | None] | None = None, params: dict[str, dict] | None = None,
             ks: tuple[int, ...] = (10, 20, 50), n_boot: int = 1000, report_dir: str | Path = "reports",
-            runs_dir: str | Path | None = None, serving_sample: int = 200,
-            progress_factory: ProgressFactory | None = None, command: str = "",
+            runs_dir: str | Path | None = None, serving_sample: int = 200, index: str = "exact",
+            index_settings: tuple[int, ...] = (), progress_factory: ProgressFactory | None = None, command: str = "",
             model_list: list[ModelSpec] | None = None, engine: str = "local", spark_master: str = "local[*]",
             spark_conf: dict[str, str] | None = None, spark_reader: str = "auto",
             spark: Any = None, pipelines: list[PipelineSpec] | None = None) -> CompareResult:
@@ -240,6 +240,9 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     ks : cut-offs; every metric at each. n_boot : bootstrap resamples over users (0 = no intervals).
     report_dir : where report.json, report.md, report.html go. runs_dir : where trained runs are saved
         (default ``report_dir/runs``). serving_sample : users timed one request at a time.
+    index : "exact", or "hnsw"/"ivf": every model with item vectors is also served from that index
+        (build time, bytes, its recall against exact top-k, the recall@main-k lost, latency) at each of
+        ``index_settings`` (efSearch / nprobe; empty = the index's default curve).
     progress_factory : ``description -> context manager yielding a ProgressFn``; None shows nothing.
     command : the command line that reproduces the run (recorded in every report).
     model_list : explicit ModelSpecs instead of ``models``/``baselines``/``runs``/``params``.
@@ -264,7 +267,8 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     specs = model_list if model_list is not None else model_specs(models, params, runs, baselines)
     spec = ExperimentSpec(DataSpec(Path(data), columns, Path(test_path) if test_path else None), split_cfg, specs,
                           ks=tuple(ks), bootstrap=n_boot, serving_sample=serving_sample, command=command,
-                          engine=engine, pipelines=list(pipelines or []))
+                          engine=engine, pipelines=list(pipelines or []), index=index,
+                          index_settings=tuple(index_settings))
     spec.check()
     runner.plan_pipelines(spec)  # stage models join spec.models here, so they are saved like any model
     runner.check_models(spec.models)
@@ -334,11 +338,35 @@ def run_outputs(claim: Any, stage: Path, held: contextlib.ExitStack, loaded: dic
 # recommend: serve any saved run (WALS or softmax) through the shared Retriever interface
 
 
-def _rank(run: Any, queries: np.ndarray, exclude: Any, k: int) -> list[list[dict]]:
-    """Top-k rows of dicts (rank, item_id, score, item_group) for (q, d) query vectors."""
+def serving_index(run: Any, kind: str, notes: list[str] | None = None) -> Any:
+    """The item-vector index ``run`` is served from: exact, or the run's stored HNSW/IVF index (built and
+    stored in the run folder on first use, rebuilt when the model's item vectors changed)."""
+    import warnings
+
+    from .models.index import check_kind
+    from .models.store import run_index
+
+    check_kind(kind)
+    if not run.model.capabilities.item_vectors:
+        raise EvaluationError(f"--index {kind}: a {run.kind!r} model has no item vectors to index")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        index, built = run_index(run, kind)
+    if notes is not None and kind != "exact":
+        notes.append(f"served from the {kind} index ({'built now and stored' if built else 'stored'} in {run.path})")
+        notes += [f"{w.message}" for w in caught]
+    return index
+
+
+def _rank(run: Any, queries: np.ndarray, exclude: Any, k: int, index: Any = None) -> list[list[dict]]:
+    """Top-k rows of dicts (rank, item_id, score, item_group) for (q, d) query vectors (exact unless
+    ``index``, a built ``models.index`` index of the run's item vectors)."""
     from .core.topk import top_k_with_scores
 
-    idx, scores = top_k_with_scores(queries, run.model.item_vectors, exclude, k)
+    if index is None:
+        idx, scores = top_k_with_scores(queries, run.model.item_vectors, exclude, k)
+    else:
+        idx, scores = index.search(queries, k, exclude)
     out = []
     for row_i, row_s in zip(idx, scores, strict=True):
         recs = []
@@ -359,8 +387,10 @@ def _check_k(k: int) -> None:
         raise DataError(f"--k must be a positive integer, got {k}")
 
 
-def recommend_user(run_dir: str | Path, user_id: str, k: int = 10) -> dict:
+def recommend_user(run_dir: str | Path, user_id: str, k: int = 10, index: str = "exact") -> dict:
     """Top-k items for a user of the run's data set, excluding the items the user already has.
+
+    ``index``: "exact" (every item scored), or "hnsw"/"ivf": served from the run's stored index.
 
     A held-out (cold) user of the split has no training items: the model embeds them from their
     stored features only, and the result says so in ``notes``.
@@ -375,17 +405,21 @@ def recommend_user(run_dir: str | Path, user_id: str, k: int = 10) -> dict:
                         "for a new user pass --history ITEM,ITEM,... and/or --feature NAME=VALUE")
     hist = run.known[[idx]]
     feats = {f: c[[idx]] for f, c in run.features.items()}
-    notes = []
+    notes: list[str] = []
+    served = serving_index(run, index, notes)
     if hist.nnz == 0:
         notes.append(f"user {user_id!r} has no training interactions (held out as a cold user); "
                      "recommendations come from the user's features only")
     q = np.asarray(run.model.query_vectors(hist, feats, users=np.array([idx])), dtype=np.float32)
     return {"run": str(run.path), "kind": run.kind, "query": {"user": str(user_id), "known_items": int(hist.nnz)},
-            "k": k, "notes": notes, "recommendations": _rank(run, q, hist, k)[0]}
+            "k": k, "notes": notes, "recommendations": _rank(run, q, hist, k, served)[0]}
 
 
-def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, str], k: int = 10) -> dict:
+def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, str], k: int = 10,
+                  index: str = "exact") -> dict:
     """Top-k items for a new user, not in the training data, from a history of item ids and features.
+
+    ``index`` as for :func:`recommend_user`.
 
     Unknown item ids or feature names are errors (the message names them); an unknown feature value
     is treated as unknown (code -1) with a note.
@@ -396,13 +430,14 @@ def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, s
 
     _check_k(k)
     run = load_run(run_dir)
-    index = run.item_index()
+    item_of = run.item_index()
     history = list(dict.fromkeys(str(h).strip() for h in history if str(h).strip()))
-    unknown = [h for h in history if h not in index]
+    unknown = [h for h in history if h not in item_of]
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
         raise DataError(f"--history: {len(unknown)} item id(s) not in run {run.path}: {shown}")
     notes: list[str] = []
+    served = serving_index(run, index, notes)
     codes: dict[str, np.ndarray] = {}
     valid_names = sorted(run.feature_values)
     for name, value in features.items():
@@ -417,7 +452,7 @@ def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, s
             some = ", ".join(values[:8]) + (", ..." if len(values) > 8 else "")
             notes.append(f"feature value {name}={value!r} was not seen in training; treated as unknown "
                          f"(known values: {some})")
-    cols = np.array([index[h] for h in history], dtype=np.int64)
+    cols = np.array([item_of[h] for h in history], dtype=np.int64)
     hist = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
                          shape=(1, len(run.item_ids)))
     q = np.asarray(run.model.query_vectors(hist, codes or None, users=None), dtype=np.float32)
@@ -434,26 +469,27 @@ def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, s
                              "training users")
     return {"run": str(run.path), "kind": run.kind,
             "query": {"history": history, "features": dict(features)}, "k": k, "notes": notes,
-            "recommendations": _rank(run, q, hist, k)[0]}
+            "recommendations": _rank(run, q, hist, k, served)[0]}
 
 
 def recommend_all(run_dir: str | Path, k: int, out: str | Path, progress: ProgressFn = no_progress,
-                  chunk_size: int = 4096, overwrite: bool = False) -> dict:
+                  chunk_size: int = 4096, overwrite: bool = False, index: str = "exact") -> dict:
     """Write ``user_id,item_id,rank,score`` (top-k, known items excluded) for every training user.
 
     Users are processed ``chunk_size`` at a time; the CSV is written to a temporary file beside
     ``out`` and renamed into place, so an interrupted run leaves no partial file. An existing
-    ``out`` is replaced only if mfvsdnn wrote it (its exact header line) or ``overwrite``.
+    ``out`` is replaced only if mfvsdnn wrote it (its exact header line) or ``overwrite``. ``index``
+    as for :func:`recommend_user`.
     """
     import csv
 
     from .core.fsutil import write_file_atomic
-    from .core.topk import top_k_with_scores
     from .models.store import load_run
 
     _check_k(k)
     t0 = time.perf_counter()
     run = load_run(run_dir)
+    served = serving_index(run, index)
     users = np.flatnonzero(np.diff(run.known.indptr) > 0)
     n_chunks = max(1, -(-len(users) // chunk_size))
 
@@ -466,7 +502,7 @@ def recommend_all(run_dir: str | Path, k: int, out: str | Path, progress: Progre
             hist = run.known[u]
             feats = {name: codes[u] for name, codes in run.features.items()}
             q = np.asarray(run.model.query_vectors(hist, feats, users=u), dtype=np.float32)
-            idx, scores = top_k_with_scores(q, run.model.item_vectors, hist, k)
+            idx, scores = served.search(q, k, hist)
             r, col = np.nonzero(idx >= 0)
             uid = run.user_ids[u][r]
             iid = run.item_ids[idx[r, col]]
@@ -478,7 +514,7 @@ def recommend_all(run_dir: str | Path, k: int, out: str | Path, progress: Progre
 
     rows = write_file_atomic(out, write, option="--out", header=RECS_HEADER, overwrite=overwrite)
     return {"run": str(run.path), "kind": run.kind, "path": str(out), "users": int(len(users)), "k": k,
-            "rows": rows, "seconds": time.perf_counter() - t0}
+            "index": index, "rows": rows, "seconds": time.perf_counter() - t0}
 
 
 RECS_HEADER = "user_id,item_id,rank,score"
@@ -617,14 +653,15 @@ def make_split(dataset: Any, *, seed: int = 42, cold_users: float = 0.1, test_fr
 
 
 def compare_models(split: Split, models: list[Any], *, ks: tuple[int, ...] = (10, 20, 50), bootstrap: int = 1000,
-                   serving_sample: int = 200, contrast: tuple[str, str] | None = None,
-                   progress_factory: ProgressFactory | None = None) -> Results:
+                   serving_sample: int = 200, contrast: tuple[str, str] | None = None, index: str = "exact",
+                   index_settings: tuple[int, ...] = (), progress_factory: ProgressFactory | None = None) -> Results:
     """Fit every model on ``split`` and measure them alike; the typed Results (``to_frame()`` for a table).
 
     models : unfitted model objects (``WALS(factors=16)``, ``MostPopular()``, ...) or registry kinds
         ("wals"); each is refitted with the seeding rule from its constructor keywords, so the numbers
         are those ``mfvsdnn compare`` gives for the same data, split and parameters. Names are the kinds,
         suffixed ``-2``, ``-3`` when a kind repeats.
+    index, index_settings : as for :func:`compare` (each result's ``index`` field).
     """
     from .experiment import runner
 
@@ -634,5 +671,6 @@ def compare_models(split: Split, models: list[Any], *, ks: tuple[int, ...] = (10
         taken = sum(1 for s in specs if s.kind == kind)
         specs.append(ModelSpec(kind, params, name=kind if not taken else f"{kind}-{taken + 1}"))
     spec = ExperimentSpec(None, split.config, specs, ks=tuple(ks), bootstrap=bootstrap,
-                          serving_sample=serving_sample, contrast=contrast)
+                          serving_sample=serving_sample, contrast=contrast, index=index,
+                          index_settings=tuple(index_settings))
     return runner.run(spec, split=split, progress_factory=progress_factory or silent).results

@@ -495,12 +495,19 @@ def recommend(
                                                       "repeat for several. Used when --history is empty.")] = None,
     k: Annotated[int, typer.Option("--k", help="Number of items to recommend per user.", min=1, max=MAX_K)] = 10,
     out: Annotated[Path | None, typer.Option("--out", help="CSV file for --all (written atomically).")] = None,
+    index: Annotated[str, typer.Option("--index", help="Serve by exact search over every item, or from an "
+                                       "approximate index: exact, hnsw or ivf (needs mfvsdnn[ann]; built on "
+                                       "first use and stored in RUN, rebuilt when the item vectors change).")]
+    = "exact",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --all: replace --out even if it is not "
                                             "a file recommend wrote.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Top-k items for a known user (--user), every training user (--all --out), or a new user
     (--history and/or --feature: the cold-start path a serving system needs)."""
+    from .models.index import check_kind
+
+    check_kind(index)
     new_user = history is not None or bool(feature)
     modes = [m for m, on in (("--user", user is not None), ("--all", all_users),
                              ("--history/--feature", new_user)) if on]
@@ -511,7 +518,7 @@ def recommend(
         if out is None:
             raise MfvsdnnError("--all needs --out FILE (the CSV to write)")
         with terminal.progress_bar("recommend") as bar:
-            summary = api.recommend_all(run, k, out, bar, overwrite=overwrite)
+            summary = api.recommend_all(run, k, out, bar, overwrite=overwrite, index=index)
         if json_out:
             _print_json(summary)
         else:
@@ -520,10 +527,10 @@ def recommend(
     if out is not None:
         raise MfvsdnnError("--out is only used with --all")
     if user is not None:
-        result = api.recommend_user(run, user, k)
+        result = api.recommend_user(run, user, k, index=index)
     else:
         hist = [h for h in (history or "").split(",") if h.strip()]
-        result = api.recommend_new(run, hist, _parse_features(feature or []), k)
+        result = api.recommend_new(run, hist, _parse_features(feature or []), k, index=index)
     if json_out:
         _print_json(result)
     else:
@@ -584,6 +591,17 @@ def compare(
     serving_sample: Annotated[int, typer.Option(help="Users timed one request at a time for p50/p99 latency.",
                                                 min=1, max=MAX_SERVING_SAMPLE,
                                                 rich_help_panel="Evaluation")] = 200,
+    index: Annotated[str, typer.Option("--index", help="Also serve every model with item vectors from an "
+                                       "approximate index and measure what it costs and loses against exact "
+                                       "search: exact (no index), hnsw or ivf (needs mfvsdnn[ann]).",
+                                       rich_help_panel="Serving")] = "exact",
+    ef_search: Annotated[str, typer.Option("--ef-search", help="--index hnsw: efSearch values measured as the "
+                                           "speed/accuracy curve, comma-separated, each in [1, 100,000] (the "
+                                           "default 128 is always measured).", rich_help_panel="Serving")]
+    = "32,64,128,256",
+    nprobe: Annotated[str, typer.Option("--nprobe", help="--index ivf: inverted lists probed, comma-separated, "
+                                        "each in [1, 100,000] (the default 8 is always measured).",
+                                        rich_help_panel="Serving")] = "1,4,8,32",
     dim: Annotated[int | None, typer.Option(help="Embedding dimension of both models (WALS factors, DNN dim). "
                                             "Default: each model's own default.", min=1, max=MAX_DIM,
                                             rich_help_panel="Models")] = None,
@@ -641,6 +659,16 @@ def compare(
     if negatives is not None:
         parse_negatives(negatives)
     ks = _k_list(k)
+    from .experiment.spec import MAX_SEARCH_SETTING, check_index
+
+    index_settings = {}
+    for kind_, option, text in (("hnsw", "--ef-search", ef_search), ("ivf", "--nprobe", nprobe)):
+        values = _int_list(text, option)
+        if not values or any(not 1 <= v <= MAX_SEARCH_SETTING for v in values):
+            raise MfvsdnnError(f"{option} expects comma-separated integers in [1, {MAX_SEARCH_SETTING:,}], "
+                               f"got {text!r}")
+        index_settings[kind_] = values
+    check_index(index, ())
     kinds = _str_list(models)
     pipes = api.pipeline_specs(pipeline or [], _int_list(candidates, "--candidates"), _key_values(retriever_param, "--retriever-param"),
                                _key_values(scorer_param, "--scorer-param"))
@@ -666,8 +694,9 @@ def compare(
     result = api.compare(
         data, opts.columns, opts.split, opts.test, models=kinds, baselines=not no_baselines, runs=runs,
         params=params, ks=ks, n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
-        serving_sample=serving_sample, progress_factory=terminal.progress_bar, command=command_line(),
-        engine=engine, pipelines=pipes, **spark_options,
+        serving_sample=serving_sample, index=index, index_settings=index_settings.get(index, ()),
+        progress_factory=terminal.progress_bar, command=command_line(), engine=engine, pipelines=pipes,
+        **spark_options,
     )
     if json_out:
         _print_json(result.report)
@@ -864,6 +893,9 @@ def scale(
                                                  max=MAX_LATENCY_QUERIES)] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data, split and models.", min=0,
                                       max=MAX_SEED)] = 0,
+    index: Annotated[str, typer.Option("--index", help="Add the approximate-index curves: exact (none), hnsw "
+                                       "or ivf (needs mfvsdnn[ann]): search latency of exact and the index "
+                                       "on the WALS vectors, the index's recall@20 and build time.")] = "exact",
     report_dir: Annotated[Path, typer.Option(help="Where scale.json, scale.md and scale.html are written.")]
     = Path("reports/scale"),
     json_out: JsonOpt = False,
@@ -873,7 +905,7 @@ def scale(
 
     cfg = ScaleConfig(sizes=_int_list(sizes, "--sizes"), users_per_item=users_per_item,
                       mean_interactions=mean_interactions, factors=factors, negatives=negatives,
-                      examples_timed=examples_timed, latency_queries=latency_queries, seed=seed)
+                      examples_timed=examples_timed, latency_queries=latency_queries, seed=seed, index=index)
     cfg.check_memory()  # before the progress bar starts
     with terminal.progress_bar("corpus sizes") as prog:
         doc, paths = api.scale(cfg, report_dir, prog)

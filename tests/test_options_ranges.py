@@ -120,6 +120,7 @@ CASES = (
     + [("recommend", [RUN, *a], k) for a, k in [
         (["--user", "u1", "--k", "0"], "--k"),
         (["--user", "u1", "--k", "100001"], "--k"),
+        (["--user", "u1", "--index", "annoy"], "--index"),
     ]]
     + [("compare", [MISSING, "--report-dir", "{out}", *a], k) for a, k in [
         (["--k", "0,5"], "--k"),
@@ -128,6 +129,10 @@ CASES = (
         (["--bootstrap", "-1"], "--bootstrap"),
         (["--serving-sample", "-1"], "--serving-sample"),
         (["--serving-sample", "0"], "--serving-sample"),
+        (["--index", "annoy"], "--index"),
+        (["--ef-search", "0"], "--ef-search"),
+        (["--ef-search", "a"], "--ef-search"),
+        (["--nprobe", "100001"], "--nprobe"),
         (["--dim", "0"], "--dim"),
         (["--dim", "5000"], "--dim"),
         (["--w0", "1"], "--w0"),
@@ -189,6 +194,7 @@ CASES = (
         (["--examples-timed", "0"], "--examples-timed"),
         (["--latency-queries", "0"], "--latency-queries"),
         (["--seed", "-1"], "--seed"),
+        (["--index", "flat"], "--index"),
         (["--sizes", "1000,10000000", "--users-per-item", "1000"], "not enough memory for scale"),
     ]]
 )

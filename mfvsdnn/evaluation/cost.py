@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -84,3 +85,82 @@ def training_cost(model: Any) -> dict:
     secs = float(getattr(model, "train_seconds_", float("nan")))
     n = len(getattr(model, "history_", []) or [])
     return {"train_seconds": secs, "iterations": n, "seconds_per_iteration": secs / n if n else float("nan")}
+
+
+def _search_ms(index: Any, queries: np.ndarray, exclude: sp.csr_matrix, k: int, rows: np.ndarray
+               ) -> list[float]:
+    """Seconds of one-query searches, one per row of ``rows``."""
+    out = []
+    for r in rows:
+        q, ex = queries[r:r + 1], exclude[r:r + 1]
+        t = time.perf_counter()
+        index.search(q, k, ex)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def index_cost(model: Any, split: Split, kind: str, settings: tuple[int, ...], k: int,
+               rng: np.random.Generator, n_sample: int = 200) -> dict | None:
+    """What serving ``model`` from an item-vector index of ``kind`` costs and loses. Numbers only.
+
+    On the warm evaluation users (their known items excluded), against exact brute-force top-k:
+
+    - ``build_seconds``, ``index_bytes`` (the serialized index; the float32 item vectors for exact),
+      ``vectors_bytes`` and ``zero_norm_items``;
+    - per search setting (efSearch for HNSW, nprobe for IVF; the index's default first when it is in
+      ``settings``): ``index_recall`` (share of the exact top-k the index returns), ``recall`` (the
+      end-to-end recall@k against the test items) and its loss against exact, single-query search
+      latency p50/p99 over ``n_sample`` seeded users, and ms per query searching all users at once.
+
+    None for a model without item vectors (it scores every item itself: nothing to index).
+    """
+    from ..models.index import build_index, default_curve, overlap_recall, zero_norm_count
+    from . import metrics
+    from .populations import populations
+
+    if not model.capabilities.item_vectors:
+        return None
+    warm_up()
+    pop = next(p for p in populations(split) if p.name == "warm")
+    vectors = np.ascontiguousarray(model.item_vectors, dtype=np.float32)
+    queries = np.ascontiguousarray(model.query_vectors(pop.histories, pop.features, users=pop.model_users,
+                                                       groups=pop.query_groups), dtype=np.float32)
+    exclude = sp.csr_matrix(pop.exclude)
+    n_targets = metrics.n_targets(pop.targets)
+
+    def recall(top: np.ndarray) -> float:
+        return float(np.nanmean(metrics.recall_at_k(metrics.hits_matrix(top, pop.targets), n_targets, k)))
+
+    rows = np.sort(rng.choice(len(queries), min(n_sample, len(queries)), replace=False))
+    exact_index = build_index("exact", vectors)
+    t = time.perf_counter()
+    exact = exact_index.search(queries, k, exclude)[0]
+    exact_batch = (time.perf_counter() - t) / max(len(queries), 1)
+    exact_single = _search_ms(exact_index, queries, exclude, k, rows)
+    exact_recall = recall(exact)
+
+    t = time.perf_counter()
+    with warnings.catch_warnings():  # zero-norm items are counted in the result instead
+        warnings.simplefilter("ignore", UserWarning)
+        index = build_index(kind, vectors)
+    build_seconds = time.perf_counter() - t
+    default = index.search_param
+    values = [None] if kind == "exact" else sorted(set(settings or default_curve(kind)) | {default})
+    points = []
+    for value in values:
+        index.set_search(value)
+        t = time.perf_counter()
+        top = index.search(queries, k, exclude)[0]
+        batch = (time.perf_counter() - t) / max(len(queries), 1)
+        single = _search_ms(index, queries, exclude, k, rows)
+        r = recall(top)
+        points.append({"value": value, "is_default": value == default, "index_recall": overlap_recall(top, exact),
+                       "recall": r, "recall_loss": exact_recall - r, "single_ms_p50": _pct(single, 50),
+                       "single_ms_p99": _pct(single, 99), "batch_ms_per_query": 1000.0 * batch})
+    index.set_search(default)
+    return {"kind": kind, "param": getattr(index, "param_name", "") or None, "k": int(k),
+            "queries": int(len(queries)), "sample_queries": int(len(rows)), "build_seconds": build_seconds,
+            "index_bytes": index.nbytes(), "vectors_bytes": int(vectors.nbytes),
+            "zero_norm_items": zero_norm_count(vectors), "exact_recall": exact_recall,
+            "exact_single_ms_p50": _pct(exact_single, 50), "exact_single_ms_p99": _pct(exact_single, 99),
+            "exact_batch_ms_per_query": 1000.0 * exact_batch, "settings": points}

@@ -192,6 +192,76 @@ class ServingCost:
 
 
 @dataclass
+class IndexSetting:
+    """One speed/accuracy setting of an item-vector index (``value`` of efSearch / nprobe; None for exact).
+
+    ``index_recall``: share of the exact top-k the index returns; ``recall``: end-to-end recall@k of the
+    model served from the index, ``recall_loss`` = exact recall − recall; latencies of the search alone
+    (the query embedding is the same either way): one query (p50/p99, ms) and per query in a batch.
+    """
+
+    value: int | None
+    is_default: bool
+    index_recall: float
+    recall: float
+    recall_loss: float
+    single_ms_p50: float
+    single_ms_p99: float
+    batch_ms_per_query: float
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: (_num(v) if isinstance(v, float) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> IndexSetting:
+        return cls(d.get("value"), bool(d.get("is_default")),
+                   *(_nan(d.get(f.name)) for f in fields(cls) if f.name not in ("value", "is_default")))
+
+
+@dataclass
+class IndexCost:
+    """Serving one model from an item-vector index (``kind`` exact, hnsw or ivf; ``param`` the knob
+    its settings vary), against exact brute force on the same ``queries`` warm users at cut-off ``k``."""
+
+    kind: str
+    param: str | None
+    k: int
+    queries: int
+    sample_queries: int
+    build_seconds: float
+    index_bytes: int
+    vectors_bytes: int
+    zero_norm_items: int
+    exact_recall: float
+    exact_single_ms_p50: float
+    exact_single_ms_p99: float
+    exact_batch_ms_per_query: float
+    settings: list[IndexSetting]
+
+    @property
+    def default(self) -> IndexSetting | None:
+        return next((s for s in self.settings if s.is_default), self.settings[0] if self.settings else None)
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "settings"}
+        out = {k: (_num(v) if isinstance(v, float) else v) for k, v in d.items()}
+        out["settings"] = [s.to_dict() for s in self.settings]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> IndexCost:
+        ints = ("k", "queries", "sample_queries", "index_bytes", "vectors_bytes", "zero_norm_items")
+        kw: dict[str, Any] = {"kind": d["kind"], "param": d.get("param"),
+                              "settings": [IndexSetting.from_dict(s) for s in d.get("settings", [])]}
+        for f in fields(cls):
+            if f.name in kw:
+                continue
+            kw[f.name] = int(d.get(f.name) or 0) if f.name in ints else _nan(d.get(f.name))
+        return cls(**kw)
+
+
+@dataclass
 class ModelResult:
     """One model of the experiment: what it is, how it was trained, and every measured number."""
 
@@ -209,6 +279,7 @@ class ModelResult:
     populations: list[PopulationResult]
     #: a two-stage pipeline's stage models (names in this run) and its N; None for any other model
     stages: dict[str, Any] | None = None
+    index: IndexCost | None = None
 
     def population(self, pid: PopulationId) -> PopulationResult | None:
         for p in self.populations:
@@ -226,7 +297,8 @@ class ModelResult:
                 "validation": None if self.validation is None else self.validation.to_dict(),
                 "training": self.training.to_dict(),
                 "serving": None if self.serving is None else self.serving.to_dict(),
-                "populations": [p.to_dict() for p in self.populations]} | (
+                "populations": [p.to_dict() for p in self.populations],
+                "index": None if self.index is None else self.index.to_dict()} | (
                     {} if self.stages is None else {"stages": dict(self.stages)})
 
     @classmethod
@@ -237,7 +309,8 @@ class ModelResult:
                    TrainingCost.from_dict(d["training"]),
                    None if d.get("serving") is None else ServingCost.from_dict(d["serving"]),
                    [PopulationResult.from_dict(p) for p in d["populations"]],
-                   None if d.get("stages") is None else dict(d["stages"]))
+                   stages=None if d.get("stages") is None else dict(d["stages"]),
+                   index=None if d.get("index") is None else IndexCost.from_dict(d["index"]))
 
 
 @dataclass

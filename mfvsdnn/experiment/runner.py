@@ -28,7 +28,7 @@ from ..core.seeding import generator
 from ..data import read_interactions, summarize
 from ..data.split import Split, SplitConfig, make_split
 from ..evaluation import evaluator, uncertainty
-from ..evaluation.cost import serving_cost, training_cost
+from ..evaluation.cost import index_cost, serving_cost, training_cost
 from ..evaluation.evaluator import PopulationEval
 from ..evaluation.maps import embedding_map
 from ..evaluation.populations import populations as population_sets
@@ -39,6 +39,7 @@ from .comparison import comparison_rows
 from .results import (
     WARM,
     GroupBreakdown,
+    IndexCost,
     MetricValue,
     ModelResult,
     PairedTest,
@@ -260,6 +261,13 @@ def serving_result(model: Any, split: Split, k: int, seed: int, n_sample: int, w
         cache_build_seconds=cost["cache_build_seconds"], cache_bytes=cost["cache_bytes"], cache_users=cost["cache_users"])
 
 
+def index_result(model: Any, split: Split, spec: ExperimentSpec) -> IndexCost | None:
+    """Serving from ``spec.index`` measured against exact search at the main k (None: nothing to index)."""
+    cost = index_cost(model, split, spec.index, spec.index_settings, spec.main_k, generator(spec.seed, "index"),
+                      max(spec.serving_sample, 1))
+    return None if cost is None else IndexCost.from_dict(cost)
+
+
 def training_result(model: Any) -> TrainingCost:
     cost = training_cost(model)
     return TrainingCost(cost["train_seconds"], int(cost["iterations"]), cost["seconds_per_iteration"])
@@ -302,12 +310,18 @@ def evaluate_models(fitted: list[FittedModel], split: Split, spec: ExperimentSpe
             with progress_factory(f"timing {fm.name} serving") as prog:
                 serving = serving_result(fm.model, split, max(spec.ks), spec.seed, spec.serving_sample, warm)
                 prog(1, 1, {})
+        index = None
+        if spec.index != "exact":
+            with progress_factory(f"indexing {fm.name} ({spec.index})") as prog:
+                index = index_result(fm.model, split, spec)
+                prog(1, 1, {})
         model = fm.model
         results.append(ModelResult(
             name=fm.name, kind=model.kind, family=model.family, capabilities=asdict(model.capabilities),
             params=model.get_params(), seed=fm.seed, run_dir=None if fm.run_dir is None else str(fm.run_dir),
             trained_here=fm.trained_here, validation=MetricValue("recall", VALIDATION_K, fm.validation_recall),
-            training=training_result(model), serving=serving, populations=populations, stages=fm.stages))
+            training=training_result(model), serving=serving, populations=populations, stages=fm.stages,
+            index=index))
     return results, evals
 
 

@@ -13,7 +13,10 @@ growing in proportion), it measures
   against the unhashed model's;
 - serving: single-query latency p50 of each model (query embedding + scoring every item + top-k), and
   for WALS the precompute-and-store alternative: cache build time and bytes, and the lookup latency
-  of one user's precomputed candidates.
+  of one user's precomputed candidates;
+- with ``--index hnsw`` (or ivf): the single-query search latency p50 of exact brute force and of
+  the index over the same WALS item vectors and queries, the index's recall@20 against exact, and its
+  build time and bytes (an approximate index should grow far below linearly).
 
 Each curve's growth exponent b in ``t = a * n_items^b`` is fitted by least squares on log-log axes.
 """
@@ -49,6 +52,9 @@ CURVES = {
     "wals_query_ms_p50": "WALS serving (score all + top-k), ms per query",
     "wals_cache_lookup_ms_p50": "WALS with candidate cache, ms per query",
     "softmax_query_ms_p50": "softmax serving (tower + score all + top-k), ms per query",
+    "exact_search_ms_p50": "exact search (WALS vectors, score all + top-k), ms per query",
+    "index_search_ms_p50": "approximate index search (WALS vectors), ms per query",
+    "index_build_seconds": "approximate index build, seconds",
 }
 
 
@@ -76,6 +82,7 @@ class ScaleConfig:
     full_flops_timed: float = 3e10
     latency_queries: int = 100
     seed: int = 0
+    index: str = "exact"
 
     def __post_init__(self) -> None:
         """Check every setting before anything is generated (one message naming the option)."""
@@ -100,6 +107,9 @@ class ScaleConfig:
         }
         for name, value in checks.items():
             object.__setattr__(self, name, value)
+        from ..models.index import check_kind
+
+        check_kind(self.index)
 
     def largest(self) -> tuple[int, int, int]:
         """(users, items, interactions) of the largest size (interactions: users x mean, an upper
@@ -232,7 +242,22 @@ def measure_size(n_items: int, cfg: ScaleConfig) -> dict:
     hm = registry.get("softmax")(**{**hashed, "epochs": 1, "patience": 0})
     hm.fit(small, generator(cfg.seed, "fit", "softmax", 0))
     point["softmax_hashed_model_bytes"] = model_bytes(hm)
+    if cfg.index != "exact":
+        point.update(_index_point(wals, split, cfg))
     return point
+
+
+def _index_point(model: Any, split: Any, cfg: ScaleConfig) -> dict:
+    """Exact vs approximate search over ``model``'s item vectors at this size (default search setting)."""
+    from ..evaluation.cost import index_cost
+    from ..models.index import make_index
+
+    default_setting = make_index(cfg.index).search_param
+    cost = index_cost(model, split, cfg.index, (default_setting,), 20, generator(cfg.seed, "scale", "index"), cfg.latency_queries)
+    default = next(s for s in cost["settings"] if s["is_default"])
+    return {"exact_search_ms_p50": cost["exact_single_ms_p50"], "index_search_ms_p50": default["single_ms_p50"],
+            "index_recall": default["index_recall"], "index_build_seconds": cost["build_seconds"],
+            "index_bytes": cost["index_bytes"], "index_kind": cfg.index, "index_setting": default["value"]}
 
 
 def run_scale(cfg: ScaleConfig, progress: ProgressFn = no_progress) -> dict:
@@ -246,6 +271,8 @@ def run_scale(cfg: ScaleConfig, progress: ProgressFn = no_progress) -> dict:
     items = np.array([p["items"] for p in points], dtype=np.float64)
     fits = {}
     for key, label in CURVES.items():
+        if not any(key in p for p in points):  # the index curves without --index
+            continue
         f = fit_growth(items, np.array([p.get(key, np.nan) for p in points], dtype=np.float64))
         fits[key] = {"label": label, "exponent": f.exponent, "coef": f.coef, "r2": f.r2, "points": f.points}
     return {"config": {**asdict(cfg), "sizes": list(cfg.sizes)}, "points": points, "fits": fits,

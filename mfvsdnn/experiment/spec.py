@@ -16,6 +16,18 @@ from ..data import ColumnSpec
 from ..data.split import SplitConfig
 
 DEFAULT_KS = (10, 20, 50)
+MAX_SEARCH_SETTING = 100_000  # efSearch / nprobe beyond this search (nearly) everything: use exact
+
+
+def check_index(kind: str, settings: tuple[int, ...]) -> None:
+    """Refuse an unknown index, missing faiss, or search settings outside [1, 100000]."""
+    from ..models.index import check_kind
+
+    check_kind(kind)
+    bad = [v for v in settings if not 1 <= int(v) <= MAX_SEARCH_SETTING]
+    if bad:
+        raise EvaluationError(f"--ef-search/--nprobe values must be in [1, {MAX_SEARCH_SETTING:,}], got "
+                              f"{', '.join(map(str, bad))}")
 PREFERRED_MAIN_K = 20
 
 
@@ -79,6 +91,10 @@ class ExperimentSpec:
     command : the command line that reproduces the experiment (recorded in the results).
     pipelines : two-stage pipelines evaluated beside the models (their stages are models of ``models``,
         added by ``runner.plan_pipelines`` where missing).
+    index : "exact" (serving measured by brute force only) or "hnsw"/"ivf": every model with item
+        vectors is also served from that index and its cost and recall loss measured (needs faiss).
+    index_settings : efSearch (hnsw) or nprobe (ivf) values measured as the speed/accuracy curve
+        (empty = the index's default curve).
     """
 
     data: DataSpec | None
@@ -93,6 +109,8 @@ class ExperimentSpec:
     command: str = ""
     engine: str = "local"
     pipelines: list[PipelineSpec] = field(default_factory=list)
+    index: str = "exact"
+    index_settings: tuple[int, ...] = ()
 
     @property
     def seed(self) -> int:
@@ -120,6 +138,7 @@ class ExperimentSpec:
                                       f"{', '.join(map(str, p.candidates)) or 'nothing'}")
         if not self.models:
             raise EvaluationError("no models to evaluate (--models is empty)")
+        check_index(self.index, self.index_settings)
         labels = [m.label for m in self.models]
         dup = sorted({n for n in labels if labels.count(n) > 1})
         if dup:

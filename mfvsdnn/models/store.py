@@ -8,6 +8,9 @@ A run directory holds
 - ``data.npz``: what serving needs besides the model: raw user and item ids (index -> id), the items
   each training user already knows (train + validation, CSR parts), item and user groups, and the
   user-feature codes;
+- ``index-KIND.faiss`` + ``index-KIND.json`` (optional, written by ``recommend --index hnsw|ivf``):
+  an approximate nearest-neighbour index of the item vectors in faiss's own format, and the SHA-256
+  of the vectors it was built from (an index is never served for other vectors);
 - ``manifest.json``: the SHA-256 and size of every other file, plus a hash of its own entries;
 - ``.mfvsdnn.json``: the ownership marker (see :mod:`mfvsdnn.core.fsutil`).
 
@@ -434,3 +437,105 @@ def load_run(path: str | os.PathLike) -> Run:
 def config_hash(obj: Any) -> str:
     """Short stable hash of a JSON-able object (used to name sweep points)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_json_default).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# a stored item-vector index (faiss's own serialization, no pickle), covered by the manifest
+
+
+def index_files(kind: str) -> tuple[str, str]:
+    """(index file, its description) of an index of ``kind`` in a run directory."""
+    return f"index-{kind}.faiss", f"index-{kind}.json"
+
+
+def _write_with_index(d: Path, source: Path, files: dict, kind: str, blob: bytes, info: dict) -> None:
+    """Fill staging folder ``d``: the run's files linked from ``source``, the index, a new manifest."""
+    index_name, info_name = index_files(kind)
+    names = [n for n in files if n not in (index_name, info_name)]
+    for n in names:
+        try:
+            os.link(source / n, d / n)
+        except OSError:  # a filesystem without hard links
+            fsutil.write_new(d / n, (source / n).read_bytes())
+    fsutil.write_new(d / index_name, blob)
+    fsutil.write_new(d / info_name, json_text(info))
+    names += [index_name, info_name]
+    table = {n: {"sha256": file_sha256(d / n), "bytes": (d / n).stat().st_size} for n in names}
+    fsutil.write_new(d / MANIFEST, json_text({"format": MANIFEST_FORMAT, "manifest_version": 1, "files": table,
+                                             "entries_sha256": _manifest_hash(table)}))
+    fsutil.write_marker(d, "run", [*names, MANIFEST])
+
+
+def save_index(path: str | os.PathLike, index: Any) -> Path:
+    """Store a built faiss index (``models.index``) in run directory ``path``, atomically.
+
+    The run is rebuilt in a staging folder (its files hard-linked), the index and the hash of its
+    item vectors added, the manifest rewritten over every file, and the folder switched into place.
+    """
+    from .index import require_faiss, vectors_hash
+
+    faiss = require_faiss(index.kind)
+    path = Path(path)
+    files = verify_manifest(path)
+    blob = faiss.serialize_index(index.index).tobytes()
+    info = {"kind": index.kind, "items": index.n_items, "dim": int(index.item_vectors.shape[1]),
+            "vectors_sha256": vectors_hash(index.item_vectors), "faiss_version": faiss.__version__,
+            "mfvsdnn_version": __version__}
+    with fsutil.claim_output(path, "run") as claim:
+        stage = claim.staging()
+        with fsutil.os_errors(claim.display):
+            _write_with_index(stage, path, files, index.kind, blob, info)
+        claim.commit(stage)
+    return path
+
+
+def load_index(path: str | os.PathLike, kind: str, item_vectors: np.ndarray,
+               search_param: int | None = None) -> Any:
+    """The stored index of ``kind`` for these item vectors, or None when the run stores none.
+
+    Refused (StoreError) when the manifest does not cover it, or when it was built from other item
+    vectors than ``item_vectors`` (the caller rebuilds it).
+    """
+    from .index import INDEXES, require_faiss, vectors_hash
+
+    faiss = require_faiss(kind)
+    path = Path(path)
+    files = verify_manifest(path)
+    index_name, info_name = index_files(kind)
+    if index_name not in files and not (path / index_name).exists():
+        return None
+    if index_name not in files or info_name not in files:
+        raise StoreError(f"{path / index_name}: not covered by the run's manifest; delete it or rebuild the run")
+    info = _read_json(path / info_name, "the index description was edited or is corrupt")
+    if not isinstance(info, dict) or info.get("vectors_sha256") != vectors_hash(item_vectors):
+        raise StoreError(f"{path / index_name}: built from other item vectors than the model's; rebuild it")
+    try:
+        raw = faiss.deserialize_index(np.frombuffer((path / index_name).read_bytes(), dtype=np.uint8))
+    except RuntimeError as e:
+        raise StoreError(f"{path / index_name}: cannot be read by faiss ({str(e).splitlines()[0]})") from None
+    index = INDEXES[kind].from_faiss(raw, item_vectors, search_param)
+    if raw.ntotal != len(item_vectors) or raw.d != item_vectors.shape[1]:
+        raise StoreError(f"{path / index_name}: indexes {raw.ntotal:,} vectors of dimension {raw.d}, the model "
+                         f"has {item_vectors.shape[0]:,} of {item_vectors.shape[1]}; rebuild it")
+    return index
+
+
+def run_index(run: Run, kind: str, search_param: int | None = None) -> tuple[Any, bool]:
+    """The index of ``kind`` to serve ``run`` from: the stored one, else built and stored now.
+
+    Returns (index, built_now). A stored index of other item vectors is rebuilt and replaced.
+    """
+    from .index import build_index
+
+    vectors = np.asarray(run.model.item_vectors, dtype=np.float32)
+    if kind == "exact":
+        return build_index("exact", vectors), False
+    try:
+        stored = load_index(run.path, kind, vectors, search_param)
+    except StoreError:
+        stored = None  # stale or damaged: rebuilt from the model's vectors below
+    if stored is not None:
+        return stored, False
+    index = build_index(kind, vectors, search_param)
+    save_index(run.path, index)
+    return index, True

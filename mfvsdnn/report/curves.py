@@ -200,23 +200,29 @@ def sweep_html(doc: dict) -> str:
 # scale
 
 
-def scale_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
+def _curves(doc: dict) -> dict[str, str]:
+    """The curves this scale run measured (the index curves only with --index), in CURVES order."""
     from ..experiment.scale import CURVES
 
-    header = ["items", "users", "interactions", *[CURVES[k] for k in CURVES]]
+    return {k: label for k, label in CURVES.items() if k in doc["fits"]}
+
+
+def scale_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
+    curves = _curves(doc)
+    header = ["items", "users", "interactions", *[curves[k] for k in curves]]
     rows = [[fmt(p["items"]), fmt(p["users"]), fmt(p["interactions"]),
-             *[fmt(p.get(k), 3) for k in CURVES]] for p in doc["points"]]
-    rows.append(["growth exponent b", "", "", *[fmt(doc["fits"][k]["exponent"], 3) for k in CURVES]])
+             *[fmt(p.get(k), 3) for k in curves]] for p in doc["points"]]
+    rows.append(["growth exponent b", "", "", *[fmt(doc["fits"][k]["exponent"], 3) for k in curves]])
     return header, rows
 
 
 def render_scale(doc: dict, console: Console, paths: dict | None = None) -> None:
-    from ..experiment.scale import CURVES
+    curves = _curves(doc)
 
     t = Table(title=f"Cost against corpus size (x = {doc['x']})", title_justify="left")
     for c in ("curve", *[fmt(p["items"]) + " items" for p in doc["points"]], "growth b", "R²"):
         t.add_column(c, justify="left" if c == "curve" else "right")
-    for key, label in CURVES.items():
+    for key, label in curves.items():
         f = doc["fits"][key]
         t.add_row(label, *[fmt(p.get(key), 3) for p in doc["points"]], fmt(f["exponent"], 3), fmt(f["r2"], 3))
     console.print(t)
@@ -229,18 +235,17 @@ def render_scale(doc: dict, console: Console, paths: dict | None = None) -> None
 def scale_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
     from matplotlib.figure import Figure
 
-    from ..experiment.scale import CURVES
-
+    curves = _curves(doc)
     items = [p["items"] for p in doc["points"]]
     out = {}
-    groups = {"training": [k for k in CURVES if "seconds_per" in k], "serving": [k for k in CURVES if "_ms_" in k]}
+    groups = {"training": [k for k in curves if "seconds_per" in k], "serving": [k for k in curves if "_ms_" in k]}
     for name, keys in groups.items():
         fig = Figure(figsize=(6.2, 4.4), layout="constrained")
         ax = fig.subplots()
         for key in keys:
             ys = [p.get(key) for p in doc["points"]]
             f = doc["fits"][key]
-            ax.loglog(items, ys, "o-", label=f"{CURVES[key]} (b = {f['exponent']:.2f})")
+            ax.loglog(items, ys, "o-", label=f"{curves[key]} (b = {f['exponent']:.2f})")
         ax.set_xlabel("items (users and interactions grow in proportion)")
         ax.set_ylabel("seconds" if name == "training" else "milliseconds per query")
         ax.set_title(f"{name.capitalize()} cost against corpus size (log-log)")

@@ -133,4 +133,27 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
         ax.legend(fontsize=7)
         out["leakage"] = ("Leakage above the light bar (the users' own held-out cross-group rate) is folding.",
                           png(fig))
+
+    indexed = [m for m in results.models if m.index is not None and m.index.kind != "exact" and m.index.settings]
+    if indexed:
+        fig = Figure(figsize=(6, 4.2))
+        ax = fig.subplots()
+        for m in indexed:
+            ix = m.index
+            xs = [st.single_ms_p50 for st in ix.settings]
+            ys = [st.index_recall for st in ix.settings]
+            ax.plot(xs, ys, "-o", color=colors[m.name], label=f"{names[m.name]}, {ix.kind}")
+            for st, x, y in zip(ix.settings, xs, ys, strict=True):
+                ax.annotate(f"{ix.param}={st.value}", (x, y), textcoords="offset points", xytext=(4, -10),
+                            fontsize=7)
+            ax.plot([ix.exact_single_ms_p50], [1.0], "s", color=colors[m.name], mfc="none",
+                    label=f"{names[m.name]}, exact")
+        ax.set_xscale("log")
+        ax.set_xlabel("search latency, 1 query, p50 (ms, log)")
+        ax.set_ylabel(f"index recall@{indexed[0].index.k} (share of the exact top-k)")
+        ax.set_title("Approximate index: speed against accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        out["index_curve"] = ("Each point is one search setting (efSearch for HNSW, nprobe for IVF); squares are "
+                              "exact search. Up and left is better.", png(fig))
     return out

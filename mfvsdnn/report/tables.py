@@ -168,20 +168,17 @@ def compare_tables(results: Results) -> list[tuple[str, list[str], list[list[str
             rows.append([g.group, fmt(g.users)] + cells + [f"{nat:.4f}"])
         tables.append((f"Warm users by group (group = {warm[0].warm.group_source or ''})", header, rows))
 
+    tables += serving_tables(results)
     served = [m for m in models if m.serving is not None]
     if served:
-        rows = []
-        for key in ("query_ms_p50", "query_ms_p99", "cold_query_ms_p50", "cold_query_ms_p99", "topk_ms_p50",
-                    "topk_ms_p99", "batch_ms_per_query"):
-            rows.append([COST_LABELS[key]] + [fmt_value(getattr(m.serving, key), "ms") for m in served])
-        rows.append([COST_LABELS["cache_build_seconds"]]
-                    + [fmt_value(m.serving.cache_build_seconds, "s") for m in served])
-        rows.append([COST_LABELS["cache_bytes"]] + [fmt_value(m.serving.cache_bytes, "bytes") for m in served])
+        rows = [[COST_LABELS[key]] + [fmt_value(getattr(m.serving, key), "ms") for m in served]
+                for key in ("cold_query_ms_p50", "cold_query_ms_p99")]
         rows.append([COST_LABELS["model_bytes"]] + [fmt_value(m.serving.model_bytes, "bytes") for m in served])
         rows.append([COST_LABELS["seconds"]] + [fmt_value(m.training.seconds, "s") for m in served])
+        rows.append([COST_LABELS["seconds_per_iteration"]]
+                    + [fmt_value(m.training.seconds_per_iteration, "s") for m in served])
         rows.append([COST_LABELS["iterations"]] + [fmt(m.training.iterations) for m in served])
-        tables.append((f"Cost (serving latencies over {served[0].serving.sample_users} single requests)",
-                       ["what"] + [names[m.name] for m in served], rows))
+        tables.append(("Training and model cost", ["what"] + [names[m.name] for m in served], rows))
 
     rows = [[names[m.name], m.kind, m.run_dir or "", str(m.seed),
              pipeline_note(m) or ", ".join(f"{p}={v}" for p, v in m.params.items())] for m in models]
@@ -196,3 +193,76 @@ def compare_tables(results: Results) -> list[tuple[str, list[str], list[list[str
         ["cut-offs k", ", ".join(map(str, s.ks))], ["reproduce with", s.command or "(not recorded)"]]
     tables.append(("Split and settings", ["setting", "value"], rows))
     return tables
+
+
+SERVING_HEADER = ["model", "served by", "embed p50", "retrieve p50", "retrieve p99", "batch / query", "memory",
+                  "freshness", "recall@{k} (vs exact)"]
+
+
+def _ms(x: float | None) -> str:
+    return fmt_value(x, "ms")
+
+
+def serving_rows(m: ModelResult, k: int) -> list[list[str]]:
+    """What a serving engineer chooses between for one model: exact search, the approximate index (when
+    measured), the precomputed candidate cache (when the model's known-user queries are fixed).
+
+    Latencies are one request (p50/p99 over the timed requests) and per query in a batch; memory is
+    what serving holds (item vectors, the index, or the cache table); freshness is what must be redone
+    when the model's vectors change; recall is the warm users' recall@k and what the option loses.
+    """
+    sv, ix = m.serving, m.index
+    if sv is None:
+        return []
+    label = model_label(m)
+    exact_recall = ix.exact_recall if ix is not None else (m.warm.mean("recall", k) if m.warm else float("nan"))
+    rows = [[label, "exact", _ms(sv.query_ms_p50), _ms(sv.topk_ms_p50), _ms(sv.topk_ms_p99),
+             _ms(sv.batch_ms_per_query), fmt_value(sv.model_bytes, "bytes"),
+             "always current (scores the current vectors)", f"{exact_recall:.4f}"]]
+    if ix is not None and ix.kind != "exact" and ix.default is not None:
+        d = ix.default
+        setting = f" {ix.param}={d.value}" if ix.param else ""
+        rows.append([label, f"{ix.kind}{setting}", _ms(sv.query_ms_p50), _ms(d.single_ms_p50),
+                     _ms(d.single_ms_p99), _ms(d.batch_ms_per_query), fmt_value(ix.index_bytes, "bytes"),
+                     f"rebuild when item vectors V change ({fmt_value(ix.build_seconds, 's')})",
+                     f"{d.recall:.4f} ({-d.recall_loss:+.4f})"])
+    if sv.cache_bytes is not None:
+        rows.append([label, "candidate cache", "none", "a row read", "a row read", "—", fmt_value(sv.cache_bytes, "bytes"),
+                     f"recompute when U or V change ({fmt_value(sv.cache_build_seconds, 's')}, "
+                     f"{fmt(sv.cache_users)} users); new users: exact or index",
+                     f"{exact_recall:.4f} (= exact)"])
+    return rows
+
+
+def serving_tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The serving section: per model, exact vs approximate index vs candidate cache; then the index's
+    speed/accuracy curve (efSearch / nprobe) when one was measured."""
+    k = results.settings.main_k
+    served = [m for m in results.models if m.serving is not None]
+    if not served:
+        return []
+    rows = [r for m in served for r in serving_rows(m, k)]
+    header = [h.format(k=k) for h in SERVING_HEADER]
+    zeros = [f"{model_label(m)} {m.index.zero_norm_items:,}" for m in served
+             if m.index is not None and m.index.zero_norm_items]
+    note = f"; all-zero item vectors (score 0 for every query): {', '.join(zeros)}" if zeros else ""
+    out = [(f"Serving: exact vs approximate index vs candidate cache (latencies over "
+            f"{served[0].serving.sample_users} single requests; cache = top-{k} of every known user{note})",
+            header, rows)]
+    indexed = [m for m in served if m.index is not None and m.index.kind != "exact"]
+    if indexed:
+        ix0 = indexed[0].index
+        curve = []
+        for m in indexed:
+            ix = m.index
+            curve.append([model_label(m), "exact", "1.000", f"{ix.exact_recall:.4f}", "+0.0000",
+                          _ms(ix.exact_single_ms_p50), _ms(ix.exact_single_ms_p99), _ms(ix.exact_batch_ms_per_query)])
+            for st in ix.settings:
+                curve.append([model_label(m), f"{ix.kind} {ix.param}={st.value}" + (" (default)" if st.is_default else ""),
+                              f"{st.index_recall:.3f}", f"{st.recall:.4f}", f"{-st.recall_loss:+.4f}",
+                              _ms(st.single_ms_p50), _ms(st.single_ms_p99), _ms(st.batch_ms_per_query)])
+        out.append((f"Serving: {ix0.kind} speed/accuracy settings (search only, {ix0.queries:,} warm users; index "
+                    f"recall = share of the exact top-{ix0.k} returned)",
+                    ["model", "search", f"index recall@{ix0.k}", f"recall@{ix0.k}", "vs exact", "1 query p50",
+                     "1 query p99", "batch / query"], curve))
+    return out

@@ -230,12 +230,32 @@ def render_compare(results: Results, console: Console, paths: dict | None = None
                   "better = higher recall/NDCG, lower cost, leakage closer to the natural cross-group rate; "
                   "significant = the paired 95% interval of the difference excludes 0.", highlight=False)
     render_tradeoff(results.verdicts, console)
+    render_serving(results, console)
     for note in results.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     if s.command:
         console.print(f"reproduce: {s.command}", highlight=False, soft_wrap=True)
     if paths:
         console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
+def render_serving(results: Results, console: Console) -> None:
+    """With an approximate index measured: per model, exact vs index vs candidate cache (fits 80 columns;
+    the reports carry every column and the speed/accuracy curve)."""
+    from rich import box
+
+    from .tables import serving_tables
+
+    if not any(m.index is not None and m.index.kind != "exact" for m in results.models):
+        return
+    title, header, rows = serving_tables(results)[0]
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    keep = [0, 1, 3, 6, 8]  # model, served by, retrieve p50, memory, recall
+    for i in keep:
+        t.add_column(header[i], overflow="fold", justify="left" if i < 2 else "right")
+    for r in rows:
+        t.add_row(*(r[i] for i in keep))
+    console.print(t)
 
 
 def render_models_overview(results: Results, console: Console) -> None:
