@@ -399,6 +399,8 @@ def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: Prog
                       paired=paired)
     results.comparison = comparison_rows(results)
     results.verdicts = measured_table(results)
+    # the folding picture is for learned embeddings: a baseline's item vectors are counts (popularity: one
+    # coordinate), whose 2-D projection shows nothing
     maps = {fm.name: embedding_map(fm.model.item_vectors, generator(spec.seed, "maps"))
-            for fm in fitted if fm.model.capabilities.item_vectors}
+            for fm in fitted if fm.model.capabilities.item_vectors and fm.model.family != "baseline"}
     return Outcome(results, {fm.name: fm for fm in fitted}, maps, split)
