@@ -6,22 +6,10 @@ import os
 import threading
 
 import pytest
-from typer.testing import CliRunner
+from helpers import cli_fails
 
-from mfvsdnn.cli import app
 from mfvsdnn.core.errors import DataError
 from mfvsdnn.data import read_interactions
-
-runner = CliRunner()
-
-
-def cli_fails(args: list[str], *words: str) -> str:
-    res = runner.invoke(app, [str(a) for a in args])
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output
-    for w in words:
-        assert w in res.output, (w, res.output)
-    return res.output
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import cli_fails, pairs
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
@@ -24,17 +25,6 @@ CSV = b"user_id,item_id,t\n007,a,5\n7,b,6\n1.0,a,7\n1,c,8\n"
 USERS = ["007", "1", "1.0", "7"]  # sorted text, nothing read as a number
 
 
-def cli_fails(args: list[str], *words: str) -> str:
-    res = runner.invoke(app, args)
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output
-    for w in words:
-        assert w in res.output, (w, res.output)
-    return res.output
-
-
-def pairs(ds) -> set[tuple[str, str]]:
-    return {(ds.user_ids[u], ds.item_ids[i]) for u, i in zip(*ds.matrix.nonzero())}
 
 
 COMPRESSORS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}

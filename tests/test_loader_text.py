@@ -5,15 +5,12 @@ from __future__ import annotations
 import io
 
 import pytest
+from helpers import cli_fails, pairs
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from mfvsdnn.cli import app
 from mfvsdnn.core.errors import DataError
 from mfvsdnn.data import ColumnSpec, read_header, read_interactions, sources
-
-runner = CliRunner()
 
 
 def write(tmp_path, data: bytes | str, name: str = "d.csv"):
@@ -22,17 +19,6 @@ def write(tmp_path, data: bytes | str, name: str = "d.csv"):
     return p
 
 
-def cli_fails(args: list[str], *words: str) -> str:
-    res = runner.invoke(app, [str(a) for a in args])
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output
-    for w in words:
-        assert w in res.output, (w, res.output)
-    return res.output
-
-
-def pairs(ds) -> set[tuple[str, str]]:
-    return {(ds.user_ids[u], ds.item_ids[i]) for u, i in zip(*ds.matrix.nonzero())}
 
 
 EXPECTED = {("a", "x"), ("b", "y"), ("c", "x")}

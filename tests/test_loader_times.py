@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
+from helpers import cli_fails
 
-from mfvsdnn.cli import app
 from mfvsdnn.data import ColumnSpec, read_interactions
 
-runner = CliRunner()
 T = ColumnSpec(time_col="t")
 
 
@@ -20,14 +18,6 @@ def times_of(tmp_path, values: list[str]) -> list[float]:
     # one row per user, users sorted u0, u1, ...: times come back in the order written
     return [float(x) for x in ds.times]
 
-
-def cli_fails(args: list[str], *words: str) -> str:
-    res = runner.invoke(app, [str(a) for a in args])
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output
-    for w in words:
-        assert w in res.output, (w, res.output)
-    return res.output
 
 
 def test_numbers_are_taken_as_given(tmp_path):
