@@ -165,8 +165,7 @@ def validator(train: Any, seed: int) -> Any:
 
 def validation_recall(model: Any, split: Split, seed: int) -> float:
     """recall@20 on the validation slice (NaN without one), on the same seeded users for every model."""
-    return float(evaluator.validation_recall(model, split.train_set(), k=VALIDATION_K,
-                                             rng=generator(seed, "validation")))
+    return validator(split.train_set(), seed)(model)
 
 
 def fit_model(spec: ModelSpec, split: Split, seed: int, progress: ProgressFn = no_progress,
