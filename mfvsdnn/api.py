@@ -227,7 +227,8 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
             index_settings: tuple[int, ...] = (), progress_factory: ProgressFactory | None = None, command: str = "",
             model_list: list[ModelSpec] | None = None, engine: str = "local", spark_master: str = "local[*]",
             spark_conf: dict[str, str] | None = None, spark_reader: str = "auto",
-            spark: Any = None, pipelines: list[PipelineSpec] | None = None) -> CompareResult:
+            spark: Any = None, pipelines: list[PipelineSpec] | None = None, repeats: int = 3, tune: int = 4,
+            folding_contrasts: bool = True, map_fold_in: bool = True, growth_repeats: int = 3) -> CompareResult:
     """Train (or load) every model on one split, evaluate them alike, write the three reports.
 
     Parameters
@@ -254,6 +255,11 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
         SparkSession, is given; it is left running).
     pipelines : two-stage pipelines (:func:`pipeline_specs`) evaluated beside the models; a stage reuses
         the compared model of its kind (not retrained) unless it has parameters of its own.
+    repeats : model seeds per model (intervals and tests combine seed and user variance).
+    tune : random-search trials on validation per learned model, the same for each (1 = none).
+    folding_contrasts : also train WALS at w0 = 0 and the DNN without negatives (data with item groups).
+    map_fold_in : also report WALS with the MAP fold-in for cold users.
+    growth_repeats : timed fits per training subsample for the growth exponents (0 = not measured).
 
     The seed (``split_cfg.seed``) drives the split, the models' generators and the bootstrap.
     """
@@ -268,7 +274,9 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     spec = ExperimentSpec(DataSpec(Path(data), columns, Path(test_path) if test_path else None), split_cfg, specs,
                           ks=tuple(ks), bootstrap=n_boot, serving_sample=serving_sample, command=command,
                           engine=engine, pipelines=list(pipelines or []), index=index,
-                          index_settings=tuple(index_settings))
+                          index_settings=tuple(index_settings), repeats=repeats, tune=tune,
+                          folding_contrasts=folding_contrasts, fold_in_prior=map_fold_in,
+                          growth=growth_repeats > 0, growth_repeats=max(growth_repeats, 1))
     spec.check()
     runner.plan_pipelines(spec)  # stage models join spec.models here, so they are saved like any model
     runner.check_models(spec.models)
@@ -654,14 +662,17 @@ def make_split(dataset: Any, *, seed: int = 42, cold_users: float = 0.1, test_fr
 
 def compare_models(split: Split, models: list[Any], *, ks: tuple[int, ...] = (10, 20, 50), bootstrap: int = 1000,
                    serving_sample: int = 200, contrast: tuple[str, str] | None = None, index: str = "exact",
-                   index_settings: tuple[int, ...] = (), progress_factory: ProgressFactory | None = None) -> Results:
+                   index_settings: tuple[int, ...] = (), progress_factory: ProgressFactory | None = None,
+                   repeats: int = 3, tune: int = 4, folding_contrasts: bool = True, map_fold_in: bool = True,
+                   growth_repeats: int = 3, pipelines: list[PipelineSpec] | None = None) -> Results:
     """Fit every model on ``split`` and measure them alike; the typed Results (``to_frame()`` for a table).
 
     models : unfitted model objects (``WALS(factors=16)``, ``MostPopular()``, ...) or registry kinds
         ("wals"); each is refitted with the seeding rule from its constructor keywords, so the numbers
         are those ``mfvsdnn compare`` gives for the same data, split and parameters. Names are the kinds,
         suffixed ``-2``, ``-3`` when a kind repeats.
-    index, index_settings : as for :func:`compare` (each result's ``index`` field).
+    index, index_settings, repeats, tune, folding_contrasts, map_fold_in, growth_repeats, pipelines : as for
+        :func:`compare` (the same defaults, so the numbers are those of the command line).
     """
     from .experiment import runner
 
@@ -672,5 +683,7 @@ def compare_models(split: Split, models: list[Any], *, ks: tuple[int, ...] = (10
         specs.append(ModelSpec(kind, params, name=kind if not taken else f"{kind}-{taken + 1}"))
     spec = ExperimentSpec(None, split.config, specs, ks=tuple(ks), bootstrap=bootstrap,
                           serving_sample=serving_sample, contrast=contrast, index=index,
-                          index_settings=tuple(index_settings))
+                          index_settings=tuple(index_settings), repeats=repeats, tune=tune,
+                          folding_contrasts=folding_contrasts, fold_in_prior=map_fold_in, growth=growth_repeats > 0,
+                          growth_repeats=max(growth_repeats, 1), pipelines=list(pipelines or []))
     return runner.run(spec, split=split, progress_factory=progress_factory or silent).results

@@ -35,6 +35,7 @@ from .experiment.scale import (
     MAX_USERS_PER_ITEM,
     MIN_SIZE,
 )
+from .experiment.spec import MAX_REPEATS, MAX_TUNE
 from .models.params import (
     HYPER_PARAMETERS,
     MAX_BATCH,
@@ -643,6 +644,27 @@ def compare(
                                                            "(repeatable), e.g. negatives=0 for a positives-only DNN "
                                                            "(trained and reported alone too).",
                                                            rich_help_panel="Pipelines")] = None,
+    repeats: Annotated[int, typer.Option(help="Model seeds per model: every model is retrained with this many "
+                                         "seeds on the same split; intervals and paired tests combine seed and user "
+                                         f"variance, and the between-seed spread is shown. In [1, {MAX_REPEATS}].",
+                                         min=1, max=MAX_REPEATS, rich_help_panel="Fairness")] = 3,
+    tune: Annotated[int, typer.Option(help="Random-search trials on validation per learned model (the same budget "
+                                      "for WALS and the DNN; trial 1 is the given parameters; 1 = no tuning). "
+                                      f"In [1, {MAX_TUNE}].", min=1, max=MAX_TUNE,
+                                      rich_help_panel="Fairness")] = 4,
+    folding_contrasts: Annotated[bool, typer.Option("--folding-contrasts/--no-folding-contrasts",
+                                                    help="Also train WALS at w0 = 0 and the DNN without negatives "
+                                                    "on the same split (data with item groups only), so the "
+                                                    "folding verdict tests the contrast its claim names.",
+                                                    rich_help_panel="Fairness")] = True,
+    map_fold_in: Annotated[bool, typer.Option("--map-fold-in/--no-map-fold-in",
+                                              help="Also report WALS with the MAP fold-in for cold users (a prior "
+                                              "toward the feature-mean embedding, its weight chosen on "
+                                              "validation).", rich_help_panel="Fairness")] = True,
+    growth_repeats: Annotated[int, typer.Option(help="Timed fits per subsample (1/8, 1/4, 1/2, 1 of the training "
+                                                "users) for the training growth exponents (median; 0 = not "
+                                                "measured). In [0, 10].", min=0, max=10,
+                                                rich_help_panel="Fairness")] = 3,
     json_out: JsonOpt = False,
     *,
     opts: DataOptions,
@@ -696,7 +718,8 @@ def compare(
         params=params, ks=ks, n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
         serving_sample=serving_sample, index=index, index_settings=index_settings.get(index, ()),
         progress_factory=terminal.progress_bar, command=command_line(), engine=engine, pipelines=pipes,
-        **spark_options,
+        repeats=repeats, tune=tune, folding_contrasts=folding_contrasts, map_fold_in=map_fold_in,
+        growth_repeats=growth_repeats, **spark_options,
     )
     if json_out:
         _print_json(result.report)

@@ -96,7 +96,8 @@ def comparison_rows(results: Results) -> list[ComparisonRow]:
             significant = test.significant
         rows.append(ComparisonRow(axis, source, metric, k, pid, "share", direction, values, cis, better, significant,
                                   None if test is None else test.p, None if test is None else test.diff,
-                                  None if test is None else test.ci, target))
+                                  None if test is None else test.ci, target,
+                                  None if test is None else test.p_adjusted))
 
     def cost_row(axis: str, f: CostField) -> None:
         values = {n: _cost_value(by[n], f) for n in names}

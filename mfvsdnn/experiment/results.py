@@ -1,4 +1,4 @@
-"""Typed results of an experiment, and their JSON form (report.json, ``schema_version`` 2).
+"""Typed results of an experiment, and their JSON form (report.json, ``schema_version`` 3).
 
 Everything a report shows is in these dataclasses; the renderers read them and compute nothing.
 A metric is named by its ``metric`` and its cut-off ``k`` (None for metrics without one, such as the
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _num(x: Any) -> float | None:
@@ -65,21 +65,26 @@ def cold(revealed: int) -> PopulationId:
 
 @dataclass(frozen=True)
 class MetricValue:
-    """One metric of one model on one population: the mean over users and its 95% interval."""
+    """One metric of one model on one population: the mean over users (and over the model seeds of
+    ``--repeats``), its 95% interval (a two-level bootstrap: seeds, then users) and the between-seed
+    spread ``seed_sd`` (the standard deviation of the per-seed means; None with one seed)."""
 
     metric: str
     k: int | None
     mean: float
     ci: tuple[float, float] | None = None
+    seed_sd: float | None = None
 
     def to_dict(self) -> dict:
-        return {"metric": self.metric, "k": self.k, "mean": _num(self.mean), "ci": _interval(self.ci)}
+        return {"metric": self.metric, "k": self.k, "mean": _num(self.mean), "ci": _interval(self.ci),
+                "seed_sd": _num(self.seed_sd)}
 
     @classmethod
     def from_dict(cls, d: dict) -> MetricValue:
         ci = d.get("ci")
+        sd = d.get("seed_sd")
         return cls(d["metric"], d.get("k"), _nan(d.get("mean")),
-                   None if ci is None else (_nan(ci[0]), _nan(ci[1])))
+                   None if ci is None else (_nan(ci[0]), _nan(ci[1])), None if sd is None else float(sd))
 
 
 @dataclass
@@ -136,19 +141,30 @@ class PopulationResult:
 
 @dataclass
 class TrainingCost:
-    """What the fit cost: wall-clock seconds, iterations (WALS) or epochs (DNN) run, seconds per one."""
+    """What the fit cost: wall-clock seconds (the median over the model seeds; ``seconds_range`` their
+    min and max), iterations (WALS) or epochs (DNN) run, seconds per one. For a model with a step
+    budget: optimiser ``steps`` run, the budget ``min_steps`` and whether early stopping fired."""
 
     seconds: float
     iterations: int
     seconds_per_iteration: float
+    seconds_range: tuple[float, float] | None = None
+    steps: int | None = None
+    min_steps: int | None = None
+    stopped_early: bool | None = None
 
     def to_dict(self) -> dict:
         return {"seconds": _num(self.seconds), "iterations": self.iterations,
-                "seconds_per_iteration": _num(self.seconds_per_iteration)}
+                "seconds_per_iteration": _num(self.seconds_per_iteration),
+                "seconds_range": _interval(self.seconds_range), "steps": self.steps, "min_steps": self.min_steps,
+                "stopped_early": self.stopped_early}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainingCost:
-        return cls(_nan(d.get("seconds")), int(d.get("iterations") or 0), _nan(d.get("seconds_per_iteration")))
+        r = d.get("seconds_range")
+        return cls(_nan(d.get("seconds")), int(d.get("iterations") or 0), _nan(d.get("seconds_per_iteration")),
+                   None if r is None else (_nan(r[0]), _nan(r[1])), d.get("steps"), d.get("min_steps"),
+                   d.get("stopped_early"))
 
 
 @dataclass
@@ -280,6 +296,15 @@ class ModelResult:
     #: a two-stage pipeline's stage models (names in this run) and its N; None for any other model
     stages: dict[str, Any] | None = None
     index: IndexCost | None = None
+    #: "model" (compared), "baseline", "pipeline", "contrast" (trained inside compare to test a claim,
+    #: e.g. WALS at w0 = 0 against the chosen w0) or "variant" (another use of a fitted model, e.g. WALS
+    #: with the MAP fold-in); ``variant_of`` names the model a contrast or variant varies
+    role: str = "model"
+    variant_of: str | None = None
+    #: model seeds the figures combine (``--repeats``; 1 for a loaded run)
+    repeats: int = 1
+    #: the tuning on validation that chose ``params`` (``--tune``; None when not tuned)
+    tuning: dict[str, Any] | None = None
 
     def population(self, pid: PopulationId) -> PopulationResult | None:
         for p in self.populations:
@@ -298,7 +323,8 @@ class ModelResult:
                 "training": self.training.to_dict(),
                 "serving": None if self.serving is None else self.serving.to_dict(),
                 "populations": [p.to_dict() for p in self.populations],
-                "index": None if self.index is None else self.index.to_dict()} | (
+                "index": None if self.index is None else self.index.to_dict(), "role": self.role,
+                "variant_of": self.variant_of, "repeats": self.repeats, "tuning": self.tuning} | (
                     {} if self.stages is None else {"stages": dict(self.stages)})
 
     @classmethod
@@ -310,12 +336,16 @@ class ModelResult:
                    None if d.get("serving") is None else ServingCost.from_dict(d["serving"]),
                    [PopulationResult.from_dict(p) for p in d["populations"]],
                    stages=None if d.get("stages") is None else dict(d["stages"]),
-                   index=None if d.get("index") is None else IndexCost.from_dict(d["index"]))
+                   index=None if d.get("index") is None else IndexCost.from_dict(d["index"]),
+                   role=d.get("role", "model"), variant_of=d.get("variant_of"), repeats=int(d.get("repeats") or 1),
+                   tuning=d.get("tuning"))
 
 
 @dataclass
 class PairedTest:
-    """Paired bootstrap over the same users of ``a − b`` for one metric on one population."""
+    """Paired two-level bootstrap (model seeds, then the same users) of ``a − b`` for one metric on one
+    population. ``p`` is the raw p-value, ``p_adjusted`` the Holm–Bonferroni one within its ``family``
+    (see :class:`TestFamily`); ``significant`` means the adjusted p is below 1 − the confidence level."""
 
     a: str
     b: str
@@ -326,17 +356,99 @@ class PairedTest:
     ci: tuple[float, float] | None
     p: float
     significant: bool
+    p_adjusted: float = float("nan")
+    family: str = ""
+    se: float = float("nan")
 
     def to_dict(self) -> dict:
         return {"a": self.a, "b": self.b, "population": self.population.to_dict(), "metric": self.metric, "k": self.k,
-                "diff": _num(self.diff), "ci": _interval(self.ci), "p": _num(self.p), "significant": self.significant}
+                "diff": _num(self.diff), "ci": _interval(self.ci), "se": _num(self.se), "p": _num(self.p),
+                "p_adjusted": _num(self.p_adjusted), "family": self.family, "significant": self.significant}
 
     @classmethod
     def from_dict(cls, d: dict) -> PairedTest:
         ci = d.get("ci")
         return cls(d["a"], d["b"], PopulationId.from_dict(d["population"]), d["metric"], d.get("k"),
                    _nan(d.get("diff")), None if ci is None else (_nan(ci[0]), _nan(ci[1])), _nan(d.get("p")),
-                   bool(d.get("significant")))
+                   bool(d.get("significant")), _nan(d.get("p_adjusted")), d.get("family", ""), _nan(d.get("se")))
+
+
+@dataclass
+class TestFamily:
+    """A family of paired tests whose p-values are adjusted together (Holm–Bonferroni, ``method``)."""
+
+    name: str
+    description: str
+    size: int
+    method: str = "holm"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TestFamily:
+        return cls(d["name"], d["description"], int(d["size"]), d.get("method", "holm"))
+
+
+@dataclass
+class FoldingResult:
+    """The folding index of one model on one population at cut-off ``k``:
+    (leakage − natural) / (random's leakage − natural), with its two-level bootstrap interval; 0 = as
+    separated as the data's own cross-group rate, 1 = as mixed as random recommendations.
+    ``weak_groups``: random's leakage lies inside the natural rate's interval (groups too weak to see folding)."""
+
+    model: str
+    population: PopulationId
+    k: int
+    index: float
+    ci: tuple[float, float] | None
+    leakage: float
+    natural: float
+    natural_ci: tuple[float, float] | None
+    random_leakage: float
+    random_ci: tuple[float, float] | None
+    weak_groups: bool
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "population": self.population.to_dict(), "k": self.k, "index": _num(self.index),
+                "ci": _interval(self.ci), "leakage": _num(self.leakage), "natural": _num(self.natural),
+                "natural_ci": _interval(self.natural_ci), "random_leakage": _num(self.random_leakage),
+                "random_ci": _interval(self.random_ci), "weak_groups": self.weak_groups}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FoldingResult:
+        def tup(c: Any) -> tuple[float, float] | None:
+            return None if c is None else (_nan(c[0]), _nan(c[1]))
+
+        return cls(d["model"], PopulationId.from_dict(d["population"]), int(d["k"]), _nan(d.get("index")),
+                   tup(d.get("ci")), _nan(d.get("leakage")), _nan(d.get("natural")), tup(d.get("natural_ci")),
+                   _nan(d.get("random_leakage")), tup(d.get("random_ci")), bool(d.get("weak_groups")))
+
+
+@dataclass
+class GrowthResult:
+    """Training cost of one model on subsamples of this data's training set: the median seconds per
+    ``unit`` (iteration / epoch) at each fraction, and the fitted exponent b of seconds ~ interactions^b."""
+
+    model: str
+    kind: str
+    unit: str
+    fractions: list[float]
+    interactions: list[int]
+    seconds: list[float]
+    exponent: float
+    r2: float
+    repeats: int
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "kind": self.kind, "unit": self.unit, "fractions": list(self.fractions),
+                "interactions": [int(x) for x in self.interactions], "seconds": [_num(x) for x in self.seconds],
+                "exponent": _num(self.exponent), "r2": _num(self.r2), "repeats": self.repeats}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GrowthResult:
+        return cls(d["model"], d["kind"], d["unit"], list(d["fractions"]), list(d["interactions"]),
+                   [_nan(x) for x in d["seconds"]], _nan(d.get("exponent")), _nan(d.get("r2")), int(d["repeats"]))
 
 
 @dataclass
@@ -366,6 +478,7 @@ class ComparisonRow:
     diff: float | None = None
     diff_ci: tuple[float, float] | None = None
     target: float | None = None
+    p_adjusted: float | None = None
 
     def to_dict(self) -> dict:
         return {"axis": self.axis, "source": self.source, "quantity": self.quantity, "k": self.k,
@@ -373,7 +486,7 @@ class ComparisonRow:
                 "direction": self.direction, "values": {m: _num(v) for m, v in self.values.items()},
                 "ci": {m: _interval(c) for m, c in self.ci.items()}, "better": self.better,
                 "significant": self.significant, "p": _num(self.p), "diff": _num(self.diff),
-                "diff_ci": _interval(self.diff_ci), "target": _num(self.target)}
+                "diff_ci": _interval(self.diff_ci), "target": _num(self.target), "p_adjusted": _num(self.p_adjusted)}
 
     @classmethod
     def from_dict(cls, d: dict) -> ComparisonRow:
@@ -385,7 +498,7 @@ class ComparisonRow:
                    None if pop is None else PopulationId.from_dict(pop), d["unit"], d["direction"],
                    {m: (None if v is None else float(v)) for m, v in d["values"].items()},
                    {m: tup(c) for m, c in d["ci"].items()}, d.get("better"), d.get("significant"),
-                   d.get("p"), d.get("diff"), tup(d.get("diff_ci")), d.get("target"))
+                   d.get("p"), d.get("diff"), tup(d.get("diff_ci")), d.get("target"), d.get("p_adjusted"))
 
 
 @dataclass
@@ -396,13 +509,16 @@ class Verdict:
     claim: str
     verdict: str  # "agrees" | "disagrees" | "cannot tell"
     evidence: str
+    #: "measured" (this run's numbers decide) or "by design" (true by construction; the numbers shown
+    #: only size it)
+    basis: str = "measured"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Verdict:
-        return cls(d["axis"], d["claim"], d["verdict"], d["evidence"])
+        return cls(d["axis"], d["claim"], d["verdict"], d["evidence"], d.get("basis", "measured"))
 
 
 @dataclass
@@ -420,6 +536,9 @@ class Settings:
     engine: str = "local"
     package_version: str = ""
     command: str = ""
+    #: model seeds per model (``--repeats``) and tuning trials per learned model (``--tune``; 1 = none)
+    repeats: int = 1
+    tune: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -431,7 +550,7 @@ class Settings:
 
 @dataclass
 class Results:
-    """Everything one experiment measured. ``to_dict`` is report.json (schema version 2)."""
+    """Everything one experiment measured. ``to_dict`` is report.json (schema version 3)."""
 
     dataset: dict
     split: dict
@@ -441,6 +560,12 @@ class Results:
     comparison: list[ComparisonRow] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    families: list[TestFamily] = field(default_factory=list)
+    folding: list[FoldingResult] = field(default_factory=list)
+    growth: list[GrowthResult] = field(default_factory=list)
+    #: what a reader must not miss (a model that does not beat the best baseline, a population too small,
+    #: early stopping before the step budget); shown in the terminal and every report
+    warnings: list[str] = field(default_factory=list)
 
     def model(self, name: str) -> ModelResult:
         for m in self.models:
@@ -475,7 +600,9 @@ class Results:
         return {"schema_version": SCHEMA_VERSION, "dataset": self.dataset, "split": self.split,
                 "settings": self.settings.to_dict(), "models": [m.to_dict() for m in self.models],
                 "paired": [t.to_dict() for t in self.paired], "comparison": [r.to_dict() for r in self.comparison],
-                "verdicts": [v.to_dict() for v in self.verdicts], "notes": list(self.notes)}
+                "verdicts": [v.to_dict() for v in self.verdicts], "notes": list(self.notes),
+                "families": [f.to_dict() for f in self.families], "folding": [f.to_dict() for f in self.folding],
+                "growth": [g.to_dict() for g in self.growth], "warnings": list(self.warnings)}
 
     def to_json(self) -> str:
         return json.dumps(_jsonable(self.to_dict()), indent=2, allow_nan=False) + "\n"
@@ -487,7 +614,9 @@ class Results:
         return cls(d["dataset"], d["split"], Settings.from_dict(d["settings"]),
                    [ModelResult.from_dict(m) for m in d["models"]], [PairedTest.from_dict(t) for t in d["paired"]],
                    [ComparisonRow.from_dict(r) for r in d["comparison"]], [Verdict.from_dict(v) for v in d["verdicts"]],
-                   list(d.get("notes", [])))
+                   list(d.get("notes", [])), [TestFamily.from_dict(f) for f in d.get("families", [])],
+                   [FoldingResult.from_dict(f) for f in d.get("folding", [])],
+                   [GrowthResult.from_dict(g) for g in d.get("growth", [])], list(d.get("warnings", [])))
 
     def to_frame(self):
         """One row per (model, population, metric, k): mean and interval, as a pandas DataFrame."""
@@ -525,6 +654,6 @@ def _jsonable(o: Any) -> Any:
 
 
 def schema() -> dict:
-    """The JSON Schema of report.json (schema version 2), shipped in the package."""
+    """The JSON Schema of report.json (schema version 3), shipped in the package."""
     text = resources.files(__package__).joinpath("report.schema.json").read_text(encoding="utf-8")
     return json.loads(text)

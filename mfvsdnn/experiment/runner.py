@@ -42,7 +42,6 @@ from .results import (
     IndexCost,
     MetricValue,
     ModelResult,
-    PairedTest,
     PopulationId,
     PopulationResult,
     Results,
@@ -68,6 +67,16 @@ class FittedModel:
     trained_here: bool
     validation_recall: float
     stages: dict[str, Any] | None = None  # a pipeline's {"retriever": name, "scorer": name, "candidates": N}
+    #: the same model refitted with model seeds 1..R-1 (``--repeats``); ``model`` is seed 0
+    others: list[Any] = field(default_factory=list)
+    role: str = "model"
+    variant_of: str | None = None
+    tuning: dict[str, Any] | None = None
+    validation_recalls: list[float] = field(default_factory=list)
+
+    @property
+    def all_models(self) -> list[Any]:
+        return [self.model, *self.others]
 
 
 @dataclass
@@ -151,10 +160,15 @@ def plan_pipelines(spec: ExperimentSpec) -> list[PipelinePlan]:
 def fit_pipeline(plan: PipelinePlan, fitted: dict[str, FittedModel], split: Split, seed: int) -> FittedModel:
     """The pipeline of two already fitted stage models (nothing is retrained), with its validation recall."""
     r, s = fitted[plan.retriever], fitted[plan.scorer]
-    model = Pipeline(r.model, s.model, plan.candidates)
-    return FittedModel(plan.name, model, seed, None, r.trained_here or s.trained_here,
-                       validation_recall(model, split, seed),
-                       {"retriever": plan.retriever, "scorer": plan.scorer, "candidates": plan.candidates})
+    # repeat i of the pipeline chains repeat i of each stage (a stage with fewer repeats, e.g. a loaded
+    # run, contributes its last one)
+    n = max(len(r.all_models), len(s.all_models))
+    models = [Pipeline(r.all_models[min(i, len(r.all_models) - 1)], s.all_models[min(i, len(s.all_models) - 1)],
+                       plan.candidates) for i in range(n)]
+    return FittedModel(plan.name, models[0], seed, None, r.trained_here or s.trained_here,
+                       validation_recall(models[0], split, seed),
+                       {"retriever": plan.retriever, "scorer": plan.scorer, "candidates": plan.candidates},
+                       others=models[1:], role="pipeline")
 
 
 def validator(train: Any, seed: int) -> Any:
@@ -237,17 +251,27 @@ def population_id(ev: PopulationEval) -> PopulationId:
     return WARM if ev.revealed is None else cold(ev.revealed)
 
 
-def population_result(ev: PopulationEval, pid: PopulationId, n_boot: int, rng: np.random.Generator,
-                      group_names: list[str]) -> PopulationResult:
-    """Means with intervals of every metric of one evaluated population, and the by-group breakdown."""
-    estimates = uncertainty.population_estimates(ev, n_boot, rng, CONFIDENCE_LEVEL)
-    values = [MetricValue(metric, k, e.mean, (e.low, e.high)) for (metric, k), e in estimates.items()]
-    values += [MetricValue(metric, k, float(v)) for (metric, k), v in ev.scalars.items()]
-    q = max(len(ev.users), 1)
-    groups = [GroupBreakdown(name, users, [MetricValue(metric, k, mean) for (metric, k), mean in means.items()])
-              for name, users, means in uncertainty.group_means(ev, group_names)]
-    return PopulationResult(pid, int(len(ev.users)), values, 1000.0 * ev.embed_seconds / q,
-                            1000.0 * ev.topk_seconds / q, ev.group_source or None, groups)
+def population_result(ev: PopulationEval | list[PopulationEval], pid: PopulationId, n_boot: int,
+                      rng: np.random.Generator, group_names: list[str]) -> PopulationResult:
+    """Means with intervals of every metric of one evaluated population (one evaluation per model seed:
+    a two-level bootstrap over seeds, then users), the between-seed spread and the by-group breakdown."""
+    evs = ev if isinstance(ev, list) else [ev]
+    estimates = uncertainty.repeat_estimates(evs, n_boot, rng, CONFIDENCE_LEVEL)
+    values = [MetricValue(metric, k, e.mean, (e.low, e.high), None if len(evs) < 2 else e.seed_sd)
+              for (metric, k), e in estimates.items()]
+    values += [MetricValue(metric, k, float(np.mean([e.scalars[metric, k] for e in evs])))
+               for (metric, k) in evs[0].scalars]
+    first = evs[0]
+    q = max(len(first.users), 1)
+    breakdowns = [uncertainty.group_means(e, group_names) for e in evs]
+    groups = []
+    for g, (name, users, means) in enumerate(breakdowns[0]):
+        avg = {key: float(np.nanmean([b[g][2][key] for b in breakdowns])) for key in means}
+        groups.append(GroupBreakdown(name, users, [MetricValue(metric, k, mean) for (metric, k), mean in avg.items()]))
+    embed = float(np.median([e.embed_seconds for e in evs]))
+    topk = float(np.median([e.topk_seconds for e in evs]))
+    return PopulationResult(pid, int(len(first.users)), values, 1000.0 * embed / q, 1000.0 * topk / q,
+                            first.group_source or None, groups)
 
 
 def serving_result(model: Any, split: Split, k: int, seed: int, n_sample: int, warm: PopulationResult) -> ServingCost:
@@ -267,9 +291,20 @@ def index_result(model: Any, split: Split, spec: ExperimentSpec) -> IndexCost | 
     return None if cost is None else IndexCost.from_dict(cost)
 
 
-def training_result(model: Any) -> TrainingCost:
-    cost = training_cost(model)
-    return TrainingCost(cost["train_seconds"], int(cost["iterations"]), cost["seconds_per_iteration"])
+def training_result(models: list[Any]) -> TrainingCost:
+    """Training cost over the model seeds: median seconds (and their range), iterations of seed 0, the
+    DNN's optimiser steps against its step budget (None for models without one)."""
+    costs = [training_cost(m) for m in models]
+    secs = [c["train_seconds"] for c in costs]
+    first = models[0]
+    steps = getattr(first, "steps_", None)
+    budget = getattr(first, "min_steps_", None)
+    stopped = getattr(first, "stopped_early_", None)
+    return TrainingCost(float(np.median(secs)), int(costs[0]["iterations"]),
+                        float(np.median([c["seconds_per_iteration"] for c in costs])),
+                        (float(min(secs)), float(max(secs))) if len(secs) > 1 else None,
+                        None if steps is None else int(steps), None if budget is None else int(budget),
+                        None if stopped is None else bool(stopped))
 
 
 def default_contrast(models: list[ModelResult]) -> list[str]:
@@ -288,54 +323,64 @@ def default_contrast(models: list[ModelResult]) -> list[str]:
 
 def evaluate_models(fitted: list[FittedModel], split: Split, spec: ExperimentSpec,
                     progress_factory: ProgressFactory = silent, topk_backend: Any = None
-                    ) -> tuple[list[ModelResult], dict[str, dict[str, PopulationEval]]]:
-    """Evaluate every fitted model on the same populations; typed results and the per-user values."""
+                    ) -> tuple[list[ModelResult], dict[str, list[dict[str, PopulationEval]]]]:
+    """Evaluate every fitted model (each of its seeds) on the same populations; typed results and the
+    per-user values (model name -> one ``{population: PopulationEval}`` per model seed)."""
     pops = population_sets(split)
     if not spec.cold:
         pops = [p for p in pops if p.name == "warm"]
     group_names = list(split.dataset.group_names)
     results: list[ModelResult] = []
-    evals: dict[str, dict[str, PopulationEval]] = {}
+    evals: dict[str, list[dict[str, PopulationEval]]] = {}
     for fm in fitted:
         with progress_factory(f"evaluating {fm.name}") as prog:
-            evals[fm.name] = evaluator.evaluate_model(fm.model, split, spec.ks, pops=pops, progress=prog,
-                                                      topk_backend=topk_backend)
+            members = fm.all_models
+            evals[fm.name] = []
+            for i, member in enumerate(members):
+                evals[fm.name].append(evaluator.evaluate_model(
+                    member, split, spec.ks, pops=pops, topk_backend=topk_backend,
+                    progress=lambda done, total, info, i=i, n=len(members): prog(i * total + done, n * total, info)))
         rng = generator(spec.seed, "bootstrap")  # the same resamples of users for every model
-        populations = [population_result(ev, population_id(ev), spec.bootstrap, rng, group_names)
-                       for ev in evals[fm.name].values()]
+        populations = [population_result([e[name] for e in evals[fm.name]], population_id(ev), spec.bootstrap, rng,
+                                         group_names) for name, ev in evals[fm.name][0].items()]
         warm = next(p for p in populations if p.population.is_warm)
         serving = None
-        if spec.serving_sample > 0:
+        if spec.serving_sample > 0 and fm.role != "variant":
             with progress_factory(f"timing {fm.name} serving") as prog:
                 serving = serving_result(fm.model, split, max(spec.ks), spec.seed, spec.serving_sample, warm)
                 prog(1, 1, {})
         index = None
-        if spec.index != "exact":
+        if spec.index != "exact" and fm.role != "variant":
             with progress_factory(f"indexing {fm.name} ({spec.index})") as prog:
                 index = index_result(fm.model, split, spec)
                 prog(1, 1, {})
         model = fm.model
+        recalls = fm.validation_recalls or [fm.validation_recall]
+        valid = MetricValue("recall", VALIDATION_K, float(np.mean(recalls)),
+                            seed_sd=float(np.std(recalls, ddof=1)) if len(recalls) > 1 else None)
+        role = "baseline" if fm.role == "model" and model.family == "baseline" else fm.role
         results.append(ModelResult(
             name=fm.name, kind=model.kind, family=model.family, capabilities=asdict(model.capabilities),
             params=model.get_params(), seed=fm.seed, run_dir=None if fm.run_dir is None else str(fm.run_dir),
-            trained_here=fm.trained_here, validation=MetricValue("recall", VALIDATION_K, fm.validation_recall),
-            training=training_result(model), serving=serving, populations=populations, stages=fm.stages,
-            index=index))
+            trained_here=fm.trained_here, validation=valid, training=training_result(members), serving=serving,
+            populations=populations, stages=fm.stages, index=index, role=role, variant_of=fm.variant_of,
+            repeats=len(members), tuning=fm.tuning))
     return results, evals
 
 
-def paired_tests(a: str, b: str, evals: dict[str, dict[str, PopulationEval]], n_boot: int,
-                 seed: int) -> list[PairedTest]:
-    """Paired bootstrap of a − b for every metric on every population (one shared resampling)."""
-    rng = generator(seed, "paired")
-    out = []
-    for pop_name, ev_a in evals[a].items():
-        pid = population_id(ev_a)
-        for (metric, k), est in uncertainty.paired_estimates(ev_a, evals[b][pop_name], n_boot, rng,
-                                                             CONFIDENCE_LEVEL).items():
-            out.append(PairedTest(a, b, pid, metric, k, est.diff, (est.low, est.high), est.p,
-                                  uncertainty.is_significant(est.p, CONFIDENCE_LEVEL)))
-    return out
+def fit_repeats(s: ModelSpec, split: Split, spec: ExperimentSpec, progress_factory: ProgressFactory,
+                fit: Any, write_to: Path | None) -> FittedModel:
+    """Fit one model with model seeds 0..R-1 (``spec.repeats``); seed 0 is the one saved."""
+    with progress_factory(f"training {s.label}" + (f" (seed 1 of {spec.repeats})" if spec.repeats > 1 else "")
+                          ) as prog:
+        fm = (fit or fit_model)(s, split, spec.seed, prog, write_to)
+    fm.validation_recalls = [fm.validation_recall]
+    for r in range(1, spec.repeats):
+        with progress_factory(f"training {s.label} (seed {r + 1} of {spec.repeats})") as prog:
+            other = (fit or fit_model)(s, split, spec.seed, prog, None, repeat=r)
+        fm.others.append(other.model)
+        fm.validation_recalls.append(other.validation_recall)
+    return fm
 
 
 def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: ProgressFactory = silent,
@@ -345,14 +390,20 @@ def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: Prog
 
     split : an already prepared split (sweeps reuse one); else ``spec.data`` is read and split.
     topk_backend : where the scoring + top-k runs (None = here; the Spark engine passes its own).
-    fit : ``(ModelSpec, Split, seed, progress, save_to) -> FittedModel`` replacing :func:`fit_model`
-        for some models (the Spark engine trains WALS on Spark); None = :func:`fit_model` for all.
+    fit : ``(ModelSpec, Split, seed, progress, save_to, repeat=0) -> FittedModel`` replacing
+        :func:`fit_model` for some models (the Spark engine trains WALS on Spark); None = :func:`fit_model`.
     save_paths : model name -> (folder written now, folder it ends up in) for the models trained here
         (compare writes runs inside its staged report set); default ``spec.runs_dir / name``.
     loaded : model name -> (FittedModel, Run) already loaded by the caller (from ``load_model``);
         default: the specs' ``run_dir`` are loaded here.
+
+    In order: tuning (``spec.tune`` trials per learned model on validation), fitting every model with
+    ``spec.repeats`` model seeds, the folding contrasts and the MAP fold-in variant (when asked), the
+    pipelines, evaluation, the paired tests in their families (Holm–Bonferroni), the folding indices,
+    the training growth on subsamples (when asked), warnings, comparison rows and verdicts.
     """
     from ..core.version import __version__
+    from . import evidence
     from .verdicts import measured_table
 
     spec.check()
@@ -368,6 +419,7 @@ def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: Prog
         split = prepare_split(spec.data, spec.split)
     check_runs(runs, split, spec.data.path if spec.data is not None else split.dataset.source)
 
+    tunings = evidence.tune_models(spec, split, progress_factory, fit_model)
     fitted: list[FittedModel] = []
     for s in spec.models:
         if s.label in loaded:
@@ -377,29 +429,40 @@ def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: Prog
             write_to, final = save_paths[s.label]
         else:
             write_to = final = spec.runs_dir / s.label if spec.runs_dir is not None else None
-        with progress_factory(f"training {s.label}") as prog:
-            fm = (fit or fit_model)(s, split, spec.seed, prog, write_to)
+        fm = fit_repeats(s, split, spec, progress_factory, fit, write_to)
         fm.run_dir = final
+        fm.tuning = tunings.get(s.label)
         fitted.append(fm)
+    if spec.folding_contrasts and split.dataset.item_groups is not None:
+        for s, of in evidence.contrast_specs(spec, fitted):
+            fm = fit_repeats(s, split, spec, progress_factory, fit, None)
+            fm.role, fm.variant_of = "contrast", of
+            fitted.append(fm)
+    if spec.fold_in_prior and spec.cold:
+        with progress_factory("choosing the MAP fold-in prior on validation") as prog:
+            fitted += evidence.map_variants(fitted, split, spec.seed)
+            prog(1, 1, {})
     by_name = {fm.name: fm for fm in fitted}
     fitted += [fit_pipeline(plan, by_name, split, spec.seed) for plan in plans]
 
     models, evals = evaluate_models(fitted, split, spec, progress_factory, topk_backend)
     contrast = list(spec.contrast) if spec.contrast else default_contrast(models)
-    paired = paired_tests(contrast[0], contrast[1], evals, spec.bootstrap, spec.seed) if len(contrast) == 2 else []
-    for plan in plans:  # each pipeline against each of its stages alone
-        for stage in dict.fromkeys((plan.retriever, plan.scorer)):
-            paired += paired_tests(plan.name, stage, evals, spec.bootstrap, spec.seed)
+    paired, families = evidence.paired_families(models, evals, contrast, plans, spec)
     settings = Settings(seed=spec.seed, ks=list(spec.ks), main_k=spec.main_k, bootstrap=spec.bootstrap,
                         confidence_level=CONFIDENCE_LEVEL, serving_sample=spec.serving_sample,
                         user_features=list(split.dataset.features), contrast=contrast, engine=spec.engine,
-                        package_version=__version__, command=spec.command)
+                        package_version=__version__, command=spec.command, repeats=spec.repeats, tune=spec.tune)
     results = Results(dataset=summarize(split.dataset), split=split.summary(), settings=settings, models=models,
-                      paired=paired)
+                      paired=paired, families=families)
+    results.folding = evidence.folding_results(models, evals, spec)
+    if spec.growth:
+        results.growth = evidence.training_growth(spec, fitted, split, progress_factory)
+    results.warnings = evidence.warnings(results)
     results.comparison = comparison_rows(results)
     results.verdicts = measured_table(results)
     # the folding picture is for learned embeddings: a baseline's item vectors are counts (popularity: one
     # coordinate), whose 2-D projection shows nothing
     maps = {fm.name: embedding_map(fm.model.item_vectors, generator(spec.seed, "maps"))
-            for fm in fitted if fm.model.capabilities.item_vectors and fm.model.family != "baseline"}
+            for fm in fitted if fm.model.capabilities.item_vectors and fm.model.family != "baseline"
+            and fm.role in ("model", "contrast")}
     return Outcome(results, {fm.name: fm for fm in fitted}, maps, split)

@@ -29,6 +29,8 @@ def check_index(kind: str, settings: tuple[int, ...]) -> None:
         raise EvaluationError(f"--ef-search/--nprobe values must be in [1, {MAX_SEARCH_SETTING:,}], got "
                               f"{', '.join(map(str, bad))}")
 PREFERRED_MAIN_K = 20
+MAX_REPEATS = 20
+MAX_TUNE = 200
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,15 @@ class ExperimentSpec:
         vectors is also served from that index and its cost and recall loss measured (needs faiss).
     index_settings : efSearch (hnsw) or nprobe (ivf) values measured as the speed/accuracy curve
         (empty = the index's default curve).
+    repeats : model seeds per model (every model is refitted with repeats 0..R-1 of the seeding rule on
+        the same split; intervals and paired tests combine seed and user variance).
+    tune : random-search trials on validation per learned model (the same budget for each; 1 = none).
+    folding_contrasts : also train the folding contrasts the claim names (the MF model at w0 = 0, the
+        DNN with no negatives and no gravity) on the same split, when the data has item groups.
+    fold_in_prior : also report each MF model with the MAP fold-in for cold users (prior toward the
+        feature-mean embedding, its weight chosen on validation).
+    growth : measure training seconds per iteration/epoch on subsamples (``growth_fractions`` of the
+        training users, median of ``growth_repeats`` after a warm-up) and fit growth exponents.
     """
 
     data: DataSpec | None
@@ -111,6 +122,13 @@ class ExperimentSpec:
     pipelines: list[PipelineSpec] = field(default_factory=list)
     index: str = "exact"
     index_settings: tuple[int, ...] = ()
+    repeats: int = 1
+    tune: int = 1
+    folding_contrasts: bool = False
+    fold_in_prior: bool = False
+    growth: bool = False
+    growth_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+    growth_repeats: int = 3
 
     @property
     def seed(self) -> int:
@@ -129,6 +147,10 @@ class ExperimentSpec:
         self.ks = ks
         if self.bootstrap < 0:
             raise EvaluationError(f"--bootstrap must be >= 0, got {self.bootstrap}")
+        if not 1 <= self.repeats <= MAX_REPEATS:
+            raise EvaluationError(f"--repeats must be in [1, {MAX_REPEATS}], got {self.repeats}")
+        if not 1 <= self.tune <= MAX_TUNE:
+            raise EvaluationError(f"--tune must be in [1, {MAX_TUNE}], got {self.tune}")
         if self.serving_sample < 0:
             raise EvaluationError(f"--serving-sample must be >= 0, got {self.serving_sample}")
         for p in self.pipelines:

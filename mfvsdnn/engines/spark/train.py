@@ -97,10 +97,11 @@ def fit_als(spark: Any, train: sp.csr_matrix, params: dict,
     return U, V, secs
 
 
-def als_seed(seed: int) -> int:
-    """Spark ALS's seed: the first word of the run's WALS fit stream (``core.seeding``), so the seeding
-    rule holds; Spark's own generator initialises the factors, which therefore differ from the local ones."""
-    return int(seed_sequence(seed, "fit", "wals", 0).generate_state(1, np.uint32)[0])
+def als_seed(seed: int, repeat: int = 0) -> int:
+    """Spark ALS's seed: the first word of the run's WALS fit stream (``core.seeding``; ``repeat`` = the
+    model seed of ``--repeats``), so the seeding rule holds; Spark's own generator initialises the factors,
+    which therefore differ from the local ones."""
+    return int(seed_sequence(seed, "fit", "wals", repeat).generate_state(1, np.uint32)[0])
 
 
 def check_models(specs: list[ModelSpec]) -> None:
@@ -111,8 +112,9 @@ def check_models(specs: list[ModelSpec]) -> None:
 
 
 def train_wals(spark: Any, params: dict[str, Any], split: Split, seed: int, reg_param: float | None = None,
-               num_blocks: int | None = None, progress: ProgressFn = no_progress) -> tuple[WALS, dict]:
-    """Fit WALS ``params`` on the split's training set with Spark ALS.
+               num_blocks: int | None = None, progress: ProgressFn = no_progress, repeat: int = 0
+               ) -> tuple[WALS, dict]:
+    """Fit WALS ``params`` on the split's training set with Spark ALS (``repeat``: the model seed).
 
     Returns (the WALS model built from Spark's factors, the ``spark`` entry of its model.json without
     the reader and configuration, which the caller knows).
@@ -121,7 +123,7 @@ def train_wals(spark: Any, params: dict[str, Any], split: Split, seed: int, reg_
     wp = WALS(**params).get_params()  # our validation first (w0 in [0, 1), reg > 0, ...)
     spark_alpha(wp["w0"])
     train = split.train_set()
-    ap = als_params(wp, als_seed(seed), train.matrix, reg_param)
+    ap = als_params(wp, als_seed(seed, repeat), train.matrix, reg_param)
     progress(0, 2, {})
     timings: dict = {}
     U, V, fit_secs = fit_als(spark, train.matrix, {**ap, "numBlocks": num_blocks}, timings)
@@ -161,11 +163,12 @@ class SparkFit:
     meta: dict[str, dict] = field(default_factory=dict)
 
     def __call__(self, spec: ModelSpec, split: Split, seed: int, progress: ProgressFn = no_progress,
-                 save_to: Path | None = None) -> FittedModel:
+                 save_to: Path | None = None, repeat: int = 0) -> FittedModel:
         if spec.kind != "wals":
-            return fit_model(spec, split, seed, progress, save_to)
+            return fit_model(spec, split, seed, progress, save_to, repeat=repeat)
         with session_or(self.spark, self.master, self.conf) as s:
-            model, meta = train_wals(s, spec.params, split, seed, self.reg_param, self.num_blocks, progress)
+            model, meta = train_wals(s, spec.params, split, seed, self.reg_param, self.num_blocks, progress,
+                                     repeat=repeat)
         meta = {**meta, "reader": self.reader, "conf": dict(self.conf or {})}
         recall = validation_recall(model, split, seed)
         run_dir = None
