@@ -23,6 +23,7 @@ from mfvsdnn.evaluation.populations import populations
 from mfvsdnn.experiment import runner
 from mfvsdnn.experiment.results import (
     WARM,
+    FoldingResult,
     MetricValue,
     ModelResult,
     PairedTest,
@@ -33,7 +34,7 @@ from mfvsdnn.experiment.results import (
     schema,
 )
 from mfvsdnn.experiment.spec import ExperimentSpec, ModelSpec, PipelineSpec
-from mfvsdnn.experiment.verdicts import AGREES, CANNOT_TELL, DISAGREES, measured_table
+from mfvsdnn.experiment.verdicts import AGREES, CANNOT_TELL, DISAGREES, folding_index, measured_table
 from mfvsdnn.models.base import Capabilities
 from mfvsdnn.models.baselines import MostPopular
 from mfvsdnn.models.pipeline import Pipeline
@@ -260,7 +261,21 @@ def _model(name, kind, family, recall, leak, stages=None):
     if stages:
         values.append(MetricValue("candidate_recall", stages["candidates"], 0.8))
     return ModelResult(name, kind, family, CAPS, {}, 0, None, True, None, TrainingCost(1.0, 1, 1.0), None,
-                       [PopulationResult(WARM, 100, values)], stages)
+                       [PopulationResult(WARM, 100, values)], stages,
+                       role="baseline" if family == "baseline" else "pipeline" if stages else "model")
+
+
+def _folding(models, random_leak):
+    """Folding indices as the runner computes them, from each model's leakage (natural rate 0.05)."""
+    out = []
+    for m in models:
+        if m.kind == "random":
+            continue
+        leak = m.warm.mean("leakage", K)
+        index = folding_index(leak, 0.05, random_leak)
+        out.append(FoldingResult(m.name, WARM, K, index, (index - 0.05, index + 0.05), leak, 0.05, (0.04, 0.06),
+                                 random_leak, (random_leak - 0.02, random_leak + 0.02), False))
+    return out
 
 
 def _results(pipe_recall=0.6, pipe_leak=0.08, p=(0.01, 0.01), random_leak=0.7):
@@ -275,8 +290,10 @@ def _results(pipe_recall=0.6, pipe_leak=0.08, p=(0.01, 0.01), random_leak=0.7):
                                  pv < 0.05))
     settings = Settings(seed=0, ks=[K], main_k=K, bootstrap=100, confidence_level=0.95, serving_sample=0,
                         user_features=[], contrast=["wals", "softmax"])
-    return Results({"items": 100, "interactions": 1000, "groups": {"natural_cross_group_rate": 0.05}},
-                   {"fingerprint": "x", "config": {}}, settings, models, paired)
+    r = Results({"items": 100, "interactions": 1000, "groups": {"natural_cross_group_rate": 0.05}},
+                {"fingerprint": "x", "config": {}}, settings, models, paired)
+    r.folding = _folding(models, random_leak)
+    return r
 
 
 def _row(results):
@@ -286,7 +303,7 @@ def _row(results):
 def test_verdict_agrees_when_the_pipeline_beats_both_and_stays_near_the_retrievers_leakage():
     v = _row(_results())
     assert v.verdict == AGREES, v.evidence
-    assert "folding index" in v.evidence and "candidate recall (its ceiling) 0.800" in v.evidence
+    assert "Folding index" in v.evidence and "candidate recall (its ceiling) 0.800" in v.evidence
 
 
 def test_verdict_disagrees_when_the_dnn_folding_shows_through_or_the_pipeline_is_worse():
@@ -303,5 +320,5 @@ def test_verdict_cannot_tell_without_a_pipeline_or_significance():
     r.paired = [t for t in r.paired if t.a != "wals>softmax"]
     assert _row(r).verdict == CANNOT_TELL
     r = _results()
-    r.dataset["groups"] = None
+    r.dataset["groups"], r.folding = None, []  # no groups: no leakage, no folding index
     assert _row(r).verdict == AGREES and "could not be measured" in _row(r).evidence
