@@ -55,11 +55,11 @@ Evals = dict[str, list[dict[str, PopulationEval]]]
 def tune_models(spec: ExperimentSpec, split: Split, progress_factory: ProgressFactory, fit: Any) -> dict[str, dict]:
     """Tune every learned model trained here with ``spec.tune`` trials on validation (the same budget for
     each); replaces its ``params`` by the best trial's. Returns model name -> the tuning record."""
-    from . import tuning
-
     out: dict[str, dict] = {}
     if spec.tune <= 1:
         return out
+    from . import tuning
+
     for s in spec.models:
         if s.run_dir is not None or registry.family_of(s.kind) not in LEARNED or s.kind not in tuning.SEARCH_SPACES:
             continue
