@@ -23,7 +23,7 @@ from mfvsdnn.models.base import Capabilities
 runner = CliRunner(env={"COLUMNS": "160", "NO_COLOR": "1"})
 FAST = ["--wals-param", "iterations=3", "--softmax-param", "epochs=2", "--dim", "8", "--bootstrap", "50",
         "--serving-sample", "10", "--user-features", "country,age_band", "--revealed", "0,1,3"]
-METRICS = ("recall", "ndcg", "precision", "coverage", "leakage", "hit_rate")
+METRICS = ("recall", "recall_truncated", "ndcg", "precision", "coverage", "leakage", "hit_rate")
 SERVING_KEYS = ("query_ms_p50", "query_ms_p99", "topk_ms_p50", "cache_build_seconds", "cache_bytes", "model_bytes")
 
 
@@ -76,6 +76,9 @@ def test_report_json_follows_the_schema_and_holds_every_number(compared):
         for metric, k in (("recall", 20), ("ndcg", 20), ("leakage", 20), ("natural_cross_rate", None)):
             v = warm.get(metric, k)
             assert v.ci[0] <= v.mean <= v.ci[1], (m.name, metric)
+        for p in m.populations:  # hits / |T| never exceeds hits / min(k, |T|)
+            for k in (10, 20, 50):
+                assert p.mean("recall", k) <= p.mean("recall_truncated", k) + 1e-12, (m.name, k)
         assert m.serving.model_bytes > 0 and m.training.seconds > 0
         assert (m.serving.cache_bytes is not None) == m.capabilities["candidate_cache"]
     by = {m.name: m for m in results.models}
@@ -83,6 +86,7 @@ def test_report_json_follows_the_schema_and_holds_every_number(compared):
     assert by["wals"].params["iterations"] == 3 and by["softmax"].params["epochs"] == 2
     assert by["wals"].family == "mf" and by["softmax"].family == "dnn" and by["random"].family == "baseline"
     assert results.settings.seed == 42 and results.split["fingerprint"]
+    assert results.split["held_out_untrained_items"] <= results.split["held_out_interactions_untrained_item"]
     assert {r.axis for r in results.comparison} >= {"query features", "cold start", "folding",
                                                     "training scalability", "serving scalability"}
     assert results.paired_test(results.population_ids()[0], "recall", 20) is not None
@@ -106,6 +110,7 @@ def test_html_is_self_contained_with_an_image_per_plot(compared):
     assert "http://" not in html and "https://" not in html
     md = (compared[0] / "report.md").read_text()
     assert "| metric |" in md and "Cold users, 0 revealed" in md and "mfvsdnn compare" in md
+    assert "| recall@20 |" in md and "| recall@20 (truncated) |" in md
 
 
 def test_loaded_runs_give_the_same_numbers(compared, csv, tmp_path):
