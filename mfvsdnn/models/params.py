@@ -23,6 +23,7 @@ MAX_ITERATIONS = 10_000   # --iterations (WALS)
 MAX_CG_STEPS = 1000       # --cg-steps
 MAX_THREADS = 1024        # --threads
 MAX_EPOCHS = 100_000      # --epochs, --patience
+MAX_STEPS = 1_000_000_000  # min_steps of the softmax DNN (optimiser steps)
 MAX_BATCH = 1_000_000     # --batch-size
 MAX_NEGATIVES = 1_000_000  # --negatives
 MAX_HARD_POOL = 10_000_000  # --hard-pool
@@ -33,6 +34,7 @@ MAX_REG = 1e6             # --reg: larger values shrink every factor to 0 (and o
 MAX_INIT_SCALE = 10.0     # init_scale of both models
 MAX_K = 100_000           # --k cut-offs (every top-k list is queries x max(k))
 MAX_BOOTSTRAP = 100_000   # --bootstrap resamples
+MAX_TRIALS = 1000         # tuning trials per model (each one a full fit)
 MAX_SEED = 2**32 - 1      # --seed: a 32-bit seed, what every engine here (numpy, Spark) accepts
 
 
@@ -89,5 +91,5 @@ HYPER_PARAMETERS: dict[str, tuple[str, ...]] = {
     "softmax": ("dim", "hidden", "feature_dim", "negatives", "sampler", "hard_pool", "gravity", "epochs",
                 "batch_size", "lr", "optimizer", "l2", "patience", "tie_embeddings", "history_dropout",
                 "feature_dropout", "init_scale", "mix_sampler", "mask_positives", "item_buckets", "item_hashes",
-                "hash_output", "feature_buckets"),
+                "hash_output", "feature_buckets", "min_steps"),
 }
