@@ -34,7 +34,13 @@ from mfvsdnn.experiment.results import (
     schema,
 )
 from mfvsdnn.experiment.spec import ExperimentSpec, ModelSpec, PipelineSpec
-from mfvsdnn.experiment.verdicts import AGREES, CANNOT_TELL, DISAGREES, folding_index, measured_table
+from mfvsdnn.experiment.verdicts import (
+    AGREES,
+    CANNOT_TELL,
+    DISAGREES,
+    folding_index,
+    measured_table,
+)
 from mfvsdnn.models.base import Capabilities
 from mfvsdnn.models.baselines import MostPopular
 from mfvsdnn.models.pipeline import Pipeline
