@@ -233,7 +233,8 @@ def _folding(results: Results, mf: ModelResult, dnn: ModelResult, k: int) -> tup
                              "cannot be measured"), MEASURED
     fm = _folding_of(results, mf.name)
     if fm is None:
-        return CANNOT_TELL, "no folding index (the random baseline was not run, or leakage was not measured)", MEASURED
+        return CANNOT_TELL, (f"no folding index at k = {k} (needs leakage@{k} and the random baseline, which this run "
+                             "did not have)"), MEASURED
     ev = (f"folding index at k = {k} on warm users (0 = as separated as the data's natural cross-group rate "
           f"{fm.natural:.3f}{_ci(fm.natural_ci)}, 1 = as mixed as random, whose leakage is {fm.random_leakage:.3f}"
           f"{_ci(fm.random_ci)})")
