@@ -43,9 +43,9 @@ DEFAULT_EPOCHS = 1
 # (ln 8 = 2.08): a 15% timing error at one end moves b by ln(1.15)/ln(8) = 0.07, opposite errors at
 # both ends by 0.13, so exponents closer than 0.15 are within what a shared machine's noise makes.
 TOLERANCE = 0.15
-# Below R² 0.8 a power law does not describe the points (a fixed overhead dominating the small
+# Below R² 0.9 a power law does not describe the points well enough (a fixed overhead dominating the small
 # subsamples, a cache boundary crossed): the slope is then no growth rate to compare.
-MIN_R2 = 0.8
+MIN_R2 = 0.9
 MIN_POINTS = 3
 
 
