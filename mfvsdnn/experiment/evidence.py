@@ -10,7 +10,8 @@
   contrasted pair, every metric at the main k on every population: the rows of the comparison table),
   "verdicts" (each learned model against the best baseline, feature use against the feature-blind
   most-popular, the DNN against the MAP fold-in, the folding contrasts) and "pipelines" (each pipeline
-  against each of its stages). "Significant" always means the adjusted p.
+  against each of its stages, recall at the main k on every population). "Significant" always means
+  the adjusted p.
 - **Folding indices** with intervals, **training growth** on subsamples, and **warnings**.
 """
 
@@ -201,16 +202,16 @@ def paired_families(models: list[ModelResult], evals: Evals, contrast: list[str]
         if t is not None:
             verdict_tests.append(t)
     tests += verdict_tests
-    for plan in plans:  # each pipeline against each of its stages alone
+    for plan in plans:  # each pipeline against each of its stages alone, on the metric its verdict reads
         for stage in dict.fromkeys((plan.retriever, plan.scorer)):
-            tests += _tests(plan.name, stage, evals, spec, "pipelines")
+            tests += _tests(plan.name, stage, evals, spec, "pipelines", ("recall",))
     described = {
         "comparison": (f"{' − '.join(contrast)}: every metric at k = {k} on every population "
                        "(the rows of the comparison table)") if len(contrast) == 2 else "",
         "verdicts": ("the tests the verdicts decide with: each learned model against the best baseline on each "
                      "population, feature use against the feature-blind most-popular, the DNN against the MAP "
                      "fold-in, and the folding contrasts"),
-        "pipelines": "each pipeline against each of its stages alone, every metric at the main k",
+        "pipelines": f"each pipeline against each of its stages alone: recall@{k} on every population",
     }
     families = []
     for name, text in described.items():
