@@ -20,6 +20,9 @@ figcaption{font-size:12px;color:#555}img{max-width:100%}
 code{background:#f6f8fa;padding:1px 4px}
 .warnings{background:#fff8c5;border:1px solid #d4a72c;padding:0.2em 1em;margin:1em 0}
 .note{font-size:12px;color:#555;max-width:1000px}
+table.grouped td:nth-child(2){text-align:right}
+td.verdict{white-space:nowrap;font-weight:bold}
+th.text{text-align:left}
 """
 
 VERDICT_COLORS = {"agrees": "#1a7f37", "disagrees": "#c0392b", "cannot tell": "#9a6700"}
@@ -69,12 +72,12 @@ def compare_html(results: Results, plots: dict[str, tuple[str, bytes]]) -> str:
         parts.append("<div class='warnings'><h2>Warnings</h2><ul>"
                      + "".join(f"<li>{esc(w)}</li>" for w in results.warnings) + "</ul></div>")
     if results.verdicts:
-        parts.append("<h2>The trade-off table, measured on this data</h2><table><tr><th>row</th><th>claim</th>"
-                     "<th>evidence from this run</th><th>this data</th></tr>")
+        parts.append("<h2>The trade-off table, measured on this data</h2><table><tr><th>row</th>"
+                     "<th class='text'>claim</th><th class='text'>evidence from this run</th><th>this data</th></tr>")
         for v in results.verdicts:
             parts.append(f"<tr><td>{esc(v.axis)}</td><td style='text-align:left'>{esc(v.claim)}</td>"
                          f"<td style='text-align:left'>{esc(v.evidence)}</td>"
-                         f"<td style='color:{VERDICT_COLORS.get(v.verdict, '#000')};font-weight:bold'>"
+                         f"<td class='verdict' style='color:{VERDICT_COLORS.get(v.verdict, '#000')}'>"
                          f"{esc(verdict_text(v))}</td></tr>")
         parts.append("</table>")
         note = family_note(results, "verdicts")
@@ -82,7 +85,8 @@ def compare_html(results: Results, plots: dict[str, tuple[str, bytes]]) -> str:
             parts.append(f"<p class='note'>{esc(note)}</p>")
     for i, table in enumerate(compare_tables(results)):
         header = table.header[1:] if table.grouped else table.header
-        parts.append(f"<h2>{esc(table.title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header)
+        table_class = " class='grouped'" if table.grouped else ""
+        parts.append(f"<h2>{esc(table.title)}</h2><table{table_class}><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header)
                      + "</tr>")
         group = None
         for r in table.rows:

@@ -158,9 +158,10 @@ def fmt_p_pair(p: Any, p_adjusted: Any) -> str:
 
 
 def fmt_seed_sd(v: Any) -> str:
-    """The between-seed spread of a metric, e.g. "±0.0040 seeds"; '' with one seed."""
+    """The between-seed spread of a metric, e.g. "±0.0040 seeds"; '' with one seed, and where every seed
+    gave the same mean (a deterministic baseline: "±0.0000" on every row would only hide the others)."""
     sd = getattr(v, "seed_sd", None)
-    if sd is None or math.isnan(sd):
+    if sd is None or math.isnan(sd) or sd == 0:
         return ""
     return f"±{sd:.4f} seeds"
 
@@ -369,9 +370,12 @@ def compare_tables(results: Results) -> list[ReportTable]:
                         + [paired_text(results.paired_test(pid, metric, k))])
         users = present[0].population(pid).users
         title = ("Warm users" if pid.is_warm else f"Cold users, {pid.revealed} revealed") + f" ({users:,} users)"
+        note = family_note(results, "comparison")
+        if results.settings.repeats > 1:
+            note = (f"±: standard deviation between the {results.settings.repeats} model seeds' means (left out where "
+                    "every seed gave the same mean). " + note)
         tables.append(ReportTable(title, ["metric"] + [column_label(m) for m in present]
-                                  + [f"difference {names.get(a, a)} − {names.get(b, b)}"], rows,
-                                  family_note(results, "comparison")))
+                                  + [f"difference {names.get(a, a)} − {names.get(b, b)}"], rows, note.strip()))
         if not pid.is_warm and pid == results.population_ids()[-1]:
             prior = fold_in_prior_table(results)
             if prior is not None:

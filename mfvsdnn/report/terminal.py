@@ -274,6 +274,7 @@ def render_warnings(warnings: list[str], console: Console) -> None:
     from rich.panel import Panel
 
     body = "\n".join(f"• {w}" for w in warnings)
+    console.print()
     console.print(Panel(body, title="Warnings", title_align="left", border_style="yellow", style="yellow"),
                   highlight=False)
 
@@ -289,10 +290,10 @@ def render_folding(results: Results, console: Console) -> None:
     console.print()
     t = Table(title=f"Folding on warm users at k = {k} (index: 0 = natural rate, 1 = random)", title_justify="left",
               box=box.SIMPLE_HEAD, pad_edge=False)
-    t.add_column("model", overflow="fold", min_width=24)
+    t.add_column("model", overflow="fold")
     t.add_column(f"leakage@{k}", justify="right")
     t.add_column("folding index", justify="right")
-    t.add_column("contrast − model", justify="left", overflow="fold", ratio=2)
+    t.add_column("contrast − model", justify="left", overflow="fold")
     for f in folding_order(results):
         m = models.get(f.model)
         is_contrast = m is not None and m.role == "contrast"
@@ -301,16 +302,17 @@ def render_folding(results: Results, console: Console) -> None:
         test = folding_test(results, f)
         if test is not None:
             sig = "significant" if test.significant else "not significant"
-            diff = f"{test.diff:+.3f} {sig}\n[dim]{fmt_p_pair(test.p, test.p_adjusted)}[/dim]"
+            ps = fmt_p_pair(test.p, test.p_adjusted).replace(", ", "\n")
+            diff = f"{test.diff:+.3f} {sig}\n[dim]{ps}[/dim]"
         else:
             diff = ""
         t.add_row(name, f"{f.leakage:.4f}", f"{f.index:.3f}{ci}", diff,
                   style="dim" if m is not None and m.role == "baseline" else None)
-    f0 = results.folding[0]
-    t.caption = (f"natural cross-group rate {f0.natural:.4f}{fmt_ci(f0.natural_ci)}; random's leakage "
-                 f"{f0.random_leakage:.4f}{fmt_ci(f0.random_ci)}; ↳ = the model above without its folding knob")
-    t.caption_justify = "left"
     console.print(t)
+    f0 = results.folding[0]
+    console.print(f"[dim]natural cross-group rate {f0.natural:.4f}{fmt_ci(f0.natural_ci)}; random's leakage "
+                  f"{f0.random_leakage:.4f}{fmt_ci(f0.random_ci)}; ↳ = the model above without its folding knob "
+                  "(the knob reduces folding when this difference is significant)[/dim]", highlight=False)
     if any(f.weak_groups for f in results.folding):
         console.print("[yellow]random's leakage lies inside the natural rate's interval: the groups are too weak to "
                       "see folding on this data[/yellow]", highlight=False)
