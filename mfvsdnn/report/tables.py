@@ -315,8 +315,8 @@ def fold_in_prior_table(results: Results) -> ReportTable | None:
     rows = []
     for m in variants:
         grid = m.tuning.get("grid") or []
-        rows.append([column_label(m), fmt(float(m.tuning["fold_in_prior"])),
-                     ", ".join(f"{fmt(float(lam))}: {float(rec):.4f}" for lam, rec in grid) or "—",
+        rows.append([column_label(m), f"{float(m.tuning['fold_in_prior']):g}",
+                     ", ".join(f"{float(lam):g}: {float(rec):.4f}" for lam, rec in grid) or "—",
                      str(m.tuning.get("chosen_on", "validation"))])
     return ReportTable("Cold start: the MAP fold-in's prior weight λ", ["variant", "λ chosen", "grid (λ: recall)",
                                                                        "chosen on"], rows,

@@ -341,7 +341,7 @@ def render_cold_start(results: Results, console: Console) -> None:
             cells.append(f"{v.mean:.4f}" if v is not None else "n/a")
         name = ("  ↳ " if m.role == "variant" else "") + model_label(m)
         t.add_row(name, *cells, style="dim" if m.role == "baseline" else None)
-    lams = [f"{m.name}: λ = {fmt(float(m.tuning['fold_in_prior']))}" for m in variants
+    lams = [f"{m.name}: λ = {float(m.tuning['fold_in_prior']):g}" for m in variants
             if m.tuning and "fold_in_prior" in m.tuning]
     t.caption = ("↳ = the model above with the MAP fold-in (a prior toward the feature-mean embedding, weight "
                  "chosen on validation" + (f"; {', '.join(lams)}" if lams else "") + ")")
