@@ -298,7 +298,8 @@ def render_folding(results: Results, console: Console) -> None:
         m = models.get(f.model)
         is_contrast = m is not None and m.role == "contrast"
         name = ("  ↳ " if is_contrast else "") + (model_label(m) if m is not None else f.model)
-        ci = f"\n[dim][{f.ci[0]:.3f}, {f.ci[1]:.3f}][/dim]" if f.ci is not None else ""
+        finite = f.ci is not None and not any(math.isnan(c) for c in f.ci)
+        ci = f"\n[dim][{f.ci[0]:.3f}, {f.ci[1]:.3f}][/dim]" if finite else ""
         test = folding_test(results, f)
         if test is not None:
             sig = "significant" if test.significant else "not significant"
