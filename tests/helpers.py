@@ -8,6 +8,11 @@ from mfvsdnn.cli import app
 
 runner = CliRunner()
 
+#: compare without the fairness machinery (one model seed, no tuning, no contrasts, no MAP variant, no
+#: growth, no DNN step budget): for tests about something else, so they stay fast
+QUICK_COMPARE = ["--repeats", "1", "--tune", "1", "--no-folding-contrasts", "--no-map-fold-in", "--growth-repeats", "0",
+                 "--softmax-param", "min_steps=0"]
+
 
 def cli_fails(args: list, *words: str) -> str:
     """Run the CLI; assert exit 1, no traceback and every word in the output. Returns the output."""

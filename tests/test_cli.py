@@ -78,7 +78,8 @@ def test_readme_documents_every_option_of_every_command(command):
     ("train-wals", "--factors", "32"), ("train-wals", "--reg", "1.0"), ("train-softmax", "--lr", "0.002"),
     ("train-softmax", "--hard-pool", "500"), ("compare", "--serving-sample", "200"), ("sweep", "--jobs", "1"),
     ("scale", "--users-per-item", "2.0"), ("make-data", "--users", "3000"), ("info", "--seed", "42"),
-    ("compare", "--index", "exact"), ("scale", "--index", "exact"),
+    ("compare", "--index", "exact"), ("scale", "--index", "exact"), ("compare", "--repeats", "3"),
+    ("compare", "--tune", "4"), ("compare", "--growth-repeats", "3"),
 ])
 def test_readme_tables_give_the_same_default_as_help(command, option, default):
     res = WIDE.invoke(app, [command, "--help"])

@@ -12,6 +12,7 @@ from typing import ClassVar
 import jsonschema
 import numpy as np
 import pytest
+from helpers import QUICK_COMPARE
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
@@ -21,9 +22,13 @@ from mfvsdnn.models import registry
 from mfvsdnn.models.base import Capabilities
 
 runner = CliRunner(env={"COLUMNS": "160", "NO_COLOR": "1"})
-FAST = ["--wals-param", "iterations=3", "--softmax-param", "epochs=2", "--dim", "8", "--bootstrap", "50",
+BASE = ["--wals-param", "iterations=3", "--softmax-param", "epochs=2", "--dim", "8", "--bootstrap", "50",
         "--serving-sample", "10", "--user-features", "country,age_band", "--revealed", "0,1,3"]
-METRICS = ("recall", "ndcg", "precision", "coverage", "leakage", "hit_rate")
+FAST = BASE + QUICK_COMPARE
+#: the main fixture exercises the fairness machinery too, small: 2 model seeds, 2 tuning trials, the
+#: folding contrasts, the MAP fold-in and one timed fit per growth subsample
+FAIR = BASE + ["--repeats", "2", "--tune", "2", "--growth-repeats", "1", "--softmax-param", "min_steps=0"]
+METRICS = ("recall", "recall_truncated", "ndcg", "precision", "coverage", "leakage", "hit_rate")
 SERVING_KEYS = ("query_ms_p50", "query_ms_p99", "topk_ms_p50", "cache_build_seconds", "cache_bytes", "model_bytes")
 
 
@@ -45,7 +50,7 @@ def csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def compared(csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("rep")
-    res = runner.invoke(app, ["compare", str(csv), "--report-dir", str(out)] + FAST)
+    res = runner.invoke(app, ["compare", str(csv), "--report-dir", str(out)] + FAIR)
     assert res.exit_code == 0, res.output
     return out, res.output
 
@@ -63,9 +68,36 @@ def test_writes_three_reports_and_prints_the_five_axes(compared):
 
 def test_report_json_follows_the_schema_and_holds_every_number(compared):
     rep = validated(compared[0] / "report.json")
-    assert rep["schema_version"] == 2
+    assert rep["schema_version"] == 3
     results = Results.from_dict(rep)
-    assert results.model_names == ["wals", "softmax", "popularity", "group-popularity", "random"]
+    assert results.model_names == ["wals", "softmax", "popularity", "group-popularity", "random", "wals(w0=0)",
+                                   "softmax(negatives=0)", "wals+map"]
+    roles = {m.name: (m.role, m.variant_of) for m in results.models}
+    assert roles["random"] == ("baseline", None) and roles["wals(w0=0)"] == ("contrast", "wals")
+    assert roles["softmax(negatives=0)"] == ("contrast", "softmax") and roles["wals+map"] == ("variant", "wals")
+    assert results.settings.repeats == 2 and results.settings.tune == 2
+    assert all(m.repeats == 2 for m in results.models)
+    for name in ("wals", "softmax"):  # the same tuning budget for both; trial 1 is the given parameters
+        tuning = results.model(name).tuning
+        assert tuning["tuned"] and len(tuning["trials"]) == 2
+    assert results.model("wals+map").tuning["fold_in_prior"] >= 0
+    assert results.model("wals(w0=0)").params["w0"] == 0.0 and results.model("softmax(negatives=0)").params[
+        "negatives"] == 0
+    # every paired test is in a named family and Holm-adjusted there; significant means adjusted
+    families = {f.name: f for f in results.families}
+    assert set(families) == {"comparison", "verdicts"}
+    for f in results.families:
+        members = [t for t in results.paired if t.family == f.name]
+        assert len(members) == f.size > 0 and f.method == "holm"
+        for t in members:
+            assert math.isnan(t.p) or t.p <= t.p_adjusted + 1e-12
+            assert t.significant == (t.p_adjusted < 0.05)
+    assert any(t.metric == "folding_index" for t in results.paired)
+    folding = {f.model: f for f in results.folding}
+    assert set(folding) >= {"wals", "softmax", "wals(w0=0)", "softmax(negatives=0)", "popularity"}
+    assert {g.model for g in results.growth} == {"wals", "softmax"}
+    assert all(len(g.seconds) == 4 and g.repeats == 1 for g in results.growth)
+    assert results.model("wals").warm.get("recall", 20).seed_sd is not None
     assert results.settings.contrast == ["wals", "softmax"] and results.settings.main_k == 20
     for m in results.models:
         assert {p.population for p in m.populations} == set(results.population_ids())
@@ -76,6 +108,12 @@ def test_report_json_follows_the_schema_and_holds_every_number(compared):
         for metric, k in (("recall", 20), ("ndcg", 20), ("leakage", 20), ("natural_cross_rate", None)):
             v = warm.get(metric, k)
             assert v.ci[0] <= v.mean <= v.ci[1], (m.name, metric)
+        for p in m.populations:  # hits / |T| never exceeds hits / min(k, |T|)
+            for k in (10, 20, 50):
+                assert p.mean("recall", k) <= p.mean("recall_truncated", k) + 1e-12, (m.name, k)
+        if m.role == "variant":  # another use of a fitted model: not timed again
+            assert m.serving is None
+            continue
         assert m.serving.model_bytes > 0 and m.training.seconds > 0
         assert (m.serving.cache_bytes is not None) == m.capabilities["candidate_cache"]
     by = {m.name: m for m in results.models}
@@ -83,6 +121,7 @@ def test_report_json_follows_the_schema_and_holds_every_number(compared):
     assert by["wals"].params["iterations"] == 3 and by["softmax"].params["epochs"] == 2
     assert by["wals"].family == "mf" and by["softmax"].family == "dnn" and by["random"].family == "baseline"
     assert results.settings.seed == 42 and results.split["fingerprint"]
+    assert results.split["held_out_untrained_items"] <= results.split["held_out_interactions_untrained_item"]
     assert {r.axis for r in results.comparison} >= {"query features", "cold start", "folding",
                                                     "training scalability", "serving scalability"}
     assert results.paired_test(results.population_ids()[0], "recall", 20) is not None
@@ -107,18 +146,20 @@ def test_html_is_self_contained_with_an_image_per_plot(compared):
     assert "http://" not in html and "https://" not in html
     md = (compared[0] / "report.md").read_text()
     assert "| metric |" in md and "Cold users, 0 revealed" in md and "mfvsdnn compare" in md
+    assert "| recall@20 |" in md and "| recall@20 (truncated) |" in md
 
 
-def test_loaded_runs_give_the_same_numbers(compared, csv, tmp_path):
-    out, _ = compared
-    res = runner.invoke(app, ["compare", str(csv), "--report-dir", str(tmp_path), "--wals", str(out / "runs/wals"),
-                              "--softmax", str(out / "runs/softmax")] + FAST)
+def test_loaded_runs_give_the_same_numbers(csv, tmp_path):
+    out = tmp_path / "first"  # one model seed: the saved run is the whole of what was measured
+    assert runner.invoke(app, ["compare", str(csv), "--report-dir", str(out)] + FAST).exit_code == 0
+    res = runner.invoke(app, ["compare", str(csv), "--report-dir", str(tmp_path / "again"), "--wals",
+                              str(out / "runs/wals"), "--softmax", str(out / "runs/softmax")] + FAST)
     assert res.exit_code == 0, res.output
     a = Results.from_dict(validated(out / "report.json"))
-    b = Results.from_dict(validated(tmp_path / "report.json"))
+    b = Results.from_dict(validated(tmp_path / "again" / "report.json"))
     for name in ("wals", "softmax"):
         ma, mb = a.model(name), b.model(name)
-        assert not mb.trained_here and mb.run_dir
+        assert not mb.trained_here and mb.run_dir and mb.repeats == 1
         assert ma.warm.mean("recall", 20) == mb.warm.mean("recall", 20)
         pid = a.population_ids()[2]
         assert ma.population(pid).get("recall", 20).ci == mb.population(pid).get("recall", 20).ci

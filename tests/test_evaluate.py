@@ -121,7 +121,8 @@ def ref_metrics(ranked: list[int], targets: set[int], k: int, pct: np.ndarray, d
     top = ranked[:k]
     hits = [j in targets for j in top]
     out = {
-        ("recall", k): sum(hits) / min(k, len(targets)),
+        ("recall", k): sum(hits) / len(targets),
+        ("recall_truncated", k): sum(hits) / min(k, len(targets)),
         ("precision", k): sum(hits) / k,
         ("hit_rate", k): float(any(hits)),
         ("ndcg", k): sum(1 / math.log2(r + 2) for r, h in enumerate(hits) if h)
@@ -195,6 +196,9 @@ def test_evaluator_equals_reference(split, model):
                                        err_msg=f"{name} {key}")
         for key, ref in scal.items():
             assert ev.scalars[key] == pytest.approx(ref), (name, key)
+    # the data must hold users with more targets than k, or the two recalls would not be told apart
+    cold = evals["r=0"].per_user
+    assert np.any(cold["recall", 3] < cold["recall_truncated", 3])
 
 
 def test_known_items_never_recommended(split, model):

@@ -42,15 +42,31 @@ def test_recall(k):
     nt = M.n_targets(TARGETS)
     assert M.recall_at_k(M.hits_matrix(PERFECT, TARGETS), nt, k)[0] == 1.0
     assert M.recall_at_k(M.hits_matrix(NONE, TARGETS), nt, k)[0] == 0.0
-    # 2 hits in the top 5 of 3 targets -> 2 / min(5, 3); top 3 holds one hit -> 1/3
+    # 2 hits in the top 5 of 3 targets -> 2 / 3; top 3 holds one hit -> 1/3
     expected = 2 / 3 if k == 5 else 1 / 3
     assert M.recall_at_k(M.hits_matrix(MIXED, TARGETS), nt, k)[0] == pytest.approx(expected)
 
 
-def test_recall_denominator_is_min_k_targets():
+def test_recall_denominator_is_all_targets_truncated_is_min_k_targets():
+    # 8 targets, top 5 all hits: recall = 5 / 8, truncated recall = 5 / min(5, 8) = 1
     t = csr([list(range(8))], 10)
     h = M.hits_matrix(np.array([[0, 1, 2, 3, 4]]), t)
-    assert M.recall_at_k(h, M.n_targets(t), 5)[0] == 1.0  # 5 of min(5, 8)
+    assert M.recall_at_k(h, M.n_targets(t), 5)[0] == pytest.approx(5 / 8)
+    assert M.truncated_recall_at_k(h, M.n_targets(t), 5)[0] == 1.0
+
+
+def test_recall_and_truncated_recall_differ_only_when_targets_exceed_k():
+    # query 0: |T| = 6 > k = 4, hits at ranks 0 and 2 -> recall 2/6, truncated 2/4
+    # query 1: |T| = 3 <= k = 4, hits at ranks 1 and 3 -> both 2/3
+    # query 2: |T| = 4 = k, one hit -> both 1/4;  query 3: no targets -> both 0
+    t = csr([[0, 1, 2, 3, 4, 5], [7, 8, 9], [1, 3, 5, 7], []], 10)
+    topk = np.array([[0, 9, 1, 8], [0, 7, 1, 9], [0, 2, 4, 5], [0, 1, 2, 3]])
+    h, nt = M.hits_matrix(topk, t), M.n_targets(t)
+    assert M.recall_at_k(h, nt, 4).tolist() == pytest.approx([2 / 6, 2 / 3, 1 / 4, 0.0])
+    assert M.truncated_recall_at_k(h, nt, 4).tolist() == pytest.approx([2 / 4, 2 / 3, 1 / 4, 0.0])
+    # at k = 2 query 1 has |T| = 3 > 2: one hit at rank 1 -> 1/3 against 1/2
+    assert M.recall_at_k(h, nt, 2).tolist() == pytest.approx([1 / 6, 1 / 3, 0.0, 0.0])
+    assert M.truncated_recall_at_k(h, nt, 2).tolist() == pytest.approx([1 / 2, 1 / 2, 0.0, 0.0])
 
 
 def test_precision():

@@ -129,6 +129,12 @@ CASES = (
         (["--bootstrap", "-1"], "--bootstrap"),
         (["--serving-sample", "-1"], "--serving-sample"),
         (["--serving-sample", "0"], "--serving-sample"),
+        (["--repeats", "0"], "--repeats"),
+        (["--repeats", "21"], "--repeats"),
+        (["--tune", "0"], "--tune"),
+        (["--tune", "201"], "--tune"),
+        (["--growth-repeats", "-1"], "--growth-repeats"),
+        (["--growth-repeats", "11"], "--growth-repeats"),
         (["--index", "annoy"], "--index"),
         (["--ef-search", "0"], "--ef-search"),
         (["--ef-search", "a"], "--ef-search"),
@@ -242,7 +248,8 @@ def test_every_option_of_every_command_is_in_the_table():
     unchecked = {"--help", "--json", "--out", "--report-dir", "--runs-dir", "--wals", "--softmax", "--user",
                  "--all", "--history", "--feature", "--user-col", "--item-col", "--weight-col", "--time-col",
                  "--item-group-col", "--user-group-col", "--user-features", "--test", "--tie-embeddings",
-                 "--spark-master", "--spark-conf", "--spark-reader", "--overwrite", "--models", "--no-baselines"}  # names, paths, flags, free text
+                 "--spark-master", "--spark-conf", "--spark-reader", "--overwrite", "--models", "--no-baselines",
+                 "--folding-contrasts", "--no-folding-contrasts", "--map-fold-in", "--no-map-fold-in"}  # names, paths, flags, free text
     covered = {(c, a) for c, args, _ in CASES for a in args if a.startswith("--")}
     shared = {a for args, _ in DATA_CASES for a in args if a.startswith("--")}
     missing = []

@@ -10,6 +10,7 @@ import jsonschema
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import QUICK_COMPARE
 from typer.testing import CliRunner
 
 from mfvsdnn import api
@@ -34,7 +35,13 @@ from mfvsdnn.experiment.results import (
     schema,
 )
 from mfvsdnn.experiment.spec import ExperimentSpec, ModelSpec, PipelineSpec
-from mfvsdnn.experiment.verdicts import AGREES, CANNOT_TELL, DISAGREES, folding_index, measured_table
+from mfvsdnn.experiment.verdicts import (
+    AGREES,
+    CANNOT_TELL,
+    DISAGREES,
+    folding_index,
+    measured_table,
+)
 from mfvsdnn.models.base import Capabilities
 from mfvsdnn.models.baselines import MostPopular
 from mfvsdnn.models.pipeline import Pipeline
@@ -237,7 +244,7 @@ def test_compare_cli_runs_a_pipeline_with_its_own_scorer(csv, tmp_path):
     res = cli.invoke(app, ["compare", str(csv), "--report-dir", str(out), "--wals-param", "iterations=2",
                            "--softmax-param", "epochs=1", "--dim", "6", "--bootstrap", "20", "--serving-sample", "3",
                            "--revealed", "1", "--pipeline", "wals>softmax", "--candidates", "20",
-                           "--scorer-param", "negatives=0", "--scorer-param", "epochs=1"])
+                           "--scorer-param", "negatives=0", "--scorer-param", "epochs=1", *QUICK_COMPARE])
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "report.json").read_text())
     jsonschema.validate(doc, schema())

@@ -243,7 +243,7 @@ def _leakage(model, split) -> tuple[float, float]:
     return float(leak), float(natural)
 
 
-FAST = {"dim": 16, "hidden": (32,), "epochs": 6, "batch_size": 128, "lr": 0.01, "patience": 0}
+FAST = {"dim": 16, "hidden": (32,), "epochs": 6, "batch_size": 128, "lr": 0.01, "patience": 0, "min_steps": 0}
 
 
 def test_folding_positives_only_leaks_sampled_and_full_do_not(split):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import QUICK_COMPARE
 
 from mfvsdnn.core.errors import MfvsdnnError, ModelError
 from mfvsdnn.data import ColumnSpec, read_interactions
@@ -410,7 +411,7 @@ def test_spark_topk_refuses_bad_arguments(spark):
 
 
 CMP_FAST = ["--user-features", "country,age_band", "--seed", "5", "--k", "10,20", "--bootstrap", "30",
-            "--serving-sample", "5", "--softmax-param", "epochs=2", "--softmax-param", "dim=8"]
+            "--serving-sample", "5", "--softmax-param", "epochs=2", "--softmax-param", "dim=8", *QUICK_COMPARE]
 
 
 @pytest.fixture

@@ -109,6 +109,30 @@ def test_explicit_test_file_makes_unseen_users_cold(tmp_path):
     assert pairs(ds, s.train) == {("a", "x"), ("a", "y"), ("b", "x"), ("b", "z")}
 
 
+def test_held_out_items_without_training_interactions_are_counted(tmp_path):
+    # trained items: x, y, z. Warm test: a-w, b-w, b-y; cold user c (revealed 0: every row a target):
+    # c-v, c-w, c-x. Held out on an untrained item: a-w, b-w, c-v, c-w = 4 rows over 2 items (v, w).
+    (tmp_path / "tr.csv").write_text("user_id,item_id\na,x\na,y\nb,x\nb,z\n")
+    (tmp_path / "te.csv").write_text("user_id,item_id\na,w\nb,w\nb,y\nc,v\nc,w\nc,x\n")
+    ds = read_interactions(tmp_path / "tr.csv", test_path=tmp_path / "te.csv")
+    s = make_split(ds, SplitConfig(seed=0, valid_frac=0.0, revealed=(0,)))
+    assert pairs(ds, s.test) == {("a", "w"), ("b", "w"), ("b", "y")} and s.cold_targets().nnz == 3
+    summary = s.summary()
+    assert summary["held_out_interactions_untrained_item"] == 4
+    assert summary["held_out_untrained_items"] == 2
+
+
+def test_held_out_untrained_counts_match_a_loop(tmp_path):
+    # many items for few users, so some held-out items are never trained on
+    df = generate(SyntheticConfig(users=80, items=400, groups=3, seed=1))
+    s = make_split(load(tmp_path, df), SplitConfig(seed=5, cold_users=0.2, test_frac=0.3))
+    ds = s.dataset
+    trained = {ds.item_ids[j] for j in s.train.indices}
+    held_out = [(u, i) for u, i in pairs(ds, s.test) | pairs(ds, s.cold_targets()) if i not in trained]
+    assert len(held_out) > 0
+    assert s.untrained_held_out() == (len(held_out), len({i for _, i in held_out}))
+
+
 def test_bad_split_parameters():
     with pytest.raises(SplitError, match="--cold-users"):
         SplitConfig(cold_users=1.5)

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import QUICK_COMPARE
 from typer.testing import CliRunner
 
 from mfvsdnn.cli import app
@@ -19,7 +20,7 @@ from mfvsdnn.models.store import load_run
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 FAST = ["--wals-param", "iterations=1", "--softmax-param", "epochs=1", "--softmax-param", "hidden=[4]",
-        "--dim", "4", "--bootstrap", "0", "--serving-sample", "3", "--revealed", "0,1"]
+        "--dim", "4", "--bootstrap", "0", "--serving-sample", "3", "--revealed", "0,1", *QUICK_COMPARE]
 SWEEP = ["--w0", "0.1", "--negatives", "", "--sampler", "", "--gravity", "", "--wals-param", "factors=2",
          "--wals-param", "iterations=1", "--bootstrap", "0"]
 

@@ -24,7 +24,14 @@ from mfvsdnn.experiment.results import (
     TrainingCost,
     cold,
 )
-from mfvsdnn.experiment.verdicts import AGREES, BY_DESIGN, CANNOT_TELL, DISAGREES, MEASURED, measured_table
+from mfvsdnn.experiment.verdicts import (
+    AGREES,
+    BY_DESIGN,
+    CANNOT_TELL,
+    DISAGREES,
+    MEASURED,
+    measured_table,
+)
 
 K = 20
 CAPS = {"item_vectors": True, "candidate_cache": True, "uses_features": True, "embeds_cold_users": True}

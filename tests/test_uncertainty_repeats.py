@@ -142,6 +142,8 @@ def test_nan_cells_are_left_out_per_seed():
 def test_no_resamples_gives_means_without_interval():
     est = repeat_estimates(fits(np.array([[0.1, 0.3], [0.2, 0.4]])), 0, np.random.default_rng(0))[KEY]
     assert est.mean == pytest.approx(0.25) and math.isnan(est.low) and math.isnan(est.se)
+    paired = repeat_paired(fits(np.array([[0.1, 0.3]])), fits(np.array([[0.0, 0.2]])), 0, np.random.default_rng(0))
+    assert paired[KEY].diff == pytest.approx(0.1) and math.isnan(paired[KEY].se) and math.isnan(paired[KEY].p)
 
 
 def test_repeat_checks_users_and_settings():

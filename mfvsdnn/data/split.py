@@ -164,8 +164,18 @@ class Split:
             user_ids=ds.user_ids, item_ids=ds.item_ids, feature_values=dict(ds.feature_values),
         )
 
+    def untrained_held_out(self) -> tuple[int, int]:
+        """(interactions, distinct items) of the held-out targets (warm test + cold targets) whose item
+        has no training interaction. A model that only scores items it was trained on can never
+        recommend these items, so they cap every model's recall below 1."""
+        trained = np.bincount(self.train.indices, minlength=self.train.shape[1]) > 0
+        held_out = np.concatenate([self.test.indices, self.cold_targets().indices])
+        untrained = held_out[~trained[held_out]]
+        return int(len(untrained)), int(len(np.unique(untrained)))
+
     def summary(self) -> dict:
         cold_eval = self.cold_eval_users
+        untrained_interactions, untrained_items = self.untrained_held_out()
         return {
             "fingerprint": self.fingerprint,
             "config": self.config.as_dict(),
@@ -177,6 +187,8 @@ class Split:
             "cold_users": int(len(self.cold_users)),
             "cold_eval_users": int(len(cold_eval)),
             "cold_target_interactions": int(self.cold_targets().nnz),
+            "held_out_interactions_untrained_item": untrained_interactions,
+            "held_out_untrained_items": untrained_items,
         }
 
 

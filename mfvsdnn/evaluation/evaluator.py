@@ -36,6 +36,9 @@ def validation_recall(model, train: TrainSet, k: int = 20, max_users: int = 5000
                       rng: np.random.Generator | None = None) -> float:
     """Mean recall@k on ``train.valid`` (for early stopping), training items excluded.
 
+    recall@k here is :func:`metrics.recall_at_k` (hits / |validation items|), the same definition as
+    the reported ``recall``, so the best epoch is the one the report's recall would pick.
+
     Uses up to ``max_users`` validation users (a seeded sample when ``rng`` is given, else the first).
     Returns nan when there is no validation data.
     """
@@ -72,8 +75,8 @@ def metric_arrays(topk: np.ndarray, targets: sp.csr_matrix, ks: tuple[int, ...],
                   item_percentile: np.ndarray, item_groups: np.ndarray | None,
                   user_group: np.ndarray | None) -> tuple[dict[MetricKey, np.ndarray], dict[MetricKey, float]]:
     """Every metric at every k from one top-max(k) array. Returns (per-user arrays, scalars), keyed by
-    (metric, k): metric in recall, precision, ndcg, hit_rate, popularity, leakage (per user), coverage
-    (scalar), natural_cross_rate (per user, k None). A two-stage model (one with ``candidate_items``) also
+    (metric, k): metric in recall (hits / |targets|), recall_truncated (hits / min(k, |targets|)), precision,
+    ndcg, hit_rate, popularity, leakage (per user), coverage (scalar), natural_cross_rate (per user, k None). A two-stage model (one with ``candidate_items``) also
     gets candidate_recall at k = its N (see :func:`candidate_recall`)."""
     hits = metrics.hits_matrix(topk, targets)
     nt = metrics.n_targets(targets)
@@ -82,6 +85,7 @@ def metric_arrays(topk: np.ndarray, targets: sp.csr_matrix, ks: tuple[int, ...],
     n_items = len(item_percentile)
     for k in ks:
         per["recall", k] = metrics.recall_at_k(hits, nt, k)
+        per["recall_truncated", k] = metrics.truncated_recall_at_k(hits, nt, k)
         per["precision", k] = metrics.precision_at_k(hits, k)
         per["ndcg", k] = metrics.ndcg_at_k(hits, nt, k)
         per["hit_rate", k] = metrics.hit_rate_at_k(hits, k)
@@ -110,7 +114,11 @@ def evaluate_population(model: Any, pop: Population, ks: tuple[int, ...], item_p
 
 def candidate_recall(model: Any, pop: Population, max_entries: int = 1 << 22) -> np.ndarray:
     """(q,) a two-stage model's ceiling: held-out items among its N candidates / min(N, |targets|)
-    (the retriever's recall@N, the history excluded), on chunks of at most ``max_entries`` candidates."""
+    (the retriever's truncated recall@N, :func:`metrics.truncated_recall_at_k`, the history excluded),
+    on chunks of at most ``max_entries`` candidates. For k <= N it bounds the pipeline's recall@k
+    (hits / |targets|) from above: hits in the top k <= hits among the candidates and
+    |targets| >= min(N, |targets|). It does not bound recall_truncated@k (a user with more targets
+    than k can fill a top k with hits while the candidates hold fewer than min(N, |targets|))."""
     n = int(model.candidates)
     q = pop.histories.shape[0]
     out = np.zeros(q, dtype=np.float64)
@@ -123,7 +131,7 @@ def candidate_recall(model: Any, pop: Population, max_entries: int = 1 << 22) ->
                                      None if pop.model_users is None else pop.model_users[rows],
                                      None if pop.query_groups is None else pop.query_groups[rows])
         targets = pop.targets[rows]
-        out[rows] = metrics.recall_at_k(metrics.hits_matrix(cand, targets), metrics.n_targets(targets), n)
+        out[rows] = metrics.truncated_recall_at_k(metrics.hits_matrix(cand, targets), metrics.n_targets(targets), n)
     return out
 
 

@@ -44,7 +44,19 @@ def n_targets(targets: sp.csr_matrix) -> np.ndarray:
 
 
 def recall_at_k(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
-    """recall@k per query = hits in the top k / min(k, |targets|).  hits (q, >=k) bool -> (q,)."""
+    """recall@k per query = hits in the top k / |targets| (Cornac's and RecBole's recall).
+
+    A query with more than k targets cannot reach 1.  hits (q, >=k) bool -> (q,); 0 without targets.
+    """
+    return hits[:, :k].sum(axis=1) / np.maximum(n_targets, 1)
+
+
+def truncated_recall_at_k(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
+    """Truncated recall@k per query = hits in the top k / min(k, |targets|) (Mult-VAE's recall).
+
+    A perfect top k scores 1 however many targets the query has; equal to :func:`recall_at_k`
+    whenever |targets| <= k.  hits (q, >=k) bool -> (q,); 0 without targets.
+    """
     return hits[:, :k].sum(axis=1) / np.maximum(np.minimum(k, n_targets), 1)
 
 

@@ -166,7 +166,7 @@ class _Fits:
 
     values (R, m, q): the per-user values of m metrics, undefined cells set to 0. The denominator of a
     metric row is ``valid`` (m, q) 0/1, the users counted in every fit (None = every user), except for
-    the rows ``rows`` whose defined users differ between fits: ``cell_valid`` (R, len(rows), q) 0/1."""
+    the rows ``rows`` counted per (seed, user) cell: ``cell_valid`` (R, len(rows), q) 0/1."""
 
     values: np.ndarray  # C-contiguous, so (R, m, q) -> (R·m, q) is a view
     valid: np.ndarray | None

@@ -52,12 +52,15 @@ Evals = dict[str, list[dict[str, PopulationEval]]]
 # before and around fitting
 
 
-def tune_models(spec: ExperimentSpec, split: Split, progress_factory: ProgressFactory, fit: Any) -> dict[str, dict]:
+def tune_models(spec: ExperimentSpec, split: Split, progress_factory: ProgressFactory, fit: Any
+                ) -> tuple[dict[str, dict], dict[str, Any]]:
     """Tune every learned model trained here with ``spec.tune`` trials on validation (the same budget for
-    each); replaces its ``params`` by the best trial's. Returns model name -> the tuning record."""
-    out: dict[str, dict] = {}
+    each); replaces its ``params`` by the best trial's. Returns (model name -> the tuning record, model
+    name -> the winning trial's fitted model: the seed-0 fit of the chosen parameters, not fitted again)."""
+    records: dict[str, dict] = {}
+    winners: dict[str, Any] = {}
     if spec.tune <= 1:
-        return out
+        return records, winners
     from . import tuning
 
     for s in spec.models:
@@ -66,8 +69,10 @@ def tune_models(spec: ExperimentSpec, split: Split, progress_factory: ProgressFa
         result = tuning.tune(s, split, spec.seed, spec.tune, lambda ms, sp, seed: fit(ms, sp, seed),
                              progress_factory=progress_factory)
         s.params = dict(result.best_params)
-        out[s.label] = result.to_dict()
-    return out
+        records[s.label] = result.to_dict()
+        if result.best_fitted is not None:
+            winners[s.label] = result.best_fitted
+    return records, winners
 
 
 def _first(fitted: list[Any], family: str) -> Any:

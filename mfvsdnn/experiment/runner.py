@@ -368,12 +368,25 @@ def evaluate_models(fitted: list[FittedModel], split: Split, spec: ExperimentSpe
     return results, evals
 
 
+def save_fitted(fm: FittedModel, split: Split, seed: int, save_to: Path | None) -> FittedModel:
+    """Save an already fitted model as a run (what :func:`fit_model` does with ``save_to``)."""
+    from ..models.store import save_run
+
+    if save_to is not None:
+        fm.run_dir = save_run(save_to, fm.model, split, seed, extra={"valid_recall@20": fm.validation_recall})
+    return fm
+
+
 def fit_repeats(s: ModelSpec, split: Split, spec: ExperimentSpec, progress_factory: ProgressFactory,
-                fit: Any, write_to: Path | None) -> FittedModel:
-    """Fit one model with model seeds 0..R-1 (``spec.repeats``); seed 0 is the one saved."""
-    with progress_factory(f"training {s.label}" + (f" (seed 1 of {spec.repeats})" if spec.repeats > 1 else "")
-                          ) as prog:
-        fm = (fit or fit_model)(s, split, spec.seed, prog, write_to)
+                fit: Any, write_to: Path | None, first: FittedModel | None = None) -> FittedModel:
+    """Fit one model with model seeds 0..R-1 (``spec.repeats``); seed 0 is the one saved. ``first``: the
+    seed-0 fit already made (the winning tuning trial), reused instead of fitting it again."""
+    if first is not None and fit is None:
+        fm = save_fitted(first, split, spec.seed, write_to)
+    else:
+        with progress_factory(f"training {s.label}" + (f" (seed 1 of {spec.repeats})" if spec.repeats > 1 else "")
+                              ) as prog:
+            fm = (fit or fit_model)(s, split, spec.seed, prog, write_to)
     fm.validation_recalls = [fm.validation_recall]
     for r in range(1, spec.repeats):
         with progress_factory(f"training {s.label} (seed {r + 1} of {spec.repeats})") as prog:
@@ -419,7 +432,7 @@ def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: Prog
         split = prepare_split(spec.data, spec.split)
     check_runs(runs, split, spec.data.path if spec.data is not None else split.dataset.source)
 
-    tunings = evidence.tune_models(spec, split, progress_factory, fit_model)
+    tunings, winners = evidence.tune_models(spec, split, progress_factory, fit_model)
     fitted: list[FittedModel] = []
     for s in spec.models:
         if s.label in loaded:
@@ -429,7 +442,7 @@ def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: Prog
             write_to, final = save_paths[s.label]
         else:
             write_to = final = spec.runs_dir / s.label if spec.runs_dir is not None else None
-        fm = fit_repeats(s, split, spec, progress_factory, fit, write_to)
+        fm = fit_repeats(s, split, spec, progress_factory, fit, write_to, winners.get(s.label))
         fm.run_dir = final
         fm.tuning = tunings.get(s.label)
         fitted.append(fm)

@@ -26,6 +26,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .growth import MIN_POINTS as GROWTH_MIN_POINTS
+from .growth import MIN_R2 as GROWTH_MIN_R2
+from .growth import TOLERANCE
 from .results import (
     WARM,
     FoldingResult,
@@ -45,11 +48,9 @@ MEASURED, BY_DESIGN = "measured", "by design"
 FOLD_MARGIN = 0.05
 #: end-to-end single-request latencies within this relative difference are a tie
 LATENCY_TIE = 0.10
-#: growth exponents closer than this are a tie; fits with R² below MIN_R2 or fewer than MIN_POINTS
-#: subsamples cannot decide
-EXPONENT_TIE = 0.15
-MIN_R2 = 0.8
-MIN_POINTS = 3
+#: growth exponents closer than EXPONENT_TIE are a tie; fits with R² below MIN_R2 or fewer than
+#: MIN_POINTS subsamples cannot decide (the constants of the growth measurement, see ``growth``)
+EXPONENT_TIE, MIN_R2, MIN_POINTS = TOLERANCE, GROWTH_MIN_R2, GROWTH_MIN_POINTS
 
 CLAIMS = {
     "query features": "MF: hard to include. DNN: included naturally.",
@@ -233,7 +234,8 @@ def _folding(results: Results, mf: ModelResult, dnn: ModelResult, k: int) -> tup
                              "cannot be measured"), MEASURED
     fm = _folding_of(results, mf.name)
     if fm is None:
-        return CANNOT_TELL, "no folding index (the random baseline was not run, or leakage was not measured)", MEASURED
+        return CANNOT_TELL, (f"no folding index at k = {k} (needs leakage@{k} and the random baseline, which this run "
+                             "did not have)"), MEASURED
     ev = (f"folding index at k = {k} on warm users (0 = as separated as the data's natural cross-group rate "
           f"{fm.natural:.3f}{_ci(fm.natural_ci)}, 1 = as mixed as random, whose leakage is {fm.random_leakage:.3f}"
           f"{_ci(fm.random_ci)})")

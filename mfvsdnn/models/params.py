@@ -23,6 +23,7 @@ MAX_ITERATIONS = 10_000   # --iterations (WALS)
 MAX_CG_STEPS = 1000       # --cg-steps
 MAX_THREADS = 1024        # --threads
 MAX_EPOCHS = 100_000      # --epochs, --patience
+MAX_STEPS = 1_000_000_000  # min_steps of the softmax DNN (optimiser steps)
 MAX_BATCH = 1_000_000     # --batch-size
 MAX_NEGATIVES = 1_000_000  # --negatives
 MAX_HARD_POOL = 10_000_000  # --hard-pool
@@ -31,8 +32,10 @@ MAX_HASHES = 4            # --item-hashes: rows summed per hashed item
 MAX_LR = 10.0             # --lr: Adam/Adagrad steps move a weight by about lr; beyond 10 nothing can train
 MAX_REG = 1e6             # --reg: larger values shrink every factor to 0 (and overflow float32 Grams)
 MAX_INIT_SCALE = 10.0     # init_scale of both models
+MAX_FOLD_IN_PRIOR = 1e12  # WALS fold_in_prior: long before it the MAP fold-in is the prior mean to float precision
 MAX_K = 100_000           # --k cut-offs (every top-k list is queries x max(k))
 MAX_BOOTSTRAP = 100_000   # --bootstrap resamples
+MAX_TRIALS = 1000         # tuning trials per model (each one a full fit)
 MAX_SEED = 2**32 - 1      # --seed: a 32-bit seed, what every engine here (numpy, Spark) accepts
 
 
@@ -85,9 +88,9 @@ def as_choice(option: str, value: Any, choices: tuple[str, ...]) -> str:
 # in --help without importing the models (numba); a test checks they equal the constructors'.
 HYPER_PARAMETERS: dict[str, tuple[str, ...]] = {
     "wals": ("factors", "w0", "reg", "iterations", "solver", "cg_steps", "num_threads", "min_support",
-             "init_scale"),
+             "init_scale", "fold_in_prior"),
     "softmax": ("dim", "hidden", "feature_dim", "negatives", "sampler", "hard_pool", "gravity", "epochs",
                 "batch_size", "lr", "optimizer", "l2", "patience", "tie_embeddings", "history_dropout",
                 "feature_dropout", "init_scale", "mix_sampler", "mask_positives", "item_buckets", "item_hashes",
-                "hash_output", "feature_buckets"),
+                "hash_output", "feature_buckets", "min_steps"),
 }

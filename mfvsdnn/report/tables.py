@@ -25,7 +25,10 @@ KIND_LABELS = {"wals": "WALS", "softmax": "softmax DNN", "popularity": "most pop
 METRIC_LABELS = {"recall": "recall", "ndcg": "NDCG", "precision": "precision", "hit_rate": "hit rate",
                  "coverage": "catalog coverage", "popularity": "popularity percentile", "leakage": "leakage",
                  "natural_cross_rate": "natural cross-group rate",
-                 "candidate_recall": "candidate recall (pipeline ceiling)"}
+                 "candidate_recall": "candidate recall (pipeline ceiling)", "recall_truncated": "recall"}
+
+#: what follows "@k" in a metric's label, for metrics that share a display name with another
+METRIC_SUFFIXES = {"recall_truncated": " (truncated)"}
 
 COST_LABELS = {
     "seconds": "training time", "seconds_per_iteration": "time per iteration/epoch",
@@ -70,7 +73,7 @@ def population_label(pid: PopulationId) -> str:
 
 def metric_label(metric: str, k: int | None) -> str:
     name = METRIC_LABELS.get(metric, metric)
-    return name if k is None else f"{name}@{k}"
+    return name if k is None else f"{name}@{k}{METRIC_SUFFIXES.get(metric, '')}"
 
 
 def row_label(row: ComparisonRow, results: Results) -> str:
@@ -358,8 +361,8 @@ def compare_tables(results: Results) -> list[ReportTable]:
     ks = results.settings.ks
     for pid in results.population_ids():
         present = [m for m in models if m.population(pid) is not None]
-        keys = [(metric, k) for metric in ("recall", "ndcg", "precision", "hit_rate", "coverage", "popularity",
-                                           "leakage") for k in ks]
+        keys = [(metric, k) for metric in ("recall", "recall_truncated", "ndcg", "precision", "hit_rate", "coverage",
+                                           "popularity", "leakage") for k in ks]
         keys.append(("natural_cross_rate", None))
         keys = [key for key in keys if present[0].population(pid).get(*key) is not None]
         keys += list(dict.fromkeys((v.metric, v.k) for m in present for v in m.population(pid).values

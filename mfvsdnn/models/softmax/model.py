@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -59,6 +60,7 @@ from ..params import (
     MAX_LAYERS,
     MAX_LR,
     MAX_NEGATIVES,
+    MAX_STEPS,
     MAX_WIDTH,
     as_choice,
     as_float,
@@ -77,6 +79,8 @@ from .tower import LossConfig, loss_and_grads, tower_forward
 
 
 OPTIMIZERS = ("adam", "adagrad")
+# the fit's step bookkeeping, saved with the run as one integer each (attribute name + "_")
+TRAINING_COUNTS = ("best_step", "steps", "min_steps", "steps_per_epoch", "effective_epochs", "stopped_early")
 
 
 def parse_negatives(value: Any) -> str | int:
@@ -93,6 +97,32 @@ def parse_negatives(value: Any) -> str | int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value <= MAX_NEGATIVES:
         raise ModelError(f"--negatives must be {need}; got {value!r}")
     return int(value)
+
+
+def parse_min_steps(value: Any) -> str | int:
+    """'auto' | int in [0, MAX_STEPS] (also from a string such as '2000'); anything else is a ModelError."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            value = int(text)
+        except ValueError:
+            raise ModelError(f"min_steps must be 'auto' or an integer in [0, {MAX_STEPS:,}]; got {value!r}") from None
+    return as_int("min_steps", value, 0, MAX_STEPS)
+
+
+# The automatic step budget: at least this many optimiser steps, and enough for every item's output row to
+# be updated about this many times (a batch of B examples updates B target rows).
+AUTO_MIN_STEPS = 1000
+AUTO_UPDATES_PER_ITEM = 50
+
+
+def auto_min_steps(n_items: int, batch_size: int, steps_per_epoch: int) -> int:
+    """The step budget ``min_steps="auto"`` resolves to: max(1000, ceil(50 n_items / batch_size)), capped
+    so that the epochs it needs (ceil(S / steps_per_epoch)) stay <= MAX_EPOCHS."""
+    budget = max(AUTO_MIN_STEPS, math.ceil(AUTO_UPDATES_PER_ITEM * n_items / batch_size))
+    return min(budget, MAX_EPOCHS * max(steps_per_epoch, 1))
 
 
 def parse_hidden(value: Any) -> tuple[int, ...]:
@@ -141,7 +171,22 @@ class SoftmaxDNN(RecommenderMixin):
     gravity : weight g of the gravity term g * mean_b psi_b^T (V^T V / n) psi_b.
     epochs, batch_size, lr, optimizer ("adam" | "adagrad"), l2 : training.
     patience : stop after this many epochs without a better validation recall@20 (0 = never stop
-        early); the best epoch's parameters are kept.
+        early); the best epoch's parameters are kept. Counted in steps under the step budget (below).
+    min_steps : the step budget S: "auto" (default) = max(1000, ceil(50 * n_items / batch_size)), so
+        every item's output row gets on the order of 50 updates, capped so the epochs it needs stay
+        <= MAX_EPOCHS; an integer >= 0 is used as is; 0 = no budget (``epochs`` and ``patience`` in
+        epochs, as they read). With S > 0 small data is not compared undertrained:
+
+        - effective epochs = max(epochs, ceil(S / steps_per_epoch)), steps_per_epoch =
+          ceil(training pairs / batch_size);
+        - patience_steps = patience * max(steps_per_epoch, ceil(S / epochs)) (the patience of the epochs
+          asked for, stretched over the budget);
+        - validation still runs once per epoch, and early stopping fires only once at least S steps
+          have run and at least patience_steps steps have passed since the best validation.
+
+        The fit records ``steps_`` (optimiser steps run), ``min_steps_`` (S), ``steps_per_epoch_``,
+        ``effective_epochs_``, ``stopped_early_``, ``best_step_`` and ``best_epoch_``; each ``history_``
+        row has the cumulative ``step``.
     tie_embeddings : use V as the input item embeddings too.
     history_dropout : fraction of training examples whose history is dropped (trains the empty-
         history path used for cold users with features only).
@@ -163,7 +208,8 @@ class SoftmaxDNN(RecommenderMixin):
                  optimizer: str = "adam", l2: float = 0.0, patience: int = 3, tie_embeddings: bool = False,
                  history_dropout: float = 0.1, feature_dropout: float = 0.05, init_scale: float = 0.1,
                  mix_sampler: str = "uniform", mask_positives: bool = True, item_buckets: int = 0,
-                 item_hashes: int = 2, hash_output: bool = False, feature_buckets: int = 0) -> None:
+                 item_hashes: int = 2, hash_output: bool = False, feature_buckets: int = 0,
+                 min_steps: int | str = "auto") -> None:
         self.dim = as_int("--dim", dim, 1, MAX_DIM)
         self.hidden = parse_hidden(hidden)
         self.feature_dim = as_int("--feature-dim", feature_dim, 1, MAX_DIM)
@@ -192,6 +238,7 @@ class SoftmaxDNN(RecommenderMixin):
         self.item_hashes = as_int("--item-hashes", item_hashes, 1, MAX_HASHES)
         self.hash_output = bool(hash_output)
         self.feature_buckets = as_int("--feature-buckets", feature_buckets, 0, MAX_BUCKETS)
+        self.min_steps = parse_min_steps(min_steps)
         self._validate()
         self.hash_rows_: dict[str, np.ndarray] = {}
         self.n_items_ = 0
@@ -201,6 +248,12 @@ class SoftmaxDNN(RecommenderMixin):
         self.history_: list[dict[str, float]] = []
         self.train_seconds_ = 0.0
         self.best_epoch_ = 0
+        self.best_step_ = 0
+        self.steps_ = 0
+        self.min_steps_ = 0
+        self.steps_per_epoch_ = 0
+        self.effective_epochs_ = 0
+        self.stopped_early_ = False
         self.notes_: list[str] = []
 
     def _validate(self) -> None:
@@ -225,7 +278,7 @@ class SoftmaxDNN(RecommenderMixin):
             "feature_dropout": self.feature_dropout, "init_scale": self.init_scale,
             "mix_sampler": self.mix_sampler, "mask_positives": self.mask_positives,
             "item_buckets": self.item_buckets, "item_hashes": self.item_hashes, "hash_output": self.hash_output,
-            "feature_buckets": self.feature_buckets,
+            "feature_buckets": self.feature_buckets, "min_steps": self.min_steps,
         }
 
     memory_hint: ClassVar[str] = "lower --dim, --hidden, --batch-size, --negatives or --hard-pool"
@@ -414,17 +467,25 @@ class SoftmaxDNN(RecommenderMixin):
                 indices: np.ndarray, codes: list[np.ndarray], pair_users: np.ndarray, pair_items: np.ndarray,
                 rng: np.random.Generator, sampler: Any, n_draw: int, hard_n: int, progress: ProgressFn,
                 validate: Callable[[SoftmaxDNN], float] | None) -> None:
-        """The epoch loop with early stopping; leaves the best epoch's parameters in ``params_``.
+        """The epoch loop with early stopping under the step budget; leaves the best epoch's parameters
+        in ``params_``.
 
         ``validate(model) -> recall`` scores the model on validation after each epoch (the experiment
         runner passes the evaluator's validation recall@20); without it the best epoch is the one with
-        the lowest training loss.
+        the lowest training loss. The budget rule is the class docstring's (``min_steps``).
         """
-        best = (-np.inf, None, 0)
-        self.history_ = []
         n_pairs = len(pair_users)
-        bad = 0
-        for epoch in range(1, self.epochs + 1):
+        per_epoch = math.ceil(n_pairs / self.batch_size)
+        budget = auto_min_steps(self.n_items_, self.batch_size, per_epoch) if self.min_steps == "auto" \
+            else int(self.min_steps)
+        n_epochs = max(self.epochs, math.ceil(budget / per_epoch))
+        patience_steps = self.patience * max(per_epoch, math.ceil(budget / self.epochs))
+        self.min_steps_, self.steps_per_epoch_, self.effective_epochs_ = budget, per_epoch, n_epochs
+        self.stopped_early_ = False
+        best_score, best_params, best_epoch, best_step = -np.inf, None, 0, 0
+        self.history_ = []
+        step = 0
+        for epoch in range(1, n_epochs + 1):
             t0 = time.perf_counter()
             perm = rng.permutation(n_pairs)
             total, seen = 0.0, 0
@@ -434,25 +495,24 @@ class SoftmaxDNN(RecommenderMixin):
                                         rng, sampler, n_draw, hard_n, epoch=epoch)
                 total += loss * len(idx)
                 seen += len(idx)
+                step += 1
             bad_params = [k for k, v in P.items() if not np.isfinite(v).all()]
             if bad_params:
                 raise ModelError(f"training diverged at epoch {epoch} (parameters {', '.join(bad_params)} are "
                                  "inf/nan); lower --lr")
             rec = float(validate(self)) if validate is not None else float("nan")
-            row = {"epoch": epoch, "loss": total / max(seen, 1), "valid_recall@20": rec,
+            row = {"epoch": epoch, "step": step, "loss": total / max(seen, 1), "valid_recall@20": rec,
                    "seconds": time.perf_counter() - t0}
             self.history_.append(row)
-            progress(epoch, self.epochs, {"loss": row["loss"], "valid recall@20": rec})
+            progress(epoch, n_epochs, {"loss": row["loss"], "valid recall@20": rec})
             score = rec if validate is not None else -row["loss"]
-            if score > best[0]:
-                best = (score, copy.deepcopy(P), epoch)
-                bad = 0
-            else:
-                bad += 1
-                if self.patience and bad >= self.patience:
-                    break
-        self.params_ = best[1] if best[1] is not None else P
-        self.best_epoch_ = best[2]
+            if score > best_score:
+                best_score, best_params, best_epoch, best_step = score, copy.deepcopy(P), epoch, step
+            elif self.patience and step >= budget and step - best_step >= patience_steps:
+                self.stopped_early_ = epoch < n_epochs
+                break
+        self.params_ = best_params if best_params is not None else P
+        self.best_epoch_, self.best_step_, self.steps_ = best_epoch, best_step, step
 
     def _train_step(self, P: dict[str, np.ndarray], opt: Any, cfg: LossConfig, indptr: np.ndarray,
                     indices: np.ndarray, codes: list[np.ndarray], users: np.ndarray, targets: np.ndarray,
@@ -549,6 +609,8 @@ class SoftmaxDNN(RecommenderMixin):
         out = dict(self.params_)
         out.update(self.hash_rows_)
         out["best_epoch"] = np.array(self.best_epoch_)
+        for name in TRAINING_COUNTS:
+            out[name] = np.array(int(getattr(self, f"{name}_")))
         return out
 
     @classmethod
@@ -564,6 +626,11 @@ class SoftmaxDNN(RecommenderMixin):
         if best.dtype.kind not in "iu" or best.shape != ():
             raise ModelError("softmax state: best_epoch must be one integer")
         m.best_epoch_ = int(best)
+        for name in TRAINING_COUNTS:  # runs saved before the step budget have none: 0 (unknown)
+            count = arrays.pop(name, np.array(0))
+            if count.dtype.kind not in "iub" or count.shape != () or int(count) < 0:
+                raise ModelError(f"softmax state: {name} must be one integer >= 0")
+            setattr(m, f"{name}_", bool(count) if name == "stopped_early" else int(count))
         hashed = {k: arrays.pop(k) for k in list(arrays) if k.startswith(("item_hash_", "feat_hash__"))}
         needed = ["item_out", "empty", "W_out", "b_out"] + ([] if m.tie_embeddings else ["item_in"])
         needed += [f"{w}{i}" for i in range(len(m.hidden)) for w in ("W", "b")]

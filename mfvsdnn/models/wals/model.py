@@ -18,7 +18,8 @@ The objective is reported after every iteration through the Gram identity
 ``sum_all (u.v)^2 = <U^T U, V^T V>``, so only the nnz observed dot products are needed.
 
 Cold queries (see :meth:`WALS.query_vectors`): with history, fold-in by the exact Cholesky row solve
-against the fixed item factors; with features only, the mean trained vector of the training users
+against the fixed item factors, with ``fold_in_prior`` > 0 pulled towards the query's feature mean
+(MAP fold-in, :mod:`.foldin`); with features only, the mean trained vector of the training users
 sharing the largest subset of the query's known features that has at least ``min_support`` such
 users (ties: more supporting users, then the subset first in column order); with nothing, the mean
 over all training users.
@@ -31,6 +32,7 @@ with ``alpha = 1/w0 - 1``, ``regParam = reg/w0`` (Spark additionally scales regP
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import time
 from collections.abc import Iterator
@@ -47,6 +49,7 @@ from ..memory import validation_bytes
 from ..params import (
     MAX_CG_STEPS,
     MAX_DIM,
+    MAX_FOLD_IN_PRIOR,
     MAX_INIT_SCALE,
     MAX_ITERATIONS,
     MAX_REG,
@@ -55,7 +58,7 @@ from ..params import (
     as_float,
     as_int,
 )
-from . import kernels
+from . import foldin, kernels
 
 SOLVERS = ("cg", "cholesky")
 MAX_SUBSET_FEATURES = 10  # beyond this many features, back off by dropping features from the last
@@ -121,6 +124,8 @@ class WALS(RecommenderMixin):
     num_threads : threads for the numba kernels, 0 = all (default 0). Results do not depend on it.
     min_support : fewest training users a feature subset needs in the cold-start heuristic (default 5).
     init_scale : standard deviation of the random normal initial factors (default 0.01).
+    fold_in_prior : lam of the MAP fold-in of cold queries with history, in [0, 1e12] (default 0 =
+        the plain fold-in; see :meth:`fold_in_map`). Not used by training.
 
     Every value is checked here (ranges in :mod:`.base`: factors <= MAX_DIM, reg finite in (0,
     MAX_REG], ...); a bad one is a ModelError naming the CLI option.
@@ -133,7 +138,7 @@ class WALS(RecommenderMixin):
 
     def __init__(self, factors: int = 32, w0: float = 0.1, reg: float = 1.0, iterations: int = 15,
                  solver: str = "cg", cg_steps: int = 3, num_threads: int = 0, min_support: int = 5,
-                 init_scale: float = 0.01) -> None:
+                 init_scale: float = 0.01, fold_in_prior: float = 0.0) -> None:
         factors = as_int("--factors", factors, 1, MAX_DIM)
         w0 = as_float("--w0", w0, 0.0, 1.0, hi_open=True)
         reg = as_float("--reg", reg, 0.0, MAX_REG, lo_open=True)  # > 0 keeps every row solve well posed
@@ -143,9 +148,11 @@ class WALS(RecommenderMixin):
         num_threads = as_int("--threads", num_threads, 0, MAX_THREADS)  # 0 = all cores
         min_support = as_int("--min-support", min_support, 1)
         init_scale = as_float("init_scale", init_scale, 0.0, MAX_INIT_SCALE, lo_open=True)
+        fold_in_prior = as_float("fold_in_prior", fold_in_prior, 0.0, MAX_FOLD_IN_PRIOR)
         self.factors, self.w0, self.reg, self.iterations = factors, w0, reg, iterations
         self.solver, self.cg_steps, self.num_threads = solver, cg_steps, num_threads
         self.min_support, self.init_scale = min_support, init_scale
+        self.fold_in_prior = fold_in_prior
         self.train_seconds_: float = 0.0
         self.history_: list[dict[str, float]] = []
         self._G_items: np.ndarray | None = None
@@ -155,7 +162,17 @@ class WALS(RecommenderMixin):
     def get_params(self) -> dict[str, Any]:
         return {"factors": self.factors, "w0": self.w0, "reg": self.reg, "iterations": self.iterations,
                 "solver": self.solver, "cg_steps": self.cg_steps, "num_threads": self.num_threads,
-                "min_support": self.min_support, "init_scale": self.init_scale}
+                "min_support": self.min_support, "init_scale": self.init_scale,
+                "fold_in_prior": self.fold_in_prior}
+
+    def with_fold_in_prior(self, lam: float) -> WALS:
+        """This model with another ``fold_in_prior``: a shallow copy sharing the fitted factors and
+        feature codes (no refit, no copy of U or V), e.g. to compare plain and MAP fold-in from one fit."""
+        lam = as_float("fold_in_prior", lam, 0.0, MAX_FOLD_IN_PRIOR)
+        twin = copy.copy(self)
+        twin.fold_in_prior = lam
+        twin.history_ = list(self.history_)
+        return twin
 
     memory_hint: ClassVar[str] = "lower --factors"
 
@@ -349,6 +366,35 @@ class WALS(RecommenderMixin):
                                         kernels.CHUNK)
         return out
 
+    def fold_in_map(self, histories: sp.csr_matrix, prior_means: np.ndarray, lam: float | None = None) -> np.ndarray:
+        """MAP fold-in: row solves with the prior ``lam * ||u - prior_mean||^2`` (equation in :mod:`.foldin`).
+
+        histories : csr (q, n_items).  prior_means : (q, d), each query's prior mean u_bar.
+        lam : the prior's weight (default ``fold_in_prior``); 0 is exactly :meth:`fold_in`.
+        Returns (q, d) float32.
+        """
+        lam = self.fold_in_prior if lam is None else as_float("fold_in_prior", lam, 0.0, MAX_FOLD_IN_PRIOR)
+        prior_means = np.asarray(prior_means)
+        if prior_means.shape != (histories.shape[0], self.factors):
+            raise ModelError(f"prior means have shape {prior_means.shape}, expected "
+                             f"({histories.shape[0]}, {self.factors})")
+        if lam == 0.0:
+            return self.fold_in(histories)
+        if self._G_items is None:
+            self._G_items = gram_term(self.item_factors_, self.w0, self.reg)
+        G = self._G_items + lam * np.eye(self.factors)
+        b0 = lam * prior_means.astype(np.float64)  # (q, d): the prior's share of the right-hand side
+        ptr, idx = _structure(histories)
+        out = np.zeros((histories.shape[0], self.factors), dtype=np.float32)
+        if histories.shape[0] <= kernels.CHUNK:
+            foldin.solve_rows_cholesky_prior_serial(ptr, idx, self.item_factors_, G, 1.0 - self.w0, b0, out,
+                                                    kernels.CHUNK)
+            return out
+        with numba_threads(self.num_threads):
+            foldin.solve_rows_cholesky_prior(ptr, idx, self.item_factors_, G, 1.0 - self.w0, b0, out,
+                                             kernels.CHUNK)
+        return out
+
     def _query_codes(self, features: dict[str, np.ndarray] | None, q: int) -> np.ndarray:
         """(q, F) int codes in the model's feature order; -1 where unknown or absent."""
         codes = np.full((q, len(self.feature_names_)), -1, dtype=np.int64)
@@ -437,7 +483,9 @@ class WALS(RecommenderMixin):
         """Query embeddings (q, d) float32 (``groups``, the query-time user groups, is not used).
 
         Warm training users (``users`` given, with training interactions): their trained vectors.
-        Other queries with a non-empty history row: fold-in (exact row solve against fixed V).
+        Other queries with a non-empty history row: fold-in (exact row solve against fixed V); with
+        ``fold_in_prior`` > 0 the MAP fold-in whose prior mean is the feature heuristic's vector
+        (:meth:`fold_in_map`).
         Queries with an empty history: the feature heuristic (:meth:`feature_backoff`), which is the
         global mean of the training users' vectors when no feature is known.
         """
@@ -463,10 +511,17 @@ class WALS(RecommenderMixin):
         has_hist = (np.diff(histories.indptr) > 0) & ~done
         if has_hist.any():
             rows = np.flatnonzero(has_hist)
-            out[rows] = self.fold_in(histories[rows])
+            if self.fold_in_prior > 0.0:
+                out[rows] = self.fold_in_map(histories[rows], self.feature_backoff(_rows_of(features, rows),
+                                                                                   len(rows))[0])
+            else:
+                out[rows] = self.fold_in(histories[rows])
             done |= has_hist
         if not done.all():
             rows = np.flatnonzero(~done)
-            feats = None if features is None else {k: np.asarray(v).reshape(-1)[rows] for k, v in features.items()}
-            out[rows] = self.feature_backoff(feats, len(rows))[0]
+            out[rows] = self.feature_backoff(_rows_of(features, rows), len(rows))[0]
         return out
+
+
+def _rows_of(features: dict[str, np.ndarray] | None, rows: np.ndarray) -> dict[str, np.ndarray] | None:
+    return None if features is None else {k: np.asarray(v).reshape(-1)[rows] for k, v in features.items()}
