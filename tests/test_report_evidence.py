@@ -124,6 +124,12 @@ def test_tuning_is_read_generically():
     assert tuning_summary({"trials": [{"recall": 0.2}, {"validation_recall": 0.3}], "best_params": {"a": 1}}) == (
         "2", "a=1", "0.3000")
     assert tuning_summary({"trials": [], "best_params": {}, "best_value": 0.5})[2] == "0.5000"
+    # the form experiment/tuning.py writes
+    record = {"kind": "wals", "tuned": True, "reason": "", "trials": [{"params": {"w0": 0.1}, "valid_recall": 0.2},
+                                                                    {"params": {"w0": 0.3}, "valid_recall": 0.25}],
+              "best_trial": 1, "best_params": {"w0": 0.3}, "best_valid_recall": 0.25}
+    assert tuning_summary(record) == ("2", "w0=0.3", "0.2500")
+    assert tuning_summary(dict(record, tuned=False, reason="a loaded run"))[1] == "not tuned (a loaded run); w0=0.3"
 
 
 def test_markdown_shows_every_piece_of_evidence(results):

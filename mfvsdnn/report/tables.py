@@ -293,7 +293,9 @@ def tuning_summary(tuning: dict[str, Any]) -> tuple[str, str, str]:
     count = fmt(len(trials)) if isinstance(trials, list) else fmt(tuning.get("n_trials"))
     best = tuning.get("best_params")
     chosen = ", ".join(f"{p}={v}" for p, v in best.items()) if isinstance(best, dict) else fmt(best)
-    score = next((tuning[key] for key in ("best_recall", "best_value", "best_score", "best_validation_recall")
+    if tuning.get("tuned") is False:
+        chosen = f"not tuned ({tuning.get('reason') or 'no reason recorded'}); {chosen}"
+    score = next((tuning[key] for key in ("best_valid_recall", "best_recall", "best_value", "best_score")
                   if isinstance(tuning.get(key), int | float)), None)
     if score is None and isinstance(trials, list):
         found = [v for t in trials if isinstance(t, dict) for key, v in t.items()
