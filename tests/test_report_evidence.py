@@ -99,7 +99,8 @@ def results():
                   results_types.TestFamily("verdicts", "the tests the verdicts decide with", 2)]
     r.folding = [FoldingResult(name, WARM, K, index, (index - 0.05, index + 0.05), 0.1 + index * 0.5, 0.1,
                                (0.09, 0.11), 0.6, (0.58, 0.62), False)
-                 for name, index in (("wals(w0=0)", 0.4), ("wals", 0.1), ("softmax", 0.05), ("popularity", 0.9))]
+                 for name, index in (("wals(w0=0)", 0.4), ("wals", 0.1), ("softmax", 0.05), ("popularity", 0.9),
+                                     ("wals+map", 0.1))]
     r.growth = [GrowthResult("wals", "wals", "iteration", [0.25, 0.5, 1.0], [250, 500, 1000], [0.01, 0.02, 0.04],
                              1.0, 0.998, 3),
                 GrowthResult("softmax", "softmax", "epoch", [0.25, 0.5, 1.0], [250, 500, 1000], [0.1, 0.26, 0.7],
@@ -130,6 +131,8 @@ def test_tuning_is_read_generically():
               "best_trial": 1, "best_params": {"w0": 0.3}, "best_valid_recall": 0.25}
     assert tuning_summary(record) == ("2", "w0=0.3", "0.2500")
     assert tuning_summary(dict(record, tuned=False, reason="a loaded run"))[1] == "not tuned (a loaded run); w0=0.3"
+    # trial 0 won: best_params lists nothing changed, the report shows what was fitted
+    assert tuning_summary(dict(record, best_trial=0, best_params={}))[1] == "w0=0.1 (trial 0: the parameters as given)"
 
 
 def test_markdown_shows_every_piece_of_evidence(results):
@@ -214,6 +217,7 @@ def test_terminal_sections_hold_contrasts_variants_verdicts_and_warnings(results
     assert "w0=0" not in overview and "wals+map" not in overview
     folding = out[out.index("Folding on warm users"):out.index("Cold start: recall@20")]
     assert folding.index("WALS") < folding.index("↳ wals(w0=0)") < folding.index("softmax DNN")
+    assert "wals+map" not in folding  # a variant shares its model's factors: it is shown under cold start
     assert "natural cross-group rate 0.1000" in folding and "random's leakage 0.6000" in folding
     cold_start = out[out.index("Cold start: recall@20"):]
     assert "↳ wals+map" in cold_start and "λ = 3" in cold_start and "most popular" in cold_start

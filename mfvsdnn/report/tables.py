@@ -160,11 +160,16 @@ def fmt_p_pair(p: Any, p_adjusted: Any) -> str:
     return f"p {raw}" + (f", adj. {adj}" if adj else "")
 
 
+def seed_spread_shown(sd: float | None) -> bool:
+    """Whether a between-seed spread is worth printing: there are several seeds and it is not 0 at four decimals."""
+    return sd is not None and not math.isnan(sd) and round(sd, 4) != 0
+
+
 def fmt_seed_sd(v: Any) -> str:
-    """The between-seed spread of a metric, e.g. "±0.0040 seeds"; '' with one seed, and where every seed
-    gave the same mean (a deterministic baseline: "±0.0000" on every row would only hide the others)."""
+    """The between-seed spread of a metric, e.g. "±0.0040 seeds"; '' with one seed, and where the seeds'
+    means agree to four decimals (a deterministic baseline: "±0.0000" on every row would only hide the others)."""
     sd = getattr(v, "seed_sd", None)
-    if sd is None or math.isnan(sd) or sd == 0:
+    if not seed_spread_shown(sd):
         return ""
     return f"±{sd:.4f} seeds"
 
@@ -292,7 +297,14 @@ def tuning_summary(tuning: dict[str, Any]) -> tuple[str, str, str]:
     trials = tuning.get("trials")
     count = fmt(len(trials)) if isinstance(trials, list) else fmt(tuning.get("n_trials"))
     best = tuning.get("best_params")
+    index = tuning.get("best_trial")
+    winner = trials[index] if isinstance(trials, list) and isinstance(index, int) and 0 <= index < len(trials) \
+        else None
+    if isinstance(winner, dict) and isinstance(winner.get("params"), dict):
+        best = winner["params"]  # what was fitted: best_params holds only what differs from the spec
     chosen = ", ".join(f"{p}={v}" for p, v in best.items()) if isinstance(best, dict) else fmt(best)
+    if index == 0:
+        chosen += " (trial 0: the parameters as given)"
     if tuning.get("tuned") is False:
         chosen = f"not tuned ({tuning.get('reason') or 'no reason recorded'}); {chosen}"
     score = next((tuning[key] for key in ("best_valid_recall", "best_recall", "best_value", "best_score")
@@ -378,7 +390,7 @@ def compare_tables(results: Results) -> list[ReportTable]:
         note = family_note(results, "comparison")
         if results.settings.repeats > 1:
             note = (f"±: standard deviation between the {results.settings.repeats} model seeds' means (left out where "
-                    "every seed gave the same mean). " + note)
+                    "they agree to four decimals). " + note)
         tables.append(ReportTable(title, ["metric"] + [column_label(m) for m in present]
                                   + [f"difference {names.get(a, a)} − {names.get(b, b)}"], rows, note.strip()))
         if not pid.is_warm and pid == results.population_ids()[-1]:

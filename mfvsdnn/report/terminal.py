@@ -25,6 +25,7 @@ from .tables import (
     model_label,
     ordered_models,
     row_label,
+    seed_spread_shown,
     tuning_summary,
     verdict_text,
 )
@@ -296,6 +297,8 @@ def render_folding(results: Results, console: Console) -> None:
     t.add_column("contrast − model", justify="left", overflow="fold")
     for f in folding_order(results):
         m = models.get(f.model)
+        if m is not None and m.role == "variant":  # shares its model's factors; it belongs to cold start
+            continue
         is_contrast = m is not None and m.role == "contrast"
         name = ("  ↳ " if is_contrast else "") + (model_label(m) if m is not None else f.model)
         finite = f.ci is not None and not any(math.isnan(c) for c in f.ci)
@@ -421,9 +424,7 @@ def render_models_overview(results: Results, console: Console) -> None:
             if v is None:
                 cells.append("n/a")
                 continue
-            # a deterministic baseline's spread is exactly 0: printing it only adds noise
-            quiet = v.seed_sd is None or math.isnan(v.seed_sd) or (m.role == "baseline" and v.seed_sd == 0)
-            sd = "" if quiet else f"\n[dim]±{v.seed_sd:.4f}[/dim]"
+            sd = f"\n[dim]±{v.seed_sd:.4f}[/dim]" if seed_spread_shown(v.seed_sd) else ""
             spread = spread or bool(sd)
             cells.append(f"{v.mean:.4f}{sd}")
         w = m.warm
@@ -438,7 +439,8 @@ def render_models_overview(results: Results, console: Console) -> None:
     baselines = [model_label(m) for m in shown if m.role == "baseline"]
     caption = [f"dim rows: the baselines ({', '.join(baselines)})"] if baselines else []
     if spread:
-        caption.append(f"±: standard deviation between the {results.settings.repeats} model seeds' means")
+        caption.append(f"±: standard deviation between the {results.settings.repeats} model seeds' means (left out "
+                       "where they agree to four decimals)")
     if nat is not None:
         caption.append(f"natural cross-group rate of the warm users' held-out interactions: {nat.mean:.4f}")
     if caption:
