@@ -221,6 +221,7 @@ def test_terminal_sections_hold_contrasts_variants_verdicts_and_warnings(results
     assert "natural cross-group rate 0.1000" in folding and "random's leakage 0.6000" in folding
     cold_start = out[out.index("Cold start: recall@20"):]
     assert "↳ wals+map" in cold_start and "λ = 3" in cold_start and "most popular" in cold_start
+    assert cold_start.index("WALS") < cold_start.index("↳ wals+map") < cold_start.index("softmax DNN")
     assert "training growth: wals seconds per iteration ~ interactions^1.00 (R² 1.00" in out
     assert "tuning: wals 2 trials, best validation recall 0.4300 at dim=16" in out
     assert "3 model seeds per model" in out and "8 random-search trials" in out

@@ -337,7 +337,11 @@ def render_cold_start(results: Results, console: Console) -> None:
     t.add_column("model", overflow="fold", ratio=2)
     for pid in cold_ids:
         t.add_column(f"r={pid.revealed}", justify="right")
-    for m in ordered_models(results, MAIN_ROLES + ("variant",)):
+    shown = []
+    for m in ordered_models(results, MAIN_ROLES):  # each variant right under the model it varies
+        shown += [m] + [v for v in variants if v.variant_of == m.name]
+    shown += [v for v in variants if v not in shown]
+    for m in shown:
         cells = []
         for pid in cold_ids:
             p = m.population(pid)
