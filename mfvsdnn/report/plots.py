@@ -185,7 +185,8 @@ def folding_plot(results: Results, colors: dict[str, str]) -> bytes:
 
     names = labels(results)
     roles = {m.name: m for m in results.models}
-    rows = folding_order(results)
+    # a variant shares its model's fitted factors, so its index repeats its model's
+    rows = [f for f in folding_order(results) if f.model not in roles or roles[f.model].role != "variant"]
     fig = Figure(figsize=(6, 0.55 * len(rows) + 1.6))
     ax = fig.subplots()
     ys = np.arange(len(rows))[::-1]
