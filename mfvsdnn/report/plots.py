@@ -95,10 +95,11 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
         rs = [p.revealed for p in cold_ids]
         for m in ordered_models(results, MAIN_ROLES + ("variant",)):
             vals = [m.population(p).get("recall", k) if m.population(p) else None for p in cold_ids]
+            color = colors.get(m.variant_of, colors[m.name]) if m.role == "variant" else colors[m.name]
             ax.plot(rs, [v.mean if v else np.nan for v in vals], "--s" if m.role == "variant" else "-o",
-                    color=colors[m.name], label=f"{names[m.name]}, cold users")
+                    color=color, label=f"{names[m.name]}, cold users")
             ax.fill_between(rs, [v.ci[0] if v and v.ci else np.nan for v in vals],
-                            [v.ci[1] if v and v.ci else np.nan for v in vals], color=colors[m.name], alpha=0.15)
+                            [v.ci[1] if v and v.ci else np.nan for v in vals], color=color, alpha=0.15)
             if m.warm is not None and m.role != "variant":
                 ax.axhline(m.warm.mean("recall", k), color=colors[m.name], ls=":", lw=1)
         ax.set_xticks(rs)
