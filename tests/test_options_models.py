@@ -140,11 +140,13 @@ def mid(tmp_path_factory):
 
 @pytest.mark.parametrize("model", [
     WALS(factors=64, iterations=2), WALS(factors=16, iterations=1, solver="cholesky"),
-    SoftmaxDNN(dim=64, epochs=1, negatives="all", patience=0), SoftmaxDNN(dim=16, epochs=1, negatives=20),
-    SoftmaxDNN(dim=16, epochs=1, sampler="hard", negatives=5, hard_pool=40, batch_size=512),
-    SoftmaxDNN(dim=8, epochs=1, negatives=0, gravity=0.1, optimizer="adagrad"),
-    SoftmaxDNN(dim=16, epochs=1, sampler="mixed", negatives=20, batch_size=512),
-    SoftmaxDNN(dim=32, epochs=1, negatives="all", patience=0, item_buckets=300, hash_output=True, feature_buckets=2),
+    SoftmaxDNN(dim=64, epochs=1, min_steps=0, negatives="all", patience=0),
+    SoftmaxDNN(dim=16, epochs=1, min_steps=0, negatives=20),
+    SoftmaxDNN(dim=16, epochs=1, min_steps=0, sampler="hard", negatives=5, hard_pool=40, batch_size=512),
+    SoftmaxDNN(dim=8, epochs=1, min_steps=0, negatives=0, gravity=0.1, optimizer="adagrad"),
+    SoftmaxDNN(dim=16, epochs=1, min_steps=0, sampler="mixed", negatives=20, batch_size=512),
+    SoftmaxDNN(dim=32, epochs=1, min_steps=0, negatives="all", patience=0, item_buckets=300, hash_output=True,
+               feature_buckets=2),
 ], ids=["wals-cg", "wals-cholesky", "full", "sampled", "hard", "positives-gravity", "mixed", "full-hashed"])
 def test_memory_estimate_bounds_what_training_allocates(mid, model):
     """fit plus the validation recall that train_model computes, traced after a warm-up run (the

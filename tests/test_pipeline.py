@@ -229,9 +229,11 @@ def test_the_runner_evaluates_a_pipeline_like_any_model_without_retraining(split
     assert m.warm.get("candidate_recall", 8).ci is not None
     assert {p.population.kind for p in m.populations} == {"warm", "cold"}
     assert m.serving is not None and m.family == "other"
-    assert res.paired_test(WARM, "recall", 10, "popularity>wals@8", "wals") is not None
-    assert res.paired_test(WARM, "recall", 10, "popularity>wals@8", "popularity") is not None
-    assert res.paired_test(WARM, "recall", 10).a == res.settings.contrast[0]  # default: the contrasted pair
+    k = res.settings.main_k  # paired tests are at the main k (5 of 5, 10), where the verdicts read
+    assert k == 5 and res.paired_test(WARM, "recall", 10) is None
+    assert res.paired_test(WARM, "recall", k, "popularity>wals@8", "wals").family == "pipelines"
+    assert res.paired_test(WARM, "recall", k, "popularity>wals@8", "popularity") is not None
+    assert res.paired_test(WARM, "recall", k).a == res.settings.contrast[0]  # default: the contrasted pair
     doc = json.loads(res.to_json())
     jsonschema.validate(doc, schema())
     assert Results.from_dict(doc).model("popularity>wals@30").stages["candidates"] == 30

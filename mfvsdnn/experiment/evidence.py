@@ -25,6 +25,7 @@ from ..data.split import Split
 from ..evaluation import uncertainty
 from ..evaluation.evaluator import PopulationEval
 from ..models import registry
+from .fitted import FittedModel, population_id
 from .results import (
     WARM,
     FoldingResult,
@@ -104,7 +105,6 @@ def map_variants(fitted: list[Any], split: Split, seed: int) -> list[Any]:
     """Each MF model that supports it, also with the MAP fold-in (prior weight chosen on validation
     pseudo-cold users), as a "variant" sharing the fitted factors (no refit)."""
     from .coldstart import choose_fold_in_prior
-    from .runner import FittedModel
 
     out = []
     train = split.train_set()
@@ -129,8 +129,6 @@ def map_variants(fitted: list[Any], split: Split, seed: int) -> list[Any]:
 def _tests(a: str, b: str, evals: Evals, spec: ExperimentSpec, family: str, metrics: tuple[str, ...] | None = None,
            pops: tuple[PopulationId, ...] | None = None, salt: str = "") -> list[PairedTest]:
     """Paired two-level bootstrap of a − b at the main k (and k-free metrics), one shared resampling."""
-    from .runner import population_id
-
     rng = generator(spec.seed, "paired", family, a, b, salt)
     out = []
     for pop_name in evals[a][0]:

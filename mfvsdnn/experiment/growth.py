@@ -6,7 +6,7 @@ about how that cost *grows*. :func:`training_growth` trains every learned model 
 of the training users holding a share f of the training interactions (f = 1/8, 1/4, 1/2, 1 by
 default), each with a fixed amount of work (WALS: its iterations; a model with epochs: ``epochs``
 epochs, never stopping early), and fits the exponent b of ``seconds per unit = a * interactions^b``
-with :func:`mfvsdnn.experiment.scale.fit_growth` (also against the items and the users the subsample
+with :func:`mfvsdnn.experiment.fits.fit_growth` (also against the items and the users the subsample
 holds). :func:`growth_verdict_inputs` turns an MF and a DNN curve into a verdict.
 
 The subsample keeps users whole (a user's history is what the DNN's tower reads) and drops the users
@@ -32,7 +32,7 @@ from ..core.seeding import generator
 from ..data.split import TrainSet
 from ..models import registry
 from ..models.memory import check_model_memory
-from .scale import GrowthFit, fit_growth
+from .fits import GrowthFit, fit_growth
 from .spec import ModelSpec
 
 DEFAULT_FRACTIONS = (0.125, 0.25, 0.5, 1.0)

@@ -36,8 +36,8 @@ from ..models import registry
 from ..models.memory import check_model_memory
 from ..models.pipeline import Pipeline, pipeline_name
 from .comparison import comparison_rows
+from .fitted import FittedModel, population_id
 from .results import (
-    WARM,
     GroupBreakdown,
     IndexCost,
     MetricValue,
@@ -48,35 +48,11 @@ from .results import (
     ServingCost,
     Settings,
     TrainingCost,
-    cold,
 )
 from .spec import DataSpec, ExperimentSpec, ModelSpec
 
 CONFIDENCE_LEVEL = 0.95
 VALIDATION_K = 20
-
-
-@dataclass
-class FittedModel:
-    """A model ready to evaluate, and where it came from."""
-
-    name: str
-    model: Any
-    seed: int | None
-    run_dir: Path | None
-    trained_here: bool
-    validation_recall: float
-    stages: dict[str, Any] | None = None  # a pipeline's {"retriever": name, "scorer": name, "candidates": N}
-    #: the same model refitted with model seeds 1..R-1 (``--repeats``); ``model`` is seed 0
-    others: list[Any] = field(default_factory=list)
-    role: str = "model"
-    variant_of: str | None = None
-    tuning: dict[str, Any] | None = None
-    validation_recalls: list[float] = field(default_factory=list)
-
-    @property
-    def all_models(self) -> list[Any]:
-        return [self.model, *self.others]
 
 
 @dataclass
@@ -245,10 +221,6 @@ def check_runs(runs: dict[str, Any], split: Split | None, data: Path | str | Non
 
 # ---------------------------------------------------------------------------------------------
 # from per-user values to typed results
-
-
-def population_id(ev: PopulationEval) -> PopulationId:
-    return WARM if ev.revealed is None else cold(ev.revealed)
 
 
 def population_result(ev: PopulationEval | list[PopulationEval], pid: PopulationId, n_boot: int,

@@ -23,9 +23,8 @@ Each curve's growth exponent b in ``t = a * n_items^b`` is fitted by least squar
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -42,6 +41,7 @@ from ..evaluation.cost import model_bytes, serving_cost
 from ..models import registry
 from ..models.params import MAX_DIM, MAX_ITERATIONS, MAX_NEGATIVES, MAX_SEED, as_float, as_int
 from . import runner
+from .fits import fit_growth
 from .spec import ModelSpec
 
 CURVES = {
@@ -129,41 +129,6 @@ class ScaleConfig:
                                full.estimate_bytes(n_users, n_items, nnz, {}))
         check_memory(f"scale at {n_items:,} items ({n_users:,} users, up to {nnz:,} interactions)", need,
                      "lower the largest --sizes value, --users-per-item, --mean-interactions or --factors")
-
-@dataclass
-class GrowthFit:
-    """``t = coef * n^exponent`` fitted on log-log axes."""
-
-    exponent: float
-    coef: float
-    r2: float
-    points: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# log t = log a + b log n: ordinary least squares on (log n, log t), shapes (m,), (m,)
-def fit_growth(sizes: np.ndarray, values: np.ndarray) -> GrowthFit:
-    """Fit the growth exponent of a cost curve; non-positive or non-finite values are ignored.
-
-    Parameters
-    ----------
-    sizes : (m,) corpus sizes.  values : (m,) measured costs.
-
-    Returns
-    -------
-    GrowthFit; exponent nan when fewer than two usable points remain.
-    """
-    x, y = np.asarray(sizes, dtype=np.float64), np.asarray(values, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 2:
-        return GrowthFit(float("nan"), float("nan"), float("nan"), int(ok.sum()))
-    lx, ly = np.log(x[ok]), np.log(y[ok])
-    b, la = np.polyfit(lx, ly, 1)
-    resid = ly - (la + b * lx)
-    ss = float(((ly - ly.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid ** 2).sum()) / ss if ss > 0 else 1.0
-    return GrowthFit(float(b), float(math.exp(la)), r2, int(ok.sum()))
-
 
 def _subsample(train: TrainSet, max_examples: int, rng: np.random.Generator) -> tuple[TrainSet, int]:
     """Seeded users whose training interactions total about ``max_examples``; no validation."""

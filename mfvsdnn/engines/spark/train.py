@@ -164,7 +164,9 @@ class SparkFit:
 
     def __call__(self, spec: ModelSpec, split: Split, seed: int, progress: ProgressFn = no_progress,
                  save_to: Path | None = None, repeat: int = 0) -> FittedModel:
-        if spec.kind != "wals":
+        # w0 = 0 (the folding contrast compare trains) has no Spark ALS equivalent (alpha would be
+        # infinite): such a model is trained locally, and compare's notes list it as trained locally
+        if spec.kind != "wals" or WALS(**spec.params).w0 == 0.0:
             return fit_model(spec, split, seed, progress, save_to, repeat=repeat)
         with session_or(self.spark, self.master, self.conf) as s:
             model, meta = train_wals(s, spec.params, split, seed, self.reg_param, self.num_blocks, progress,
