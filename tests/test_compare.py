@@ -141,7 +141,8 @@ def test_html_is_self_contained_with_an_image_per_plot(compared):
     html = (compared[0] / "report.html").read_text()
     figs = re.findall(r"<figure id='([a-z_-]+)'><img alt='[^']*' src='data:image/png;base64,[A-Za-z0-9+/=]{200,}'",
                       html)
-    assert set(figs) == {"map_wals", "map_softmax", "recall_at_k", "cold_start", "leakage"}  # no maps of baselines
+    assert set(figs) == {"map_wals", "map_softmax", "recall_at_k", "cold_start", "leakage", "folding_index",
+                         "growth"}  # no maps of baselines
     assert "http://" not in html and "https://" not in html
     md = (compared[0] / "report.md").read_text()
     assert "| metric |" in md and "Cold users, 0 revealed" in md and "mfvsdnn compare" in md

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..experiment.results import WARM, Results
-from .tables import labels
+from ..experiment.verdicts import FOLD_MARGIN
+from .tables import MAIN_ROLES, fmt_pvalue, folding_order, folding_test, labels, ordered_models
 
 MODEL_COLORS = {"wals": "#1b9e77", "softmax": "#7570b3", "popularity": "#666666", "group-popularity": "#a6761d",
                 "random": "#bbbbbb"}
@@ -66,9 +67,10 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
 
     pids = results.population_ids()
     cold_ids = [p for p in pids if not p.is_warm]
+    main = ordered_models(results, MAIN_ROLES)
     fig = Figure(figsize=(6, 4.2))
     ax = fig.subplots()
-    for m in results.models:
+    for m in main:
         for pid, style in zip([WARM] + cold_ids[-1:], ("-", "--"), strict=False):
             p = m.population(pid)
             if p is None:
@@ -91,13 +93,14 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
         fig = Figure(figsize=(6, 4.2))
         ax = fig.subplots()
         rs = [p.revealed for p in cold_ids]
-        for m in results.models:
+        for m in ordered_models(results, MAIN_ROLES + ("variant",)):
             vals = [m.population(p).get("recall", k) if m.population(p) else None for p in cold_ids]
-            ax.plot(rs, [v.mean if v else np.nan for v in vals], "-o", color=colors[m.name],
-                    label=f"{names[m.name]}, cold users")
+            color = colors.get(m.variant_of, colors[m.name]) if m.role == "variant" else colors[m.name]
+            ax.plot(rs, [v.mean if v else np.nan for v in vals], "--s" if m.role == "variant" else "-o",
+                    color=color, label=f"{names[m.name]}, cold users")
             ax.fill_between(rs, [v.ci[0] if v and v.ci else np.nan for v in vals],
-                            [v.ci[1] if v and v.ci else np.nan for v in vals], color=colors[m.name], alpha=0.15)
-            if m.warm is not None:
+                            [v.ci[1] if v and v.ci else np.nan for v in vals], color=color, alpha=0.15)
+            if m.warm is not None and m.role != "variant":
                 ax.axhline(m.warm.mean("recall", k), color=colors[m.name], ls=":", lw=1)
         ax.set_xticks(rs)
         ax.set_xlabel("revealed interactions r (0 = features only)")
@@ -106,15 +109,16 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         out["cold_start"] = ("The cold-start curve: how fast each model recovers as a new user reveals "
-                             "interactions (dotted: the same model on warm users).", png(fig))
+                             "interactions (dotted: the same model on warm users; dashed squares: a variant such as "
+                             "the MAP fold-in).", png(fig))
 
     first = results.models[0].warm
     if first is not None and first.get("leakage", k) is not None:
         fig = Figure(figsize=(max(6, 1.5 * len(pids) + 2), 4.2))
         ax = fig.subplots()
         x = np.arange(len(pids))
-        width = 0.8 / (len(results.models) + 1)
-        for i, m in enumerate(results.models):
+        width = 0.8 / (len(main) + 1)
+        for i, m in enumerate(main):
             vals = [m.population(p).get("leakage", k) if m.population(p) else None for p in pids]
             y = np.array([v.mean if v else np.nan for v in vals])
             err = np.array([[v.mean - v.ci[0], v.ci[1] - v.mean] if v and v.ci else [np.nan, np.nan]
@@ -122,9 +126,9 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
             ax.bar(x + i * width, y, width, yerr=np.nan_to_num(err), capsize=3, color=colors[m.name],
                    label=f"{names[m.name]}")
         nat = [results.models[0].population(p).mean("natural_cross_rate") for p in pids]
-        ax.bar(x + len(results.models) * width, nat, width, color="#dddddd", edgecolor="#999999",
+        ax.bar(x + len(main) * width, nat, width, color="#dddddd", edgecolor="#999999",
                label="natural cross-group rate")
-        ax.set_xticks(x + width * len(results.models) / 2)
+        ax.set_xticks(x + width * len(main) / 2)
         ax.set_xticklabels(["warm" if p.is_warm else f"cold r={p.revealed}" for p in pids])
         ax.set_ylabel(f"leakage@{k}: share outside the user's group")
         ax.set_ylim(bottom=0)
@@ -133,6 +137,14 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
         ax.legend(fontsize=7)
         out["leakage"] = ("Leakage above the light bar (the users' own held-out cross-group rate) is folding.",
                           png(fig))
+
+    if results.folding:
+        out["folding_index"] = (folding_caption(), folding_plot(results, colors))
+    if results.growth:
+        out["growth"] = ("Training seconds per iteration/epoch against the number of training interactions "
+                         "(subsamples of this training set, both axes log); the legend gives the fitted exponent b of "
+                         "seconds ~ interactions^b and its R². Timings on a shared machine are indicative.",
+                         growth_plot(results, colors))
 
     indexed = [m for m in results.models if m.index is not None and m.index.kind != "exact" and m.index.settings]
     if indexed:
@@ -157,3 +169,71 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
         out["index_curve"] = ("Each point is one search setting (efSearch for HNSW, nprobe for IVF); squares are "
                               "exact search. Up and left is better.", png(fig))
     return out
+
+
+def folding_caption() -> str:
+    return ("What the folding verdict reads: each model's folding index (0 = the data's natural cross-group rate, "
+            "1 = random recommendations) with its 95% interval; hollow markers are contrasts (the model above "
+            "without its folding knob: WALS at w0 = 0, the DNN with no negatives). A knob reduces folding when its "
+            "contrast's index is significantly above its model's (adjusted p); it does not when the difference's "
+            f"whole interval lies below {FOLD_MARGIN}.")
+
+
+def folding_plot(results: Results, colors: dict[str, str]) -> bytes:
+    """Folding index per model with its interval, contrasts right under the model they vary, reference
+    lines at 0 (natural rate) and 1 (random); each contrast annotated with its paired test."""
+    from matplotlib.figure import Figure
+
+    names = labels(results)
+    roles = {m.name: m for m in results.models}
+    # a variant shares its model's fitted factors, so its index repeats its model's
+    rows = [f for f in folding_order(results) if f.model not in roles or roles[f.model].role != "variant"]
+    fig = Figure(figsize=(6, 0.55 * len(rows) + 1.6))
+    ax = fig.subplots()
+    ys = np.arange(len(rows))[::-1]
+    for y, f in zip(ys, rows, strict=True):
+        m = roles.get(f.model)
+        contrast = m is not None and m.role == "contrast"
+        color = colors.get(m.variant_of if contrast and m.variant_of in colors else f.model, "#444444")
+        err = None
+        if f.ci is not None and not any(np.isnan(c) for c in f.ci):
+            err = [[max(f.index - f.ci[0], 0.0)], [max(f.ci[1] - f.index, 0.0)]]
+        ax.errorbar([f.index], [y], xerr=err, fmt="o", color=color, mfc="white" if contrast else color, ms=7,
+                    capsize=3)
+    ticks = []
+    for f in rows:
+        m = roles.get(f.model)
+        label = ("↳ " if m is not None and m.role == "contrast" else "") + names.get(f.model, f.model)
+        t = folding_test(results, f)
+        if t is not None:  # the verdict's test, under the contrast's name
+            label += f"\n{t.diff:+.2f}, adj. p {fmt_pvalue(t.p_adjusted)}" + ("" if t.significant else " (n.s.)")
+        ticks.append(label)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(ticks, fontsize=8)
+    ax.axvline(0.0, color="#1a7f37", ls="--", lw=1, label=f"0: natural cross-group rate ({rows[0].natural:.3f})")
+    ax.axvline(1.0, color="#c0392b", ls="--", lw=1, label=f"1: random (leakage {rows[0].random_leakage:.3f})")
+    ax.set_xlabel(f"folding index at k = {rows[0].k}, warm users (95% interval)")
+    ax.set_title("Folding index: how far towards random each model mixes the groups")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="lower right")
+    return png(fig)
+
+
+def growth_plot(results: Results, colors: dict[str, str]) -> bytes:
+    """Seconds per iteration/epoch against training interactions, log-log, one line per model."""
+    from matplotlib.figure import Figure
+
+    names = labels(results)
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.subplots()
+    for g in results.growth:
+        ax.plot(g.interactions, g.seconds, "-o", color=colors.get(g.model, "#444444"),
+                label=f"{names.get(g.model, g.model)}: b = {g.exponent:.2f}, R² = {g.r2:.2f} (per {g.unit})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training interactions (log)")
+    ax.set_ylabel("median seconds per iteration/epoch (log)")
+    ax.set_title("Training growth on subsamples")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return png(fig)

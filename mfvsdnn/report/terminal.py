@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -12,7 +13,22 @@ from rich.table import Table
 from ..core.progress import ProgressFn
 from ..experiment.results import WARM, PopulationId, Results, Verdict
 from .format import fmt, fmt_ci, fmt_value
-from .tables import better_and_significance, labels, row_label
+from .tables import (
+    MAIN_ROLES,
+    better_significance_parts,
+    family_note,
+    fmt_p_pair,
+    folding_order,
+    folding_test,
+    labels,
+    method_text,
+    model_label,
+    ordered_models,
+    row_label,
+    seed_spread_shown,
+    tuning_summary,
+    verdict_text,
+)
 
 
 @contextlib.contextmanager
@@ -192,21 +208,22 @@ CONTRAST_STYLES = ("green", "magenta")
 
 
 def render_compare(results: Results, console: Console, paths: dict | None = None) -> None:
-    """The contrasted pair side by side along the trade-off axes, every model on the key metrics, the
-    trade-off verdicts, and where the reports were written. Fits 80 columns."""
+    """The contrasted pair side by side along the trade-off axes, the compared models and baselines on
+    the key metrics, the folding and cold-start sections (with the contrasts and variants they test),
+    the trade-off verdicts, the warnings, and where the reports were written. Fits 80 columns."""
     from rich import box
 
     names = labels(results)
     contrast = [n for n in results.settings.contrast if n in names]
     if len(contrast) == 2:
         a, b = contrast
-        t = Table(title=f"{names[a]} vs {names[b]}: the trade-off axes, measured (95% bootstrap intervals)",
+        t = Table(title=f"{names[a]} vs {names[b]}: the trade-off axes, measured (95% intervals)",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         t.add_column("metric", overflow="fold", min_width=18, ratio=3)
         for n in contrast:
             t.add_column(names[n], justify="right", min_width=14, overflow="fold")
         t.add_column("better", justify="left", overflow="fold")
-        t.add_column("significant", justify="left", overflow="fold", min_width=8)
+        t.add_column("significant", justify="left", overflow="fold", min_width=12)
         axis = None
         styles = dict(zip((names[a], names[b]), CONTRAST_STYLES, strict=True))
         for r in results.comparison:
@@ -220,16 +237,28 @@ def render_compare(results: Results, console: Console, paths: dict | None = None
                 v = fmt_value(r.values.get(n), r.unit)
                 ci = fmt_ci(r.ci.get(n), 3).strip()
                 cells.append(f"{v}\n[dim]{ci}[/dim]" if ci else v)
-            better, sig = better_and_significance(r, results)
+            better, sig, ps = better_significance_parts(r, results)
             style = styles.get(better)
-            t.add_row("  " + row_label(r, results), *cells, f"[{style}]{better}[/{style}]" if style else better, sig)
+            sig_cell = sig + (f"\n[dim]{ps.replace(', ', chr(10))}[/dim]" if ps else "")
+            t.add_row("  " + row_label(r, results), *cells, f"[{style}]{better}[/{style}]" if style else better,
+                      sig_cell)
         console.print(t)
+        note = family_note(results, "comparison")
+        if note:
+            console.print(f"[dim]{note}[/dim]", highlight=False)
     render_models_overview(results, console)
+    render_folding(results, console)
+    render_cold_start(results, console)
+    render_growth(results, console)
     s = results.settings
-    console.print(f"seed {s.seed}, split {results.split['fingerprint']}, {s.bootstrap} bootstrap resamples. "
+    console.print()
+    console.print(f"seed {s.seed}, split {results.split['fingerprint']}; {method_text(results)}. "
                   "better = higher recall/NDCG, lower cost, leakage closer to the natural cross-group rate; "
-                  "significant = the paired 95% interval of the difference excludes 0.", highlight=False)
+                  "significant = the adjusted p of the paired test is below "
+                  f"{1 - s.confidence_level:.2g}.", highlight=False)
+    render_tuning(results, console)
     render_tradeoff(results.verdicts, console)
+    render_warnings(results.warnings, console)
     render_serving(results, console)
     for note in results.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
@@ -237,6 +266,111 @@ def render_compare(results: Results, console: Console, paths: dict | None = None
         console.print(f"reproduce: {s.command}", highlight=False, soft_wrap=True)
     if paths:
         console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
+def render_warnings(warnings: list[str], console: Console) -> None:
+    """What a reader must not miss, in a yellow block."""
+    if not warnings:
+        return
+    from rich.panel import Panel
+
+    body = "\n".join(f"• {w}" for w in warnings)
+    console.print()
+    console.print(Panel(body, title="Warnings", title_align="left", border_style="yellow", style="yellow"),
+                  highlight=False)
+
+
+def render_folding(results: Results, console: Console) -> None:
+    """Folding index per model with its interval, each contrast under the model it varies."""
+    from rich import box
+
+    if not results.folding:
+        return
+    models = {m.name: m for m in results.models}
+    k = results.folding[0].k
+    console.print()
+    t = Table(title=f"Folding on warm users at k = {k} (index: 0 = natural rate, 1 = random)", title_justify="left",
+              box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("model", overflow="fold")
+    t.add_column(f"leakage@{k}", justify="right")
+    t.add_column("folding index", justify="right")
+    t.add_column("contrast − model", justify="left", overflow="fold")
+    for f in folding_order(results):
+        m = models.get(f.model)
+        if m is not None and m.role == "variant":  # shares its model's factors; it belongs to cold start
+            continue
+        is_contrast = m is not None and m.role == "contrast"
+        name = ("  ↳ " if is_contrast else "") + (model_label(m) if m is not None else f.model)
+        finite = f.ci is not None and not any(math.isnan(c) for c in f.ci)
+        ci = f"\n[dim][{f.ci[0]:.3f}, {f.ci[1]:.3f}][/dim]" if finite else ""
+        test = folding_test(results, f)
+        if test is not None:
+            sig = "significant" if test.significant else "not significant"
+            ps = fmt_p_pair(test.p, test.p_adjusted).replace(", ", "\n")
+            diff = f"{test.diff:+.3f} {sig}\n[dim]{ps}[/dim]"
+        else:
+            diff = ""
+        t.add_row(name, f"{f.leakage:.4f}", f"{f.index:.3f}{ci}", diff,
+                  style="dim" if m is not None and m.role == "baseline" else None)
+    console.print(t)
+    f0 = results.folding[0]
+    console.print(f"[dim]natural cross-group rate {f0.natural:.4f}{fmt_ci(f0.natural_ci)}; random's leakage "
+                  f"{f0.random_leakage:.4f}{fmt_ci(f0.random_ci)}; ↳ = the model above without its folding knob "
+                  "(the knob reduces folding when this difference is significant)[/dim]", highlight=False)
+    if any(f.weak_groups for f in results.folding):
+        console.print("[yellow]random's leakage lies inside the natural rate's interval: the groups are too weak to "
+                      "see folding on this data[/yellow]", highlight=False)
+
+
+def render_cold_start(results: Results, console: Console) -> None:
+    """Recall at the main k by revealed history r, with the variants (the MAP fold-in) beside their model."""
+    from rich import box
+
+    variants = [m for m in results.models if m.role == "variant"]
+    cold_ids = [p for p in results.population_ids() if not p.is_warm]
+    if not variants or not cold_ids:
+        return
+    k = results.settings.main_k
+    console.print()
+    t = Table(title=f"Cold start: recall@{k} by revealed interactions r", title_justify="left", box=box.SIMPLE_HEAD,
+              pad_edge=False)
+    t.add_column("model", overflow="fold", ratio=2)
+    for pid in cold_ids:
+        t.add_column(f"r={pid.revealed}", justify="right")
+    shown = []
+    for m in ordered_models(results, MAIN_ROLES):  # each variant right under the model it varies
+        shown += [m] + [v for v in variants if v.variant_of == m.name]
+    shown += [v for v in variants if v not in shown]
+    for m in shown:
+        cells = []
+        for pid in cold_ids:
+            p = m.population(pid)
+            v = p.get("recall", k) if p is not None else None
+            cells.append(f"{v.mean:.4f}" if v is not None else "n/a")
+        name = ("  ↳ " if m.role == "variant" else "") + model_label(m)
+        t.add_row(name, *cells, style="dim" if m.role == "baseline" else None)
+    lams = [f"{m.name}: λ = {float(m.tuning['fold_in_prior']):g}" for m in variants
+            if m.tuning and "fold_in_prior" in m.tuning]
+    t.caption = ("↳ = the model above with the MAP fold-in (a prior toward the feature-mean embedding, weight "
+                 "chosen on validation" + (f"; {', '.join(lams)}" if lams else "") + ")")
+    t.caption_justify = "left"
+    console.print(t)
+
+
+def render_growth(results: Results, console: Console) -> None:
+    """One line per model: how training time per iteration/epoch grew over the subsamples."""
+    for g in results.growth:
+        console.print(f"training growth: {g.model} seconds per {g.unit} ~ interactions^{g.exponent:.2f} "
+                      f"(R² {g.r2:.2f}; {len(g.fractions)} subsamples, {g.repeats} repeats)", highlight=False)
+
+
+def render_tuning(results: Results, console: Console) -> None:
+    """One line per tuned model: trials, chosen parameters, best validation recall."""
+    for m in results.models:
+        if m.tuning and m.role != "variant":
+            trials, chosen, best = tuning_summary(m.tuning)
+            console.print(f"tuning: {m.name} {trials} trials, best validation recall {best} at {chosen}",
+                          highlight=False)
 
 
 def render_serving(results: Results, console: Console) -> None:
@@ -259,45 +393,58 @@ def render_serving(results: Results, console: Console) -> None:
 
 
 def render_models_overview(results: Results, console: Console) -> None:
-    """Every model (baselines included) on the key metrics at the main k: one row per model."""
+    """The compared models, pipelines and baselines on the key metrics at the main k: one row per model
+    (contrasts and variants are in the folding and cold-start sections); with several model seeds the
+    between-seed spread under each mean."""
     from rich import box
 
     k = results.settings.main_k
-    names = labels(results)
     pids = results.population_ids()
     cold_ids = [p for p in pids if not p.is_warm]
+    shown = ordered_models(results, MAIN_ROLES)
     columns: list[tuple[str, PopulationId, str]] = [("warm recall", WARM, "recall")]
     if cold_ids:
         columns.append((f"cold r={cold_ids[0].revealed}", cold_ids[0], "recall"))
         if len(cold_ids) > 1:
             columns.append((f"cold r={cold_ids[-1].revealed}", cold_ids[-1], "recall"))
-    if any(m.warm is not None and m.warm.get("leakage", k) is not None for m in results.models):
+    if any(m.warm is not None and m.warm.get("leakage", k) is not None for m in shown):
         columns.append(("warm leakage", WARM, "leakage"))
+    console.print()
     t = Table(title=f"Every model at k = {k} (recall@{k}; leakage@{k})", title_justify="left", box=box.SIMPLE_HEAD,
               pad_edge=False)
     t.add_column("model", overflow="fold")
     for title, _, _ in columns:
         t.add_column(title, justify="right")
     t.add_column("coverage", justify="right")
-    pipelines = any(m.stages for m in results.models)
+    pipelines = any(m.stages for m in shown)
     if pipelines:
         t.add_column("candidate recall (ceiling)", justify="right")
-    for m in results.models:
+    spread = False
+    for m in shown:
         cells = []
         for _, pid, metric in columns:
             p = m.population(pid)
-            cells.append(f"{p.mean(metric, k):.4f}" if p is not None and p.get(metric, k) is not None else "n/a")
+            v = p.get(metric, k) if p is not None else None
+            if v is None:
+                cells.append("n/a")
+                continue
+            sd = f"\n[dim]±{v.seed_sd:.4f}[/dim]" if seed_spread_shown(v.seed_sd) else ""
+            spread = spread or bool(sd)
+            cells.append(f"{v.mean:.4f}{sd}")
         w = m.warm
         cov = w.get("coverage", k) if w is not None else None
         cells.append(f"{cov.mean:.3f}" if cov is not None else "n/a")
         if pipelines:
             ceiling = w.get("candidate_recall", m.stages["candidates"]) if m.stages and w is not None else None
             cells.append(f"{ceiling.mean:.4f}" if ceiling is not None else "")
-        t.add_row(names[m.name], *cells, style="dim" if m.family == "baseline" else None)
+        t.add_row(model_label(m), *cells, style="dim" if m.role == "baseline" else None)
     warm = next((m.warm for m in results.models if m.warm is not None), None)
     nat = warm.get("natural_cross_rate") if warm is not None else None
-    baselines = [names[m.name] for m in results.models if m.family == "baseline"]
+    baselines = [model_label(m) for m in shown if m.role == "baseline"]
     caption = [f"dim rows: the baselines ({', '.join(baselines)})"] if baselines else []
+    if spread:
+        caption.append(f"±: standard deviation between the {results.settings.repeats} model seeds' means (left out "
+                       "where they agree to four decimals)")
     if nat is not None:
         caption.append(f"natural cross-group rate of the warm users' held-out interactions: {nat.mean:.4f}")
     if caption:
@@ -306,19 +453,28 @@ def render_models_overview(results: Results, console: Console) -> None:
     console.print(t)
 
 
+def verdict_summary(v: Verdict) -> str:
+    """One line of a verdict's evidence: its conclusion (the evidence's last clause), which says why."""
+    clauses = [c.strip() for c in v.evidence.split("; ") if c.strip()]
+    return clauses[-1] if clauses else ""
+
+
 def render_tradeoff(verdicts: list[Verdict], console: Console) -> None:
-    """The trade-off table, measured: each row's claim, this run's evidence and the verdict."""
+    """The trade-off table, measured: each row's verdict and the conclusion of its evidence (the claims and
+    the full evidence are in report.md and report.html)."""
     if not verdicts:
         return
     from rich import box
 
     console.print()
     t = Table(title="The trade-off table, measured on this data", title_justify="left", box=box.SIMPLE_HEAD,
-              show_lines=True)
-    t.add_column("row", style="bold", ratio=1)
-    t.add_column("claim / evidence from this run", ratio=5)
-    t.add_column("this data", ratio=1)
+              pad_edge=False)
+    t.add_column("row", style="bold", overflow="fold", ratio=2)
+    t.add_column("this data", overflow="fold", ratio=2)
+    t.add_column("why", overflow="fold", ratio=5)
     for v in verdicts:
         style = VERDICT_STYLE.get(v.verdict, "")
-        t.add_row(v.axis, f"{v.claim}\n[dim]{v.evidence}[/dim]", f"[{style}]{v.verdict}[/{style}]")
+        t.add_row(v.axis, f"[{style}]{verdict_text(v)}[/{style}]", verdict_summary(v))
+    t.caption = "the claims and the full evidence of each row: report.md, report.html"
+    t.caption_justify = "left"
     console.print(t)
