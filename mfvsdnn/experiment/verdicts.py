@@ -98,10 +98,15 @@ def _worse(t: PairedTest | None) -> bool:
     return t is not None and bool(t.significant) and t.diff < 0
 
 
+def _pv(p: float) -> str:
+    """A p-value as the reports print it (bootstrap-normal p-values below 1e-6 carry no more meaning)."""
+    return "< 1e-6" if p < 1e-6 else f"{p:.2g}"
+
+
 def _p(t: PairedTest | None) -> str:
     if t is None:
         return "no test"
-    return f"{t.diff:+.3f}, p = {_num(t.p):.3g}, adjusted {_num(t.p_adjusted):.3g}"
+    return f"{t.diff:+.3f}, p {_pv(_num(t.p))}, adjusted {_pv(_num(t.p_adjusted))}"
 
 
 def _baseline(results: Results, pid: PopulationId, k: int) -> ModelResult | None:
