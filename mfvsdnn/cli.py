@@ -10,6 +10,7 @@ import inspect
 import json
 import math
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from . import api
+from .core.config import OptionSlot, command_values, key_name, read_config
 from .core.errors import ABORTED_EXIT, MfvsdnnError
 from .core.memory import check_memory
 from .core.version import __version__
@@ -60,9 +62,13 @@ from .models.registry import check_params
 from .report import terminal
 
 try:  # recent typer vendors click
+    from typer._click.core import ParameterSource
     from typer._click.exceptions import ClickException, UsageError
+    from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - typer on click itself
+    from click.core import ParameterSource
     from click.exceptions import ClickException, UsageError
+    from click.globals import get_current_context
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -71,11 +77,49 @@ err_console = Console(stderr=True)
 INVOCATION: list[str] = []
 
 
-def command_line() -> str:
-    """``mfvsdnn ARGS...`` as typed (shell-quoted): recorded in every report so it can be re-run."""
-    import shlex
+def command_line(extra: dict[str, Any] | None = None) -> str:
+    """The one command line that reproduces this invocation (shell-quoted), recorded in every report.
 
-    return shlex.join(["mfvsdnn", *INVOCATION])
+    It is the arguments as typed with ``--config FILE`` expanded: every option the file gave is written
+    out, so the line re-runs without the file (and cannot drift when the file is edited). ``extra``
+    (parameter name -> value) adds options the command chose itself, e.g. the split options of loaded runs.
+    """
+    args = _without_config(INVOCATION)
+    ctx = get_current_context(silent=True)
+    if ctx is not None:
+        params = {p.name: p for p in ctx.command.params}
+        for name, param in params.items():
+            if ctx.get_parameter_source(name) == ParameterSource.DEFAULT_MAP:
+                args += _option_tokens(param, ctx.params.get(name))
+        for name, value in (extra or {}).items():
+            args += _option_tokens(params[name], value)
+    return shlex.join(["mfvsdnn", *args])
+
+
+def _without_config(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--config":
+            skip = True
+        elif not arg.startswith("--config="):
+            out.append(arg)
+    return out
+
+
+def _option_tokens(param: Any, value: Any) -> list[str]:
+    """The command-line tokens that give ``param`` this (converted) value."""
+    if value is None:
+        return []
+    name = max(param.opts, key=len)
+    if getattr(param, "is_flag", False) and isinstance(value, bool):
+        if param.secondary_opts:
+            return [name if value else max(param.secondary_opts, key=len)]
+        return [name] if value else []
+    if getattr(param, "multiple", False):
+        return [token for item in value for token in (name, str(item))]
+    return [name, str(value)]
 
 
 MAX_SERVING_SAMPLE = 1_000_000
@@ -97,6 +141,9 @@ def _usage_line(e: Any) -> str:
     """One line for a usage error (bad option or value), pointing at the command's --help."""
     ctx = getattr(e, "ctx", None)
     where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    param = getattr(e, "param", None)
+    if ctx is not None and param is not None and ctx.get_parameter_source(param.name) == ParameterSource.DEFAULT_MAP:
+        where = f" (the value is from --config {ctx.params.get('config')}){where}"
     return " ".join(e.format_message().split()) + where
 
 
@@ -326,6 +373,89 @@ def with_data_options(func: Any) -> Any:
     return wrapper
 
 
+# ---------------------------------------------------------------------------------------------
+# --config FILE: any command's options from a TOML file, fed in as click defaults so that the
+# command line wins and every check of an option applies to its config value too
+
+
+def _config_slots(group: Any) -> dict[str, dict[str, OptionSlot]]:
+    """Every command's config keys (its options' names without dashes) and the parameters they fill."""
+    out = {}
+    for name, command in group.commands.items():
+        slots = {}
+        for param in command.params:
+            if param.param_type_name != "option" or param.name in ("help", "config"):
+                continue
+            for opt in param.opts:
+                slots[key_name(opt)] = OptionSlot(param.name, bool(param.multiple))
+        out[name] = slots
+    return out
+
+
+def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    values = command_values(read_config(value), ctx.info_name, _config_slots(ctx.parent.command), value)
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return value
+
+
+CONFIG_PARAM = inspect.Parameter(
+    "config", inspect.Parameter.KEYWORD_ONLY, default=None,
+    annotation=Annotated[Path | None, typer.Option(
+        "--config", help="TOML file of this command's options: a shared top level and a [command] table, keys "
+        "= option names without dashes (see README: config files). Options typed here win; every value is "
+        "checked as if typed. Reports record it expanded into explicit options.", is_eager=True,
+        callback=_load_config, show_default=False, rich_help_panel="Config")])
+
+
+def with_config(func: Any) -> Any:
+    """Add ``--config FILE`` to a command (the values are applied while parsing; the command never sees it)."""
+    sig = inspect.signature(func, eval_str=True)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("config", None)
+        return func(*args, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), CONFIG_PARAM])  # type: ignore[attr-defined]
+    return wrapper
+
+
+#: a run's recorded split setting whose option has another name
+_RUN_KEY_OPTION = {"strategy": "split"}
+_GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT_MAP)
+
+
+def _runs_data_options(runs: dict[str, Path], opts: DataOptions) -> tuple[DataOptions, dict[str, Any]]:
+    """The data and split options of loaded runs, for every such option the user did not give.
+
+    Returns the options to use and the ones taken from the runs that differ from the defaults (for the
+    reproduction line). A given option is kept as given: if it differs from the runs', the fingerprint
+    check refuses the runs and names it.
+    """
+    from .models.store import read_meta
+
+    ctx = get_current_context()
+    not_given = [n for n in DATA_NAMES if ctx.get_parameter_source(n) not in _GIVEN]
+    if not runs or not not_given:
+        return opts, {}
+    name, path = next(iter(runs.items()))
+    recorded = read_meta(path)["split"]
+    values = {}
+    for key, value in {**recorded.get("columns", {}), **recorded.get("config", {})}.items():
+        option = _RUN_KEY_OPTION.get(key, key)
+        if option in not_given:
+            values[option] = ",".join(map(str, value)) if isinstance(value, list) else value
+    kw = {n: ctx.params[n] for n in DATA_NAMES} | values
+    changed = {n: v for n, v in values.items() if v != ctx.params[n]}
+    params = {p.name: p for p in ctx.command.params}
+    shown = " ".join(shlex.join(_option_tokens(params[n], v)) for n, v in changed.items()) or "the defaults"
+    err_console.print(f"using the data and split options of the runs ({name} {path}): {escape(shown)}",
+                      highlight=False, soft_wrap=True)
+    return _data_options(kw), changed
+
+
 DataArg = Annotated[Path, typer.Argument(help="Interaction CSV with a header row (see README: input contract).",
                                          show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
@@ -342,6 +472,7 @@ def _print_json(obj: Any) -> None:
 
 
 @app.command()
+@with_config
 @with_data_options
 def info(data: DataArg, json_out: JsonOpt = False, *, opts: DataOptions) -> None:
     """Summarise an interaction CSV: sizes, density, groups and natural cross-group rate, features, split."""
@@ -353,6 +484,7 @@ def info(data: DataArg, json_out: JsonOpt = False, *, opts: DataOptions) -> None
 
 
 @app.command("make-data")
+@with_config
 def make_data(
     out: Annotated[Path, typer.Argument(help="CSV file to write (replaced atomically).", show_default=False)],
     users: Annotated[int, typer.Option(help="Number of users.", min=1, max=MAX_USERS)] = 3000,
@@ -395,6 +527,7 @@ def make_data(
 
 
 @app.command("train-wals")
+@with_config
 @with_data_options
 def train_wals(
     data: DataArg,
@@ -483,6 +616,7 @@ def _parse_features(pairs: list[str]) -> dict[str, str]:
 
 
 @app.command()
+@with_config
 def recommend(
     run: Annotated[Path, typer.Argument(help="Run directory written by train-wals or train-softmax.",
                                         show_default=False)],
@@ -565,6 +699,7 @@ def _key_values(items: list[str] | None, option: str) -> dict[str, Any]:
 
 
 @app.command()
+@with_config
 @with_data_options
 def compare(
     data: DataArg,
@@ -713,11 +848,12 @@ def compare(
         spark_options = {"spark_master": spark_master, "spark_conf": spark_engine.parse_conf(spark_conf),
                          "spark_reader": spark_reader}
     runs = {kind: path for kind, path in (("wals", wals), ("softmax", softmax)) if path is not None}
+    opts, from_runs = _runs_data_options(runs, opts)
     result = api.compare(
         data, opts.columns, opts.split, opts.test, models=kinds, baselines=not no_baselines, runs=runs,
         params=params, ks=ks, n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
         serving_sample=serving_sample, index=index, index_settings=index_settings.get(index, ()),
-        progress_factory=terminal.progress_bar, command=command_line(), engine=engine, pipelines=pipes,
+        progress_factory=terminal.progress_bar, command=command_line(from_runs), engine=engine, pipelines=pipes,
         repeats=repeats, tune=tune, folding_contrasts=folding_contrasts, map_fold_in=map_fold_in,
         growth_repeats=growth_repeats, **spark_options,
     )
@@ -734,6 +870,7 @@ _SM = "Softmax DNN"
 
 
 @app.command("train-softmax")
+@with_config
 @with_data_options
 def train_softmax(
     data: DataArg,
@@ -833,6 +970,7 @@ _SW = "Sweep"
 
 
 @app.command()
+@with_config
 @with_data_options
 def sweep(
     data: DataArg,
@@ -898,6 +1036,7 @@ def sweep(
 
 
 @app.command()
+@with_config
 def scale(
     sizes: Annotated[str, typer.Option(help="Catalogue sizes (items), comma-separated, at least two different, "
                                        f"each in [{MIN_SIZE}, {MAX_SIZE:,}]; users and interactions grow in "

@@ -117,6 +117,9 @@ CASES = (
         (["--item-buckets", "10", "--tie-embeddings"], "--tie-embeddings"),
         (["--feature-buckets", "-1"], "--feature-buckets"),
     ]]
+    + [(cmd, [*first, "--config", "no-such-dir/exp.toml"], "--config") for cmd, first in [
+        ("info", [MISSING]), ("make-data", ["{out}"]), ("train-wals", [MISSING]), ("train-softmax", [MISSING]),
+        ("recommend", [RUN]), ("compare", [MISSING]), ("sweep", [MISSING]), ("scale", [])]]
     + [("recommend", [RUN, *a], k) for a, k in [
         (["--user", "u1", "--k", "0"], "--k"),
         (["--user", "u1", "--k", "100001"], "--k"),

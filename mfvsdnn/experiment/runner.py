@@ -210,8 +210,9 @@ def check_runs(runs: dict[str, Any], split: Split | None, data: Path | str | Non
             continue
         run_cfg, cfg = r.meta["split"].get("config", {}), split.config.as_dict()
         diff = [f"{k}={run_cfg.get(k)!r} vs {cfg.get(k)!r}" for k in cfg if run_cfg.get(k) != cfg.get(k)]
-        if r.meta["split"].get("columns", {}) != split.dataset.columns.as_dict():
-            diff.append("column options differ")
+        run_cols, cols = r.meta["split"].get("columns", {}), split.dataset.columns.as_dict()
+        col_diff = [f"{k}={run_cols.get(k)!r} vs {cols.get(k)!r}" for k in cols if run_cols.get(k) != cols.get(k)]
+        diff += col_diff or (["column options differ"] if run_cols != cols else [])
         why = "; ".join(diff) if diff else "the data file's bytes differ"
         raise EvaluationError(
             f"{name} {r.path}: split fingerprint {r.fingerprint} does not match {data} with these options "
