@@ -641,6 +641,25 @@ def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress) 
 # the Python API: the same core, with keyword arguments instead of option objects
 
 
+def datasets_list(directory: str | Path | None = None) -> dict:
+    """The public data sets ``datasets fetch`` knows, and which are in the cache folder ``directory``
+    (default ``$MFVSDNN_DATA`` or ``~/.cache/mfvsdnn/datasets``)."""
+    from .data import datasets
+
+    return datasets.listing(directory)
+
+
+def datasets_fetch(name: str, directory: str | Path | None = None, *, progress_factory: ProgressFactory = silent,
+                   on_terms: Any = None, on_trust: Any = None) -> dict:
+    """Download (resumably), check and convert data set ``name`` into the cache folder; returns its record
+    with ``path`` (the CSV) and ``compare`` (the command line to run on it). ``on_terms(entry)`` is called
+    before a download, ``on_trust(sha256)`` when a download had no hash to check against."""
+    from .data import datasets
+
+    return datasets.fetch(name, directory, progress_factory=progress_factory,
+                          on_terms=on_terms or (lambda entry: None), on_trust=on_trust or (lambda sha: None))
+
+
 def load_interactions(path: str | Path, *, user_col: str | None = None, item_col: str | None = None,
                       weight_col: str | None = None, min_weight: float | None = None, time_col: str | None = None,
                       item_group_col: str | None = None, user_group_col: str | None = None,

@@ -1079,5 +1079,40 @@ def scale(
         render_scale(doc, out_console, paths)
 
 
+# ---------------------------------------------------------------------------------------------
+# datasets: public data sets fetched into a cache and converted to the input contract
+
+datasets_app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+                           help="Public data sets (MovieLens, HetRec Last.fm): list them, fetch one as a CSV.")
+app.add_typer(datasets_app, name="datasets")
+DatasetDirOpt = Annotated[Path | None, typer.Option("--dir", help="Cache folder the data sets are kept in "
+                                                    "(default: $MFVSDNN_DATA, else ~/.cache/mfvsdnn/datasets).",
+                                                    show_default=False)]
+
+
+@datasets_app.command("list")
+def datasets_list(directory: DatasetDirOpt = None, json_out: JsonOpt = False) -> None:
+    """Every data set fetch knows: size, licence, groups and features of its CSV, whether it is cached."""
+    from .report import datasets as datasets_report
+
+    doc = api.datasets_list(directory)
+    _print_json(doc) if json_out else datasets_report.render_list(doc, out_console)
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    name: Annotated[str, typer.Argument(help="Data set name (see 'mfvsdnn datasets list').", show_default=False)],
+    directory: DatasetDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download (resumably), check the SHA-256, convert to the input CSV, and print the compare line."""
+    from .report import datasets as datasets_report
+
+    record = api.datasets_fetch(name, directory, progress_factory=datasets_report.download_bar,
+                                on_terms=lambda entry: datasets_report.render_terms(entry, err_console),
+                                on_trust=lambda sha: datasets_report.render_trust(sha, err_console))
+    _print_json(record) if json_out else datasets_report.render_fetch(record, out_console)
+
+
 if __name__ == "__main__":  # pragma: no cover - the console script is mfvsdnn.__main__:main
     app()

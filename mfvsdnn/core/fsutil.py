@@ -47,6 +47,7 @@ WHAT = {
     "compare": "a compare report folder",
     "sweep": "a sweep report folder",
     "scale": "a scale report folder",
+    "datasets": "a dataset cache folder (datasets fetch)",
 }
 TMP_TAG, OLD_TAG = "mfvsdnn-tmp", "mfvsdnn-old"
 # lock files, staging folders and set-aside folders of any target inside a folder: the tool's own
@@ -564,6 +565,26 @@ class Claim:
                 _replace_file(self.path / MARKER,
                               json.dumps(_marker_doc(self.what, [*present, name]), indent=2) + "\n")
             _replace_file(self.path / name, data)
+        return self.path / name
+
+
+    def adopt(self, name: str) -> Path:
+        """The path of entry ``name`` inside the target, listed in its marker first (the target becomes an
+        owned folder if it is missing or empty), for a file written in place while the claim is held:
+        a download that grows across runs, or a file renamed into place when complete."""
+        f = inspect_folder(self.path)
+        if f.state in ("missing", "empty"):
+            stage = self.staging()
+            with os_errors(self.display):
+                write_marker(stage, self.what, [name])
+            self.commit(stage)
+            return self.path / name
+        self._accept(f)
+        if name not in f.own:
+            present = [n for n in os.listdir(self.path) if n in f.own]
+            with os_errors(self.display):
+                _replace_file(self.path / MARKER,
+                              json.dumps(_marker_doc(self.what, [*present, name]), indent=2) + "\n")
         return self.path / name
 
 
