@@ -79,6 +79,15 @@ def per_entity(rows: Rows, owner: np.ndarray, values: np.ndarray, n: int, col: s
     return out
 
 
+def _used_labels_only(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop labels only ignored side rows had, so they become no group or feature value."""
+    used = np.bincount(codes[codes >= 0], minlength=len(labels)) > 0
+    if used.all():
+        return codes, labels
+    keep = (np.cumsum(used) - 1).astype(np.int32)
+    return np.where(codes >= 0, keep[np.maximum(codes, 0)], np.int32(-1)).astype(np.int32), labels[used]
+
+
 def side_header(path: str | Path, sep: str) -> SideHeader:
     """A side table's header, with the delimiter that splits it (see :data:`SIDE_SEPS`)."""
     path, sep = Path(path), parse_sep(sep)
@@ -131,7 +140,7 @@ def join_side(side: SideHeader, id_col: str, cols: list[str], ids: np.ndarray, w
         per_key = per_entity(rows, key.codes, coded.codes, len(key.labels), c, what, key.labels, coded.labels)
         out = np.full(len(ids), -1, dtype=np.int32)
         out[position[known]] = per_key[known]
-        values[c] = (out, coded.labels)
+        values[c] = _used_labels_only(out, coded.labels)
     has_row = np.zeros(len(ids), dtype=bool)
     has_row[position[known]] = True
     lacking = np.flatnonzero(~has_row)
