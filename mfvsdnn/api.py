@@ -30,10 +30,14 @@ def prepare_split(data: str | Path, columns: ColumnSpec, split: SplitConfig,
 
 def info(data: str | Path, columns: ColumnSpec, split: SplitConfig,
          test_path: str | Path | None = None) -> dict:
-    """Dataset summary plus the split summary (what ``mfvsdnn info`` shows)."""
+    """Dataset summary, the split summary and the columns that could serve as groups or features
+    (what ``mfvsdnn info`` shows)."""
+    from .data.suggest import suggest_columns
+
     sp_ = prepare_split(data, columns, split, test_path)
     out = summarize(sp_.dataset)
     out["split"] = sp_.summary()
+    out["suggestions"] = suggest_columns(data, sp_.dataset.columns, sp_.dataset)
     return out
 
 
