@@ -30,10 +30,14 @@ def prepare_split(data: str | Path, columns: ColumnSpec, split: SplitConfig,
 
 def info(data: str | Path, columns: ColumnSpec, split: SplitConfig,
          test_path: str | Path | None = None) -> dict:
-    """Dataset summary plus the split summary (what ``mfvsdnn info`` shows)."""
+    """Dataset summary, the split summary and the columns that could serve as groups or features
+    (what ``mfvsdnn info`` shows)."""
+    from .data.suggest import suggest_columns
+
     sp_ = prepare_split(data, columns, split, test_path)
     out = summarize(sp_.dataset)
     out["split"] = sp_.summary()
+    out["suggestions"] = suggest_columns(data, sp_.dataset.columns, sp_.dataset)
     return out
 
 
@@ -664,11 +668,14 @@ def load_interactions(path: str | Path, *, user_col: str | None = None, item_col
                       weight_col: str | None = None, min_weight: float | None = None, time_col: str | None = None,
                       item_group_col: str | None = None, user_group_col: str | None = None,
                       user_features: tuple[str, ...] | list[str] = (), sep: str = ",",
-                      test_path: str | Path | None = None) -> Any:
+                      test_path: str | Path | None = None, user_file: str | Path | None = None,
+                      item_file: str | Path | None = None) -> Any:
     """Read an interaction file (the CLI's input contract) into a Dataset; ids stay strings."""
     columns = ColumnSpec(user_col=user_col, item_col=item_col, weight_col=weight_col, min_weight=min_weight,
                          time_col=time_col, item_group_col=item_group_col, user_group_col=user_group_col,
-                         user_features=tuple(user_features), sep=sep)
+                         user_features=tuple(user_features), sep=sep,
+                         user_file=str(user_file) if user_file else None,
+                         item_file=str(item_file) if item_file else None)
     return read_interactions(path, columns, test_path=test_path)
 
 

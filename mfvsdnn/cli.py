@@ -322,6 +322,10 @@ DATA_PARAMS = [
     _opt("--user-group-col", str | None, None, "User group column. Default: user_group if present, else each user's majority item group.", _D),
     _opt("--user-features", str, "", "Comma-separated categorical user-feature columns, constant per user (e.g. country,age_band).", _D),
     _opt("--sep", str, ",", "Field delimiter: one character, or tab, comma, semicolon, pipe, space.", _D),
+    _opt("--user-file", Path | None, None, "Side table with one row per user (id column + features, user group), "
+         "joined on the user id; --user-features and --user-group-col may name its columns.", _D),
+    _opt("--item-file", Path | None, None, "Side table with one row per item (id column + item group), joined on "
+         "the item id; --item-group-col may name its columns.", _D),
     _opt("--seed", int, 42, "Seed of the split and of every model's random choices.", _S, min=0, max=MAX_SEED),
     _opt("--cold-users", float, 0.1, "Fraction of users held out entirely as cold users (seeded hash of the user id).",
          _S, real=_FRACTION),
@@ -352,6 +356,8 @@ def _data_options(kw: dict[str, Any]) -> DataOptions:
         min_weight=kw["min_weight"], time_col=kw["time_col"], item_group_col=kw["item_group_col"],
         user_group_col=kw["user_group_col"],
         user_features=tuple(f.strip() for f in kw["user_features"].split(",") if f.strip()), sep=kw["sep"],
+        user_file=str(kw["user_file"]) if kw["user_file"] else None,
+        item_file=str(kw["item_file"]) if kw["item_file"] else None,
     )
     split = SplitConfig(seed=kw["seed"], cold_users=kw["cold_users"], test_frac=kw["test_frac"],
                         valid_frac=kw["valid_frac"], strategy=kw["split"],

@@ -250,7 +250,8 @@ def test_every_option_of_every_command_is_in_the_table():
     """Each numeric (or otherwise checkable) option appears in CASES with a bad value."""
     unchecked = {"--help", "--json", "--out", "--report-dir", "--runs-dir", "--wals", "--softmax", "--user",
                  "--all", "--history", "--feature", "--user-col", "--item-col", "--weight-col", "--time-col",
-                 "--item-group-col", "--user-group-col", "--user-features", "--test", "--tie-embeddings",
+                 "--item-group-col", "--user-group-col", "--user-features", "--test", "--user-file",
+                 "--item-file", "--tie-embeddings",
                  "--spark-master", "--spark-conf", "--spark-reader", "--overwrite", "--models", "--no-baselines",
                  "--folding-contrasts", "--no-folding-contrasts", "--map-fold-in", "--no-map-fold-in"}  # names, paths, flags, free text
     covered = {(c, a) for c, args, _ in CASES for a in args if a.startswith("--")}

@@ -44,6 +44,7 @@ class Dataset:
     source: str = ""
     file_hash: str = ""
     rows_read: int = 0
+    side_tables: dict = field(default_factory=dict)  # "user"/"item" -> what the join of that side table found
 
     @property
     def n_users(self) -> int:
@@ -81,6 +82,7 @@ def summarize(ds: Dataset) -> dict:
         "columns": ds.columns.as_dict(),
         "groups": None,
         "features": {f: {"cardinality": len(v)} for f, v in ds.feature_values.items()},
+        "side_tables": ds.side_tables,
     }
     out["interactions_per_user"]["mean"] = float(per_user.mean()) if len(per_user) else 0.0
     if ds.item_groups is not None:

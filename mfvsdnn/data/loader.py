@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,18 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from ..core.errors import DataError
-from .columns import ITEM_ALIASES, USER_ALIASES, ColumnSpec, parse_sep, resolve_header
+from .columns import (
+    ITEM_ALIASES,
+    USER_ALIASES,
+    ColumnSpec,
+    SideHeader,
+    parse_sep,
+    resolve_header,
+    side_id_column,
+)
 from .dataset import Dataset, summarize, user_group_of
-from .sources import Source, read_header, read_source
+from .sides import Rows, join_side, per_entity, require, side_header
+from .sources import Source, read_columns, read_header
 from .values import (
     Coded,
     code_text,
@@ -52,54 +60,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def side_headers(spec: ColumnSpec) -> dict[str, SideHeader]:
+    """The headers of the side tables ``spec`` names, by what they describe (``"user"``, ``"item"``)."""
+    files = {"user": spec.user_file, "item": spec.item_file}
+    return {what: side_header(f, spec.sep) for what, f in files.items() if f}
+
+
 def resolve_columns(path: str | os.PathLike, spec: ColumnSpec) -> ColumnSpec:
-    """Fill in detected column names; every named column must exist."""
+    """Fill in detected column names; every named column must exist (in the file or its side tables)."""
     path = Path(path)
-    return resolve_header(path, read_header(path, parse_sep(spec.sep)), spec)
-
-
-class _Rows:
-    """The rows of one or more files, one after the other; names a row by its file and line."""
-
-    def __init__(self, sources: list[Source]):
-        self.sources = sources
-        self.starts = np.cumsum([0] + [s.n_rows for s in sources])
-
-    def locate(self, rows: Sequence[int]) -> list[tuple[Path, str]]:
-        which = np.searchsorted(self.starts[1:], rows, side="right")
-        out: list[tuple[Path, str]] = [(Path(), "")] * len(rows)
-        for k in sorted(set(which.tolist())):
-            sel = [j for j, w in enumerate(which) if w == k]
-            names = self.sources[k].where([int(rows[j] - self.starts[k]) for j in sel])
-            for j, name in zip(sel, names, strict=True):
-                out[j] = (self.sources[k].path, name)
-        return out
-
-
-def _require(coded: Coded, rows: _Rows, col: str, what: str) -> None:
-    r = coded.first_missing()
-    if r is not None:
-        path, where = rows.locate([r])[0]
-        raise DataError(f"{path}: {where}: column {col!r} is empty ({what} is required on every row)")
-
-
-def _per_entity(rows: _Rows, owner: np.ndarray, values: np.ndarray, n: int, col: str,
-                owner_name: str, owner_ids: np.ndarray, value_names: np.ndarray) -> np.ndarray:
-    """Value of a column that must be constant per owner (user or item). Shape (n,)."""
-    order = np.argsort(owner, kind="stable")
-    o, v = owner[order], values[order]
-    clash = (o[1:] == o[:-1]) & (v[1:] != v[:-1])
-    if clash.any():
-        k = int(np.flatnonzero(clash)[0])
-        (p1, w1), (p2, w2) = rows.locate([int(order[k]), int(order[k + 1])])
-        second = w2 if p2 == p1 else f"{w2} of {p2}"
-        raise DataError(
-            f"{p1}: column {col!r} must be constant per {owner_name}, but {owner_name} "
-            f"{owner_ids[o[k]]!r} has {value_names[v[k]]!r} on {w1} and {value_names[v[k + 1]]!r} on {second}"
-        )
-    out = np.full(n, -1, dtype=np.int32)
-    out[o] = v
-    return out
+    return resolve_header(path, read_header(path, parse_sep(spec.sep)), spec, side_headers(spec))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,14 +92,17 @@ def read_interactions(path: str | os.PathLike, columns: ColumnSpec = ColumnSpec(
     Dataset with ``matrix`` of shape (n_users, n_items): unique positives, duplicates collapsed.
     """
     path = Path(path)
-    spec = resolve_columns(path, columns)
+    sides = side_headers(columns)
+    header = read_header(path, parse_sep(columns.sep))
+    spec = resolve_header(path, header, columns, sides)
     paths = [path]
     if test_path is not None:
         tpath = Path(test_path)
         if resolve_columns(tpath, spec) != spec:
             raise DataError(f"{tpath}: the --test file must have the same columns as {path}")
         paths.append(tpath)
-    read = [read_source(p, spec) for p in paths]
+    own = [c for c in spec.used() if c in header]  # the rest come from the side tables
+    read = [read_columns(p, own, spec.sep) for p in paths]
     tables, sources = [t for t, _ in read], [s for _, s in read]
     del read  # _build empties `tables` once it has coded them, which frees the text early
     for s in sources:
@@ -140,7 +113,10 @@ def read_interactions(path: str | os.PathLike, columns: ColumnSpec = ColumnSpec(
     if test_path is not None:
         is_test_row = np.repeat([False, True], [sources[0].n_rows, sources[1].n_rows])
         file_hash = hashlib.sha256((file_hash + file_sha256(test_path)).encode()).hexdigest()
-    return _build(tables, sources, spec, path, file_hash, is_test_row)
+    for what in ("user", "item"):  # the side tables' bytes enter the split fingerprint through the hash
+        if what in sides:
+            file_hash = hashlib.sha256(f"{file_hash}:{what}:{file_sha256(sides[what].path)}".encode()).hexdigest()
+    return _build(tables, sources, spec, path, file_hash, is_test_row, sides)
 
 
 def _arrow_table(df: pd.DataFrame, cols: list[str], name: str) -> pa.Table:
@@ -182,9 +158,9 @@ def _dataset_from_frame(df: pd.DataFrame, spec: ColumnSpec, path: Path, file_has
 
 
 def _build(tables: list[pa.Table], sources: list[Source], spec: ColumnSpec, path: Path, file_hash: str,
-           is_test_row: np.ndarray | None) -> Dataset:
+           is_test_row: np.ndarray | None, sides: dict[str, SideHeader] | None = None) -> Dataset:
     """The loader's second half: the used columns of every file -> integer-indexed :class:`Dataset`."""
-    origin = _Rows(sources)
+    origin = Rows(sources)
 
     def coded(col: str) -> Coded:
         return code_text(*merge_forms([dictionary_form(t.column(col), s.path, col)
@@ -194,8 +170,8 @@ def _build(tables: list[pa.Table], sources: list[Source], spec: ColumnSpec, path
         return np.concatenate([parse(t.column(col), s.path, s.where, col) for t, s in zip(tables, sources, strict=True)])
 
     user, item = coded(spec.user_col), coded(spec.item_col)
-    _require(user, origin, spec.user_col, "the user id")
-    _require(item, origin, spec.item_col, "the item id")
+    require(user, origin, spec.user_col, "the user id")
+    require(item, origin, spec.item_col, "the item id")
     ucodes, user_ids, icodes, item_ids = user.codes, user.labels, item.codes, item.labels
     n_users, n_items = len(user_ids), len(item_ids)
 
@@ -211,33 +187,65 @@ def _build(tables: list[pa.Table], sources: list[Source], spec: ColumnSpec, path
             )
     times = numbers(spec.time_col, parse_times) if spec.time_col else None
 
+    sides = sides or {}
+    joined, side_summary = {}, {}
+    for what, side in sides.items():
+        own = set(tables[0].column_names)
+        cols = [c for c in ((spec.item_group_col,) if what == "item" else (spec.user_group_col, *spec.user_features))
+                if c and c not in own]
+        ids = user_ids if what == "user" else item_ids
+        main_id = spec.user_col if what == "user" else spec.item_col
+        j = join_side(side, side_id_column(side, main_id, what), cols, np.asarray(ids, dtype=object), what,
+                      required={spec.item_group_col if what == "item" else spec.user_group_col} - {None})
+        joined[what] = j.values
+        side_summary[what] = j.summary(side, what)
+
+    def entity_values(col: str, owner: str, what: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """(per-entity codes, labels) of a column describing ``owner``; ``what`` names a required value."""
+        if col in joined.get(owner, {}):
+            return joined[owner][col]
+        c = coded(col)
+        if what is not None:
+            require(c, origin, col, what)
+        else:
+            c = with_label(c, MISSING_FEATURE)
+        codes, n, ids = (icodes, n_items, item_ids) if owner == "item" else (ucodes, n_users, user_ids)
+        return per_entity(origin, codes, c.codes, n, col, owner, ids, c.labels), c.labels
+
     # groups share one label space so "same group" is a code comparison
     group_names: list[str] = []
     item_groups = user_groups = None
     group_cols = [(c, name) for c, name in ((spec.item_group_col, "item"), (spec.user_group_col, "user")) if c]
     if group_cols:
-        groups = {}
+        local = {name: entity_values(c, name, f"the {name} group") for c, name in group_cols}
         for c, name in group_cols:
-            groups[name] = coded(c)
-            _require(groups[name], origin, c, f"the {name} group")
-        group_names = sorted(set().union(*(g.labels.tolist() for g in groups.values())))
+            lacking = np.flatnonzero(local[name][0] < 0)
+            if len(lacking):
+                ids = item_ids if name == "item" else user_ids
+                raise DataError(f"{sides[name].path}: {len(lacking)} {name}s of the interactions have no row, "
+                                f"e.g. {ids[lacking[0]]!r}; every {name} needs its group {c!r} (add the rows, or "
+                                f"take the group from elsewhere)")
+        group_names = sorted(set().union(*(labels.tolist() for _, labels in local.values())))
         names_arr = np.asarray(group_names, dtype=object)
-        for c, name in group_cols:
-            g = groups[name]
-            codes = np.searchsorted(names_arr, g.labels).astype(np.int32)[g.codes]
-            owner, n, ids = (icodes, n_items, item_ids) if name == "item" else (ucodes, n_users, user_ids)
-            vals = _per_entity(origin, owner, codes, n, c, name, ids, names_arr)
+        for _, name in group_cols:
+            vals, labels = local[name]
+            remapped = np.searchsorted(names_arr, labels).astype(np.int32)[vals]
             if name == "item":
-                item_groups = vals
+                item_groups = remapped
             else:
-                user_groups = vals
+                user_groups = remapped
 
     features: dict[str, np.ndarray] = {}
     feature_values: dict[str, list[str]] = {}
     for f in spec.user_features:
-        fc = with_label(coded(f), MISSING_FEATURE)
-        features[f] = _per_entity(origin, ucodes, fc.codes, n_users, f, "user", user_ids, fc.labels)
-        feature_values[f] = [str(c) for c in fc.labels]
+        vals, labels = entity_values(f, "user", None)
+        if (vals < 0).any():  # users without a row in the side table (or with an empty field there)
+            found = labels
+            labels = np.asarray(sorted(set(found.tolist()) | {MISSING_FEATURE}), dtype=object)
+            vals = np.where(vals >= 0, np.append(np.searchsorted(labels, found), 0).astype(np.int32)[np.maximum(vals, 0)],
+                            int(np.searchsorted(labels, MISSING_FEATURE))).astype(np.int32)
+        features[f] = vals
+        feature_values[f] = [str(c) for c in labels]
 
     tables.clear()  # every column is coded or parsed: let the text go before the largest step
 
@@ -272,7 +280,7 @@ def _build(tables: list[pa.Table], sources: list[Source], spec: ColumnSpec, path
         matrix=matrix, user_ids=np.asarray(user_ids, dtype=object), item_ids=np.asarray(item_ids, dtype=object),
         times=t_out, is_test=test_out, item_groups=item_groups, user_groups=user_groups,
         group_names=group_names, features=features, feature_values=feature_values, columns=spec,
-        source=str(path), file_hash=file_hash, rows_read=len(ucodes),
+        source=str(path), file_hash=file_hash, rows_read=len(ucodes), side_tables=side_summary,
     )
 
 

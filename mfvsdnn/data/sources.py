@@ -30,7 +30,7 @@ import pyarrow.csv as pv
 import pyarrow.parquet as pq
 
 from ..core.errors import DataError
-from .columns import ColumnSpec, clean_name
+from .columns import ColumnSpec, clean_header
 
 PLAIN, GZIP, BZ2, XZ, ZSTD, ZIP, PARQUET = "csv", "gzip", "bz2", "xz", "zstd", "zip", "parquet"
 KIND_WORDS = {PLAIN: "plain text", GZIP: "gzip data", BZ2: "bzip2 data", XZ: "xz data", ZSTD: "zstd data",
@@ -204,7 +204,7 @@ def _csv_header(path: Path, stream: BinaryIO, sep: str) -> list[str]:
                 raise DataError(f"{path}: line {k} is not valid UTF-8 text (is this a CSV file?)") from None
 
     try:
-        return [clean_name(h) for h in next(csv.reader(decoded(), delimiter=sep))]
+        return clean_header(next(csv.reader(decoded(), delimiter=sep)))
     except csv.Error as e:  # mostly the csv module's 128 KiB field limit
         hint = "; is a quote left open on line 1?" if "field limit" in str(e) else ""
         raise DataError(f"{path}: cannot read the header row ({e}){hint}") from None
@@ -216,7 +216,7 @@ def read_header(path: str | os.PathLike, sep: str) -> list[str]:
     check_regular_file(path)
     kind = detect_format(path)
     if kind == PARQUET:
-        return [clean_name(n) for n in _parquet_file(path).schema_arrow.names]
+        return clean_header(_parquet_file(path).schema_arrow.names)
     with open_csv_bytes(path, kind) as f:
         return _csv_header(path, f, sep)
 
@@ -294,14 +294,14 @@ def _parse_error(path: Path, kind: str, sep: str, n_fields: int, positions: Sequ
 # reading the used columns
 
 
-def _read_csv(path: Path, kind: str, spec: ColumnSpec) -> tuple[pa.Table, Source]:
+def _read_csv(path: Path, kind: str, used: list[str], sep: str) -> tuple[pa.Table, Source]:
     with open_csv_bytes(path, kind) as f:
-        header = _csv_header(path, f, spec.sep)
-    # Positional names: header names may repeat or carry spaces; resolve_header checked the used ones.
-    positions = [header.index(c) for c in spec.used()]
+        header = _csv_header(path, f, sep)
+    # Positional names: header names may repeat or carry spaces; the caller checked the used ones.
+    positions = [header.index(c) for c in used]
     names = [f"f{p}" for p in positions]
     read_options = pv.ReadOptions(autogenerate_column_names=True, block_size=BLOCK_BYTES)
-    parse_options = pv.ParseOptions(delimiter=spec.sep, newlines_in_values=True, ignore_empty_lines=True)
+    parse_options = pv.ParseOptions(delimiter=sep, newlines_in_values=True, ignore_empty_lines=True)
     convert_options = pv.ConvertOptions(include_columns=names, column_types={c: pa.string() for c in names},
                                         strings_can_be_null=False, quoted_strings_can_be_null=False,
                                         null_values=[])
@@ -310,29 +310,34 @@ def _read_csv(path: Path, kind: str, spec: ColumnSpec) -> tuple[pa.Table, Source
             table = pv.read_csv(f, read_options=read_options, parse_options=parse_options,
                                 convert_options=convert_options)
         except pa.ArrowInvalid as e:
-            raise _parse_error(path, kind, spec.sep, len(header), positions, str(e)) from None
-    table = table.slice(1).rename_columns(spec.used())  # row 0 is the header row itself
-    return table, Source(path, table.num_rows, _line_finder(path, kind, spec.sep))
+            raise _parse_error(path, kind, sep, len(header), positions, str(e)) from None
+    table = table.slice(1).rename_columns(used)  # row 0 is the header row itself
+    return table, Source(path, table.num_rows, _line_finder(path, kind, sep))
 
 
-def _read_parquet(path: Path, spec: ColumnSpec) -> tuple[pa.Table, Source]:
+def _read_parquet(path: Path, used: list[str]) -> tuple[pa.Table, Source]:
     pf = _parquet_file(path)
     raw = pf.schema_arrow.names
-    cleaned = [clean_name(n) for n in raw]
+    cleaned = clean_header(raw)
     try:
-        table = pf.read(columns=[raw[cleaned.index(c)] for c in spec.used()])
+        table = pf.read(columns=[raw[cleaned.index(c)] for c in used])
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: cannot read as Parquet ({str(e).strip().splitlines()[0]})") from None
-    table = table.rename_columns(spec.used())
+    table = table.rename_columns(used)
     return table, Source(path, table.num_rows)
 
 
 def read_source(path: Path, spec: ColumnSpec) -> tuple[pa.Table, Source]:
-    """The used columns of a file (``spec`` resolved against it), named as in ``spec``.
+    """The used columns of an interaction file (``spec`` resolved against it), named as in ``spec``."""
+    return read_columns(path, spec.used(), spec.sep)
+
+
+def read_columns(path: Path, used: list[str], sep: str) -> tuple[pa.Table, Source]:
+    """The named columns of a file (each in its header), in that order.
 
     CSV columns come back as strings, exactly as written (no type is inferred); Parquet columns keep
     their stored types, which :mod:`mfvsdnn.values` converts under the same rules.
     """
     check_regular_file(path)
     kind = detect_format(path)
-    return _read_parquet(path, spec) if kind == PARQUET else _read_csv(path, kind, spec)
+    return _read_parquet(path, used) if kind == PARQUET else _read_csv(path, kind, used, sep)

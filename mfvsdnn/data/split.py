@@ -225,7 +225,9 @@ def _pair_hash(ds: Dataset, rows: np.ndarray, seed: int, salt: str) -> np.ndarra
 
 def fingerprint(ds: Dataset, config: SplitConfig) -> str:
     """Hash of the input bytes, the column options and every split parameter."""
-    payload = json.dumps({"file": ds.file_hash, "columns": ds.columns.as_dict(), "split": config.as_dict(),
+    # the side tables' bytes are in file_hash; their paths, like the interaction file's, are not hashed
+    columns = {k: v for k, v in ds.columns.as_dict().items() if k not in ("user_file", "item_file")}
+    payload = json.dumps({"file": ds.file_hash, "columns": columns, "split": config.as_dict(),
                           "explicit_test": ds.is_test is not None}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 

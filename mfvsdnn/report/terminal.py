@@ -89,6 +89,30 @@ def render_info(summary: dict, console: Console) -> None:
         for name, row in summary["features"].items():
             ft.add_row(name, fmt(row["cardinality"]))
         console.print(ft)
+    for what, side in (summary.get("side_tables") or {}).items():
+        console.print(f"{side['option']} {side['path']}: {fmt(side['rows'])} rows; "
+                      f"{fmt(side['ids_not_in_interactions'])} ids not in the interactions (ignored); "
+                      f"{fmt(side[f'{what}s_without_row'])} {what}s without a row")
+    sug = summary.get("suggestions") or {}
+    if sug.get("item_groups"):
+        gt = Table(title="Columns that could serve as item groups", title_justify="left")
+        for c in ("column", "values", "natural cross-group rate", "random's", "folding visible", "options"):
+            gt.add_column(c, justify="right" if c in ("values", "natural cross-group rate", "random's") else "left")
+        for row in sug["item_groups"]:
+            gt.add_row(row["column"], fmt(row["values"]), f"{row['natural_cross_group_rate']:.1%}",
+                       f"{row['random_cross_group_rate']:.1%}",
+                       "yes" if row["folding_visible"] else "no: too close to random's", row["options"])
+        console.print(gt)
+    if sug.get("user_features"):
+        ut = Table(title="Columns that could serve as user features", title_justify="left")
+        for c in ("column", "file", "values", "users without a value"):
+            ut.add_column(c, justify="right" if c in ("values", "users without a value") else "left")
+        for row in sug["user_features"]:
+            ut.add_row(row["column"], row["file"], fmt(row["values"]), fmt(row["users_without_value"]))
+        console.print(ut)
+        console.print(f"to use them: {sug['user_features_options']}")
+    if sug.get("rule"):
+        console.print(f"[dim]{sug['rule']}[/dim]")
 
     s = summary.get("split")
     if s:
