@@ -6,6 +6,7 @@ Like the compare report it never computes a metric: it reads sweep.json / scale.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -15,7 +16,10 @@ from ..experiment.results import WARM, PopulationId, PopulationResult, cold
 from ..experiment.spec import PREFERRED_MAIN_K
 from .format import fmt
 from .html import html_page
-from .plots import MODEL_COLORS, png
+from .plots import DPI, MODEL_COLORS, legible, outside_legend, png
+
+#: each small multiple of the sweep page is at least this wide on the page (pixels at the PNG's DPI)
+PANEL_WIDTH_PX = 400
 
 FAMILY_COLORS = {("wals", "w0"): "#1b9e77", ("softmax", "negatives"): "#7570b3",
                  ("softmax", "sampler"): "#d95f02", ("softmax", "gravity"): "#e7298a"}
@@ -125,11 +129,40 @@ def _natural(doc: dict) -> float:
     return vals[0] if vals else float("nan")
 
 
+def _categorical(pts: list[dict]) -> bool:
+    """A knob whose values are names (a sampler) has no order between them: drawn as points, not lines."""
+    return not all(isinstance(p["value"], int | float) and not isinstance(p["value"], bool) for p in pts)
+
+
+def _no_negative(ax: Any, axis: str) -> None:
+    """A share (leakage) cannot be negative: the axis starts at 0 and shows no tick below it."""
+    if axis == "x":
+        ax.set_xlim(left=0)
+        ax.set_xticks([t for t in ax.get_xticks() if t >= 0])
+        ax.set_xlim(left=0)
+    else:
+        ax.set_ylim(bottom=0)
+        top = ax.get_ylim()[1]
+        ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= top])
+        ax.set_ylim(0, top)
+
+
 def sweep_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
     """name -> (caption, PNG): the frontier, then each metric against each knob."""
+    with legible():  # ticks made while drawing read the sizes too
+        return {name: (caption, png(fig)) for name, (caption, fig) in sweep_figures(doc).items()}
+
+
+def sweep_figures(doc: dict) -> dict[str, tuple[str, Any]]:
+    """name -> (caption, matplotlib Figure) of :func:`sweep_plots`."""
+    with legible():
+        return _sweep_figures(doc)
+
+
+def _sweep_figures(doc: dict) -> dict[str, tuple[str, Any]]:
     from matplotlib.figure import Figure
 
-    out: dict[str, tuple[str, bytes]] = {}
+    out: dict[str, tuple[str, Any]] = {}
     fam = _families(doc)
     nat = _natural(doc)
     k = main_k(doc)
@@ -141,19 +174,20 @@ def sweep_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
             xs = [_mean(p, WARM, "leakage", k) for p in pts]
             ys = [_mean(p, WARM, "recall", k) for p in pts]
             c = FAMILY_COLORS.get((model, knob), MODEL_COLORS.get(model))
-            ax.plot(xs, ys, "o-", color=c, label=f"{model}: {knob}", alpha=0.85)
-            for p, x, y in zip(pts, xs, ys):
-                ax.annotate(str(p["value"]), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+            ax.plot(xs, ys, "o" if _categorical(pts) else "o-", color=c, label=f"{model}: {knob}", alpha=0.85)
+            for p, x, y in zip(pts, xs, ys, strict=True):
+                ax.annotate(str(p["value"]), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=9)
         ax.axvline(nat, color="grey", ls="--", lw=1, label=f"natural cross-group rate {nat:.3f}")
         ax.set_xscale("symlog", linthresh=max(nat / 2, 1e-3), linscale=0.5)
-        ax.set_xlim(left=0)
-        ax.set_xlabel(f"warm cross-group leakage@{k} (symlog axis; right of the dashed line = folding)")
+        _no_negative(ax, "x")
+        ax.set_xlabel(f"warm cross-group leakage@{k}\n(symlog axis; right of the dashed line = folding)")
         ax.set_ylabel(f"warm recall@{k}")
         ax.set_title("Trade-off frontier: recall against leakage")
-        ax.legend(fontsize=7)
+        outside_legend(ax)
         out["frontier"] = ("Each family's points from its knob's values: up and to the left is better; "
-                           "leakage at the dashed line is the data's own cross-group rate, above it is folding.",
-                           png(fig))
+                           "leakage at the dashed line is the data's own cross-group rate, above it is folding. "
+                           "Families with named values (samplers) are points, not lines: their values have no order.",
+                           fig)
     ck = _cold_id(doc)
     metrics = [(WARM, "recall", f"warm recall@{k}")]
     if has_groups:
@@ -161,30 +195,34 @@ def sweep_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
     if ck:
         metrics.append((ck, "recall", f"{_cold_label(ck)} recall@{k}"))
     for (model, knob), pts in fam.items():
-        fig = Figure(figsize=(3.4 * len(metrics), 3.4), layout="constrained")
+        width = PANEL_WIDTH_PX / DPI
+        fig = Figure(figsize=(width * len(metrics), 3.6), layout="constrained")
         axes = fig.subplots(1, len(metrics))
         axes = list(axes) if len(metrics) > 1 else [axes]
         labels = [str(p["value"]) for p in pts]
-        numeric = all(isinstance(p["value"], int | float) for p in pts)
+        numeric = not _categorical(pts)
         xs = [float(p["value"]) for p in pts] if numeric else list(range(len(pts)))
         symlog = numeric and knob in ("w0", "gravity") and max(xs) > 0
         for ax, (pid, metric, title) in zip(axes, metrics, strict=True):
             ys = [_mean(p, pid, metric, k) for p in pts]
-            ax.plot(xs, ys, "o-", color=FAMILY_COLORS.get((model, knob), "#333"))
-            if metric == "leakage":
-                ax.axhline(nat, color="grey", ls="--", lw=1, label="natural rate")
-                ax.set_ylim(bottom=0)
-                ax.legend(fontsize=7)
+            ax.plot(xs, ys, "o-" if numeric else "o", color=FAMILY_COLORS.get((model, knob), "#333"), ms=7)
             if symlog:
                 pos = [x for x in xs if x > 0]
                 ax.set_xscale("symlog", linthresh=min(pos) if pos else 1e-3)
             if not numeric:
                 ax.set_xticks(xs, labels)
-            ax.set_title(title, fontsize=9)
+                ax.set_xlim(-0.5, len(xs) - 0.5)
+            if metric == "leakage":
+                ax.axhline(nat, color="grey", ls="--", lw=1, label="natural cross-group rate")
+                _no_negative(ax, "y")
+                outside_legend(ax, below=True)
+            ax.set_title(title)
             ax.set_xlabel(knob)
-        fig.suptitle(f"{model}: metrics against {knob}", fontsize=10)
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{model}: metrics against {knob}")
         out[f"{model}-{knob}"] = (f"{model}: warm recall@{k}, leakage@{k} (dashed: natural cross-group rate) "
-                                  f"and cold recall@{k} against {knob}.", png(fig))
+                                  f"and cold recall@{k} against {knob}"
+                                  + (" (named values: points, not lines)." if not numeric else "."), fig)
     return out
 
 
@@ -232,25 +270,52 @@ def render_scale(doc: dict, console: Console, paths: dict | None = None) -> None
         console.print("reports: " + ", ".join(str(p) for p in paths.values()))
 
 
+def tick_text(value: float, _pos: Any = None) -> str:
+    """The one number format of the scale plots' axes: plain figures, thousands separated, 3 significant."""
+    if value == 0 or not math.isfinite(value):
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def scale_plots(doc: dict) -> dict[str, tuple[str, bytes]]:
+    with legible():  # ticks made while drawing read the sizes too
+        return {name: (caption, png(fig)) for name, (caption, fig) in scale_figures(doc).items()}
+
+
+def scale_figures(doc: dict) -> dict[str, tuple[str, Any]]:
+    """name -> (caption, Figure) of :func:`scale_plots`."""
+    with legible():
+        return _scale_figures(doc)
+
+
+def _scale_figures(doc: dict) -> dict[str, tuple[str, Any]]:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     curves = _curves(doc)
     items = [p["items"] for p in doc["points"]]
-    out = {}
+    out: dict[str, tuple[str, Any]] = {}
     groups = {"training": [k for k in curves if "seconds_per" in k], "serving": [k for k in curves if "_ms_" in k]}
     for name, keys in groups.items():
-        fig = Figure(figsize=(6.2, 4.4), layout="constrained")
+        fig = Figure(figsize=(6.2, 4.4))
         ax = fig.subplots()
         for key in keys:
             ys = [p.get(key) for p in doc["points"]]
             f = doc["fits"][key]
-            ax.loglog(items, ys, "o-", label=f"{curves[key]} (b = {f['exponent']:.2f})")
+            ax.loglog(items, ys, "o-", label=f"{curves[key]} (b = {f['exponent']:.2f}, R² = {f['r2']:.2f})")
+        ax.set_xticks(items)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(FuncFormatter(tick_text))
+            axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("items (users and interactions grow in proportion)")
         ax.set_ylabel("seconds" if name == "training" else "milliseconds per query")
         ax.set_title(f"{name.capitalize()} cost against corpus size (log-log)")
-        ax.legend(fontsize=7)
-        out[name] = (f"{name.capitalize()} cost; the slope b of each line is its growth exponent.", png(fig))
+        ax.grid(alpha=0.3, which="both")
+        outside_legend(ax, below=True)
+        out[name] = (f"{name.capitalize()} cost; the slope b of each line is its growth exponent, R² how well "
+                     "the straight line fits.", fig)
     return out
 
 

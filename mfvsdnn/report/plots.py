@@ -14,19 +14,48 @@ from .tables import MAIN_ROLES, fmt_pvalue, folding_order, folding_test, labels,
 MODEL_COLORS = {"wals": "#1b9e77", "softmax": "#7570b3", "popularity": "#666666", "group-popularity": "#a6761d",
                 "random": "#bbbbbb"}
 OTHER_COLORS = ("#d95f02", "#e7298a", "#66a61e", "#e6ab02", "#1f78b4")
+#: Okabe & Ito's palette, told apart with the common colour-vision deficiencies; "other" is light grey
+GROUP_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
+OTHER_GROUP_COLOR = "#BBBBBB"
+MAX_MAP_GROUPS = len(GROUP_COLORS)
+DPI = 110
+#: text sizes in points: nothing in a plot smaller than 9 pt
+FONT_SIZES = {"font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 10, "xtick.labelsize": 9,
+              "ytick.labelsize": 9, "legend.fontsize": 9, "legend.title_fontsize": 9, "figure.titlesize": 11}
+
+
+def legible() -> Any:
+    """A context in which figures are built with FONT_SIZES (matplotlib reads them when text is made)."""
+    from matplotlib import rc_context
+
+    return rc_context(FONT_SIZES)
+
+
+def outside_legend(ax: Any, below: bool = False, **kwargs: Any) -> Any:
+    """A legend beside (or under) the axes, never over the data."""
+    if below:
+        return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), borderaxespad=0, **kwargs)
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, **kwargs)
 
 
 def png(fig: Any) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     return buf.getvalue()
 
 
-def group_colors(n: int) -> list:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
+def map_groups(groups: np.ndarray, group_names: list[str]) -> list[tuple[str, str, np.ndarray]]:
+    """(label, colour, item mask) per drawn group: the MAX_MAP_GROUPS largest groups in the palette's
+    colours, every other group pooled as "other" (drawn first, so underneath)."""
+    counts = np.bincount(groups[groups >= 0], minlength=len(group_names))
+    order = [int(g) for g in np.argsort(-counts, kind="stable") if counts[g] > 0]
+    shown, rest = order[:MAX_MAP_GROUPS], order[MAX_MAP_GROUPS:]
+    out = []
+    if rest or (groups < 0).any():
+        pooled = np.isin(groups, rest) | (groups < 0)
+        out.append((f"other ({len(rest)} groups)" if rest else "no group", OTHER_GROUP_COLOR, pooled))
+    out += [(group_names[g], GROUP_COLORS[i], groups == g) for i, g in enumerate(shown)]
+    return out
 
 
 def model_colors(results: Results) -> dict[str, str]:
@@ -38,24 +67,28 @@ def model_colors(results: Results) -> dict[str, str]:
 
 def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[str, bytes]]:
     """name -> (caption, PNG bytes) for every plot of the HTML report."""
-    from matplotlib.figure import Figure
-
     names = labels(results)
     colors = model_colors(results)
     ks = results.settings.ks
     k = results.settings.main_k
-    out: dict[str, tuple[str, bytes]] = {}
+    with legible():
+        return _compare_plots(results, maps, names, colors, ks, k)
 
+
+def _compare_plots(results: Results, maps: dict[str, dict], names: dict[str, str], colors: dict[str, str],
+                   ks: list[int], k: int) -> dict[str, tuple[str, bytes]]:
+    from matplotlib.figure import Figure
+
+    out: dict[str, tuple[str, bytes]] = {}
     for name, m in maps.items():
         fig = Figure(figsize=(5.2, 4.6))
         ax = fig.subplots()
         xy = m["xy"]
         groups, group_names = m.get("item_groups"), m.get("group_names") or []
         if groups is not None and group_names:
-            for gi, col in zip(range(len(group_names)), group_colors(len(group_names)), strict=False):
-                sel = groups == gi
-                ax.scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.6, color=col, label=group_names[gi], linewidths=0)
-            ax.legend(title="item group", markerscale=2.5, fontsize=8, loc="best")
+            for label, col, sel in map_groups(np.asarray(groups), list(group_names)):
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.7, color=col, label=label, linewidths=0)
+            outside_legend(ax, title="item group", markerscale=2.5)
         else:
             ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.6, color=colors.get(name), linewidths=0)
         explained = m["explained"]
@@ -86,7 +119,7 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
     ax.set_ylabel("recall@k")
     ax.set_title("recall@k (bands: 95% bootstrap intervals)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    outside_legend(ax)
     out["recall_at_k"] = ("Recall@k for warm users (solid) and the most-revealed cold users (dashed).", png(fig))
 
     if cold_ids:
@@ -107,7 +140,7 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
         ax.set_ylabel(f"recall@{k}")
         ax.set_title(f"Cold start: recall@{k} against revealed history")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        outside_legend(ax)
         out["cold_start"] = ("The cold-start curve: how fast each model recovers as a new user reveals "
                              "interactions (dotted: the same model on warm users; dashed squares: a variant such as "
                              "the MAP fold-in).", png(fig))
@@ -134,17 +167,17 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
         ax.set_ylim(bottom=0)
         ax.set_title("Folding: cross-group leakage against the natural rate")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=7)
+        outside_legend(ax)
         out["leakage"] = ("Leakage above the light bar (the users' own held-out cross-group rate) is folding.",
                           png(fig))
 
     if results.folding:
-        out["folding_index"] = (folding_caption(), folding_plot(results, colors))
+        out["folding_index"] = (folding_caption(), png(folding_figure(results, colors)))
     if results.growth:
         out["growth"] = ("Training seconds per iteration/epoch against the number of training interactions "
                          "(subsamples of this training set, both axes log); the legend gives the fitted exponent b of "
                          "seconds ~ interactions^b and its R². Timings on a shared machine are indicative.",
-                         growth_plot(results, colors))
+                         png(growth_figure(results, colors)))
 
     indexed = [m for m in results.models if m.index is not None and m.index.kind != "exact" and m.index.settings]
     if indexed:
@@ -157,7 +190,7 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
             ax.plot(xs, ys, "-o", color=colors[m.name], label=f"{names[m.name]}, {ix.kind}")
             for st, x, y in zip(ix.settings, xs, ys, strict=True):
                 ax.annotate(f"{ix.param}={st.value}", (x, y), textcoords="offset points", xytext=(4, -10),
-                            fontsize=7)
+                            fontsize=9)
             ax.plot([ix.exact_single_ms_p50], [1.0], "s", color=colors[m.name], mfc="none",
                     label=f"{names[m.name]}, exact")
         ax.set_xscale("log")
@@ -165,7 +198,7 @@ def compare_plots(results: Results, maps: dict[str, dict]) -> dict[str, tuple[st
         ax.set_ylabel(f"index recall@{indexed[0].index.k} (share of the exact top-k)")
         ax.set_title("Approximate index: speed against accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        outside_legend(ax)
         out["index_curve"] = ("Each point is one search setting (efSearch for HNSW, nprobe for IVF); squares are "
                               "exact search. Up and left is better.", png(fig))
     return out
@@ -176,12 +209,14 @@ def folding_caption() -> str:
             "1 = random recommendations) with its 95% interval; hollow markers are contrasts (the model above "
             "without its folding knob: WALS at w0 = 0, the DNN with no negatives). A knob reduces folding when its "
             "contrast's index is significantly above its model's (adjusted p); it does not when the difference's "
-            f"whole interval lies below {FOLD_MARGIN}.")
+            f"whole interval lies below {FOLD_MARGIN}: the short bar on a contrast's row is its model's index + "
+            f"{FOLD_MARGIN}.")
 
 
-def folding_plot(results: Results, colors: dict[str, str]) -> bytes:
+def folding_figure(results: Results, colors: dict[str, str]) -> Any:
     """Folding index per model with its interval, contrasts right under the model they vary, reference
-    lines at 0 (natural rate) and 1 (random); each contrast annotated with its paired test."""
+    lines at 0 (natural rate) and 1 (random); each contrast annotated with its paired test and marked
+    with the verdict's threshold (its model's index + FOLD_MARGIN)."""
     from matplotlib.figure import Figure
 
     names = labels(results)
@@ -200,6 +235,15 @@ def folding_plot(results: Results, colors: dict[str, str]) -> bytes:
             err = [[max(f.index - f.ci[0], 0.0)], [max(f.ci[1] - f.index, 0.0)]]
         ax.errorbar([f.index], [y], xerr=err, fmt="o", color=color, mfc="white" if contrast else color, ms=7,
                     capsize=3)
+    by_model = {f.model: f for f in rows}
+    threshold_label = f"verdict threshold: the contrast's model + {FOLD_MARGIN}"
+    for y, f in zip(ys, rows, strict=True):
+        m = roles.get(f.model)
+        base = by_model.get(m.variant_of) if m is not None and m.role == "contrast" else None
+        if base is not None and not np.isnan(base.index):
+            ax.plot([base.index + FOLD_MARGIN] * 2, [y - 0.3, y + 0.3], color="#9a6700", lw=2,
+                    label=threshold_label)
+            threshold_label = "_nolegend_"
     ticks = []
     for f in rows:
         m = roles.get(f.model)
@@ -209,17 +253,17 @@ def folding_plot(results: Results, colors: dict[str, str]) -> bytes:
             label += f"\n{t.diff:+.2f}, adj. p {fmt_pvalue(t.p_adjusted)}" + ("" if t.significant else " (n.s.)")
         ticks.append(label)
     ax.set_yticks(ys)
-    ax.set_yticklabels(ticks, fontsize=8)
+    ax.set_yticklabels(ticks)
     ax.axvline(0.0, color="#1a7f37", ls="--", lw=1, label=f"0: natural cross-group rate ({rows[0].natural:.3f})")
     ax.axvline(1.0, color="#c0392b", ls="--", lw=1, label=f"1: random (leakage {rows[0].random_leakage:.3f})")
     ax.set_xlabel(f"folding index at k = {rows[0].k}, warm users (95% interval)")
     ax.set_title("Folding index: how far towards random each model mixes the groups")
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=7, loc="lower right")
-    return png(fig)
+    outside_legend(ax, below=True)
+    return fig
 
 
-def growth_plot(results: Results, colors: dict[str, str]) -> bytes:
+def growth_figure(results: Results, colors: dict[str, str]) -> Any:
     """Seconds per iteration/epoch against training interactions, log-log, one line per model."""
     from matplotlib.figure import Figure
 
@@ -235,5 +279,5 @@ def growth_plot(results: Results, colors: dict[str, str]) -> bytes:
     ax.set_ylabel("median seconds per iteration/epoch (log)")
     ax.set_title("Training growth on subsamples")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    return png(fig)
+    outside_legend(ax)
+    return fig
