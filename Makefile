@@ -11,7 +11,7 @@ FEATURES ?= --user-features country,age_band
 endif
 ARGS ?=
 
-.PHONY: install test demo compare sweep scale lint bench clean
+.PHONY: install test demo compare sweep scale lint bench clean report-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,12 @@ scale: $(STAMP)
 	$(BIN)/mfvsdnn scale --report-dir $(REPORT_DIR)/scale $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check mfvsdnn tests benchmarks
+	$(BIN)/ruff check mfvsdnn tests benchmarks scripts
+
+# tiny compare, sweep and scale reports rendered in headless Chromium at 1400 px: PNGs in reports/check,
+# exit 1 on console errors, missing images, overflowing elements or literal backticks (skipped without Chromium)
+report-check: $(STAMP)
+	$(BIN)/python scripts/report_check.py --build --out $(REPORT_DIR)/check
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

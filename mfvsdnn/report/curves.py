@@ -299,6 +299,8 @@ def _scale_figures(doc: dict) -> dict[str, tuple[str, Any]]:
     out: dict[str, tuple[str, Any]] = {}
     groups = {"training": [k for k in curves if "seconds_per" in k], "serving": [k for k in curves if "_ms_" in k]}
     for name, keys in groups.items():
+        if not keys:
+            continue
         fig = Figure(figsize=(6.2, 4.4))
         ax = fig.subplots()
         for key in keys:
