@@ -175,12 +175,12 @@ def test_weak_groups_are_flagged(results):
     assert "groups are too weak to see folding" in compare_markdown(results)
 
 
-def test_html_shows_warnings_first_and_draws_folding_and_growth(results):
+def test_html_shows_verdicts_then_warnings_and_draws_folding_and_growth(results):
     plots = compare_plots(results, {})
     assert {"folding_index", "growth", "recall_at_k", "cold_start", "leakage"} <= set(plots)
     assert all(png.startswith(b"\x89PNG") for _, png in plots.values())
     page = compare_html(results, plots)
-    assert page.index("<h2>Warnings</h2>") < page.index("The trade-off table, measured")
+    assert page.index("The trade-off table, measured") < page.index("<h2>Warnings</h2>") < page.index("<h2>Along")
     assert WARNING in page and "agrees (by design)" in page
     assert "p &lt; 1e-6, adj. &lt; 1e-6" in page and "p 0.012, adj. 0.037" in page and "e-204" not in page
     assert "Folding (warm users, k = 20)" in page and "Training growth on subsamples" in page
