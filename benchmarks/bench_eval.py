@@ -88,9 +88,12 @@ def main() -> None:
     def ours() -> dict:
         tk = topk.top_k(U, V, train, K)
         per, scal = evaluator.metric_arrays(tk, test, ks, pct, groups, ugroups)
-        out = {k: float(np.nanmean(v[tested])) for k, v in per.items()}
+        out = {f"{metric}@{k}" if k is not None else metric: float(np.nanmean(v[tested]))
+               for (metric, k), v in per.items()}
         nt = np.diff(test.indptr)[tested]
-        out["micro_recall"] = float((per[f"recall@{K}"][tested] * np.minimum(K, nt)).sum() / np.minimum(K, nt).sum())
+        # implicit's micro recall: sum of hits / sum of min(K, |targets|), i.e. truncated recall weighted
+        hits = per["recall_truncated", K][tested] * np.minimum(K, nt)
+        out["micro_recall"] = float(hits.sum() / np.minimum(K, nt).sum())
         out["ndcg_tested"] = out[f"ndcg@{K}"]
         return out
 
