@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..core.progress import ProgressFn
 from ..experiment.results import WARM, PopulationId, Results, Verdict
@@ -31,21 +34,64 @@ from .tables import (
 )
 
 
+class TrimmedStream:
+    """A text stream without the trailing spaces rich pads table, panel and title lines with, when it is
+    not a terminal: piped output then has none. A terminal gets the text unchanged."""
+
+    _TRAILING = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)(?=\n)")
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._pending = ""  # spaces at the end of the last write: trailing only if a newline follows
+        isatty = getattr(stream, "isatty", None)
+        self._terminal = bool(isatty and isatty())
+
+    def isatty(self) -> bool:
+        return self._terminal
+
+    def write(self, text: str) -> int:
+        if self._terminal:
+            return self.stream.write(text)
+        joined = self._pending + text
+        body = joined.rstrip(" ")
+        self._pending = joined[len(body):]
+        self.stream.write(self._TRAILING.sub(r"\1", body))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, buffer... of the stream itself
+        return getattr(self.stream, name)
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, console: Console | None = None) -> Iterator[ProgressFn]:
-    """A rich progress bar (on stderr) driven by a model's ``progress(done, total, metrics)`` calls."""
+    """A rich progress bar (on stderr) driven by a model's ``progress(done, total, metrics)`` calls.
+
+    The bar appears at the first call, which brings the total: it never shows "0/?", and a command that
+    refuses its input before any step has run prints its error alone.
+    """
     console = console or Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[metrics]}"), console=console, transient=False,
-    ) as prog:
-        task = prog.add_task(description, total=None, metrics="")
+    prog: Progress | None = None
+    task: Any = None
 
-        def update(done: int, total: int, metrics: dict[str, float]) -> None:
-            text = "  ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
-            prog.update(task, completed=done, total=total, metrics=text)
+    def update(done: int, total: int, metrics: dict[str, float]) -> None:
+        nonlocal prog, task
+        text = "  ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
+        if prog is None:
+            prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"), console=console,
+                            transient=False)
+            prog.start()
+            task = prog.add_task(description, total=total, metrics=text)
+        prog.update(task, completed=done, total=total, metrics=text)
 
+    try:
         yield update
+    finally:
+        if prog is not None:
+            prog.stop()
 
 
 def render_info(summary: dict, console: Console) -> None:
@@ -138,25 +184,50 @@ def render_make_data(summary: dict, path: str, console: Console) -> None:
     )
 
 
+def best_epoch_row(summary: dict) -> dict | None:
+    """The history row of the epoch whose parameters training kept (early stopping restores the best
+    epoch), or None when the model keeps its last iteration (WALS) or the best epoch is unknown."""
+    best = summary.get("best_epoch")
+    hist = summary.get("history") or []
+    return next((h for h in hist if h.get("epoch") == best), None) if best else None
+
+
+def best_epoch_line(summary: dict) -> str | None:
+    """"best epoch 17 restored: valid recall 0.4262" when training ran past the epoch it kept."""
+    row = best_epoch_row(summary)
+    hist = summary.get("history") or []
+    if row is None or row is hist[-1]:
+        return None
+    recall = row.get("valid_recall@20")
+    score = (f"valid recall {recall:.4f}" if recall is not None and math.isfinite(recall)
+             else f"loss {fmt(row['loss'])}")
+    return f"best epoch {row['epoch']} restored: {score} (ran {len(hist)} epochs)"
+
+
 def render_train(summary: dict, console: Console) -> None:
-    """Short summary after train-wals / train-softmax."""
+    """Short summary after train-wals / train-softmax: the figures of the parameters that were kept."""
     t = Table(title=f"Trained {summary['kind']}", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
-    t.add_column("value", justify="right")
+    t.add_column("value", justify="right", max_width=56)  # long values wrap instead of stretching the table
     t.add_row("run directory", summary["run_dir"] or "(not saved)")
     t.add_row("training time", f"{summary['train_seconds']:.2f} s")
     hist = summary.get("history") or []
-    if hist:
+    best = best_epoch_row(summary)
+    if best is not None:
+        t.add_row("epochs run", fmt(len(hist)))
+        t.add_row("best epoch (kept)", fmt(best["epoch"]))
+        t.add_row("loss at the best epoch", fmt(best["loss"]))
+    elif hist:
         last = hist[-1]
         for key in ("objective", "loss"):
             if key in last:
                 t.add_row(f"final {key}", fmt(last[key]))
         if "epoch" in last or "iteration" in last:
-            t.add_row("epochs/iterations run", fmt(len(hist)))
+            t.add_row("epochs run" if "epoch" in last else "iterations run", fmt(len(hist)))
     t.add_row("validation recall@20", fmt(summary["valid_recall@20"]))
     t.add_row("seed", fmt(summary["seed"]))
     t.add_row("split fingerprint", summary["split"]["fingerprint"])
-    t.add_row("hyper-parameters", ", ".join(f"{k}={v}" for k, v in summary["params"].items()))
+    t.add_row("hyper-parameters", Text(", ".join(f"{k}={v}" for k, v in summary["params"].items()), justify="left"))
     console.print(t)
 
 
@@ -180,8 +251,7 @@ def render_recommendations(result: dict, console: Console) -> None:
         feats = ", ".join(f"{k}={v}" for k, v in q["features"].items())
         title = f"Top {result['k']} for a new user"
         caption = f"history: {len(q['history'])} items (excluded)" + (f"; features: {feats}" if feats else "")
-    t = Table(title=title, caption=f"{caption}; {result['kind']} run {result['run']}", title_justify="left",
-              caption_justify="left")
+    t = Table(title=title, title_justify="left")
     t.add_column("rank", justify="right")
     t.add_column("item id")
     t.add_column("score", justify="right")
@@ -195,6 +265,8 @@ def render_recommendations(result: dict, console: Console) -> None:
             row.append(str(r.get("item_group") or "—"))
         t.add_row(*row)
     console.print(t)
+    # under the table, not as its caption: a caption wraps to the table's width
+    console.print(f"{caption}; {result['kind']} run {result['run']}", highlight=False, soft_wrap=True)
     for note in result.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
