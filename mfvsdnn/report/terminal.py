@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from ..core.progress import ProgressFn
@@ -80,9 +80,15 @@ def progress_bar(description: str, console: Console | None = None) -> Iterator[P
         nonlocal prog, task
         text = "  ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
         if prog is None:
-            prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"), console=console,
-                            transient=False)
+            # at 80 columns the bar shrinks and long texts wrap at spaces: counts, times and numbers
+            # are never cut ("0:…")
+            narrow = console.width < 100
+            prog = Progress(TextColumn("[bold]{task.description}", table_column=Column(ratio=2, overflow="fold")),
+                            BarColumn(bar_width=None if narrow else 40, table_column=Column(ratio=1, min_width=5)),
+                            MofNCompleteColumn(table_column=Column(no_wrap=True)),
+                            TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
+                            TextColumn("{task.fields[metrics]}", table_column=Column(ratio=3, overflow="fold")),
+                            console=console, transient=False, expand=narrow)
             prog.start()
             task = prog.add_task(description, total=total, metrics=text)
         prog.update(task, completed=done, total=total, metrics=text)
@@ -320,14 +326,9 @@ def render_compare(results: Results, console: Console, paths: dict | None = None
             t.add_column(names[n], justify="right", min_width=14, overflow="fold")
         t.add_column("better", justify="left", overflow="fold")
         t.add_column("significant", justify="left", overflow="fold", min_width=12)
-        axis = None
         styles = dict(zip((names[a], names[b]), CONTRAST_STYLES, strict=True))
+        rows = []
         for r in results.comparison:
-            if r.axis != axis:
-                if axis is not None:
-                    t.add_section()
-                axis = r.axis
-                t.add_row(f"[bold cyan]{axis}[/bold cyan]", "", "", "", "")
             cells = []
             for n in contrast:
                 v = fmt_value(r.values.get(n), r.unit)
@@ -336,8 +337,25 @@ def render_compare(results: Results, console: Console, paths: dict | None = None
             better, sig, ps = better_significance_parts(r, results)
             style = styles.get(better)
             sig_cell = sig + (f"\n[dim]{ps.replace(', ', chr(10))}[/dim]" if ps else "")
-            t.add_row("  " + row_label(r, results), *cells, f"[{style}]{better}[/{style}]" if style else better,
-                      sig_cell)
+            rows.append((r.axis, "  " + row_label(r, results),
+                         [*cells, f"[{style}]{better}[/{style}]" if style else better, sig_cell]))
+        # a label wider than what the value columns leave it goes on a row of its own, so that it is
+        # never wrapped into the interval lines of its values
+        headers = [names[n] for n in contrast] + ["better", "significant"]
+        widths = [max([_cell_width(h)] + [_cell_width(row[2][i]) for row in rows]) for i, h in enumerate(headers)]
+        widths[:2] = [max(w, 14) for w in widths[:2]]
+        label_room = console.width - sum(widths) - 2 * len(widths) - 1
+        axis = None
+        for row_axis, label, cells in rows:
+            if row_axis != axis:
+                if axis is not None:
+                    t.add_section()
+                axis = row_axis
+                t.add_row(f"[bold cyan]{axis}[/bold cyan]", "", "", "", "")
+            if _cell_width(label) > label_room:
+                t.add_row(label, "", "", "", "")
+                label = ""
+            t.add_row(label, *cells)
         console.print(t)
         note = family_note(results, "comparison")
         if note:
@@ -362,6 +380,11 @@ def render_compare(results: Results, console: Console, paths: dict | None = None
         console.print(f"reproduce: {s.command}", highlight=False, soft_wrap=True)
     if paths:
         console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
+def _cell_width(markup: str) -> int:
+    """Terminal columns of a cell's widest line (markup removed)."""
+    return max((line.cell_len for line in Text.from_markup(markup).split("\n")), default=0)
 
 
 def render_warnings(warnings: list[str], console: Console) -> None:
