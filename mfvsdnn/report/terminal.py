@@ -305,6 +305,8 @@ def render_spark_train(summary: dict, console: Console) -> None:
 # ---------------------------------------------------------------------------------------------
 # compare
 
+#: the widest a panel grows on a wide terminal (lines longer than this are hard to read)
+MAX_WIDTH = 100
 VERDICT_STYLE = {"agrees": "green", "disagrees": "red", "cannot tell": "yellow"}
 CONTRAST_STYLES = ("green", "magenta")
 
@@ -395,8 +397,8 @@ def render_warnings(warnings: list[str], console: Console) -> None:
 
     body = "\n".join(f"• {w}" for w in warnings)
     console.print()
-    console.print(Panel(body, title="Warnings", title_align="left", border_style="yellow", style="yellow"),
-                  highlight=False)
+    console.print(Panel(body, title="Warnings", title_align="left", border_style="yellow", style="yellow",
+                        width=min(console.width, MAX_WIDTH)), highlight=False)
 
 
 def render_folding(results: Results, console: Console) -> None:
@@ -590,7 +592,7 @@ def render_tradeoff(verdicts: list[Verdict], console: Console) -> None:
               pad_edge=False)
     t.add_column("row", style="bold", overflow="fold", ratio=2)
     t.add_column("this data", overflow="fold", ratio=2)
-    t.add_column("why", overflow="fold", ratio=5)
+    t.add_column("why", overflow="fold", ratio=5, max_width=64)  # wraps rather than stretching past MAX_WIDTH
     for v in verdicts:
         style = VERDICT_STYLE.get(v.verdict, "")
         t.add_row(v.axis, f"[{style}]{verdict_text(v)}[/{style}]", verdict_summary(v))
