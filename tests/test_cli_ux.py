@@ -211,3 +211,17 @@ def test_compare_tables_are_not_stretched_at_120_columns(compared):
         # a table's width is its rule under the header (paragraphs below the tables fill the line)
         widths[width] = max(len(line.rstrip()) for line in sink.getvalue().splitlines() if "──" in line)
     assert widths[120] == widths[160] < 120  # as wide as the content, not as the terminal
+
+
+def test_spark_startup_noise_is_dropped_and_errors_kept():
+    from mfvsdnn.engines.spark.session import _relay
+
+    jvm_stderr = io.BytesIO(b"WARNING: Using incubator modules: jdk.incubator.vector\n"
+                            b'Setting default log level to "WARN".\n'
+                            b"To adjust logging level use sc.setLogLevel(newLevel). For SparkR, use setLogLevel(newLevel).\n"
+                            b'Setting Spark log level to "ERROR".\n'
+                            b"netlib-blas: JNI_OnLoad: dlopen(libblas.so.3) failed: libblas.so.3: cannot open\n"
+                            b"12:00:01 ERROR Executor: Exception in task 0.0\n")
+    sink = io.StringIO()
+    _relay(jvm_stderr, sink)
+    assert sink.getvalue() == "12:00:01 ERROR Executor: Exception in task 0.0\n"
