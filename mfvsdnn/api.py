@@ -90,6 +90,7 @@ def train_model(kind: str, split: Split, params: dict[str, Any], seed: int, out:
         "train_seconds": float(model.train_seconds_),
         "valid_recall@20": fitted.validation_recall,
         "history": list(getattr(model, "history_", [])),
+        "best_epoch": getattr(model, "best_epoch_", None),  # the epoch whose parameters were kept
         "split": split.summary(),
         "notes": list(getattr(model, "notes_", [])),
     }
@@ -468,6 +469,11 @@ def recommend_new(run_dir: str | Path, history: list[str], features: dict[str, s
     hist = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
                          shape=(1, len(run.item_ids)))
     q = np.asarray(run.model.query_vectors(hist, codes or None, users=None), dtype=np.float32)
+    prior = getattr(run.model, "fold_in_prior", None)  # WALS: whether features join a history's fold-in
+    if history and codes and prior is not None:
+        notes.append(f"WALS run with fold_in_prior = {prior:g}: " + (
+            "the features are ignored when a history is given (only the history is folded in)" if prior == 0
+            else "the history is folded in with a prior toward the features' mean embedding (MAP fold-in)"))
     if not history:
         backoff = getattr(run.model, "feature_backoff", None)
         if backoff is not None:

@@ -19,12 +19,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from . import api
 from .core.config import OptionSlot, command_values, key_name, read_config
 from .core.errors import ABORTED_EXIT, MfvsdnnError
 from .core.memory import check_memory
+from .core.progress import silent
 from .core.version import __version__
 from .data import ColumnSpec, parse_sep
 from .data.split import SplitConfig
@@ -157,7 +158,37 @@ def _os_error_line(e: OSError) -> str:
     return reason
 
 
-class _Group(TyperGroup):
+class _ReadableHelp:
+    """Help that reads as the README writes it: arguments as DATA and RUN (typer prints ``{data}``) and
+    flags without a value type (typer prints ``--json <bool>``, which reads as if it took a value)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if param.param_type_name == "argument" and param.metavar is None:
+                param.metavar = param.name.upper()
+            elif getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []  # type: ignore[attr-defined]
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        if isinstance(self, TyperGroup):
+            pieces.append(self.subcommand_metavar)
+        return pieces
+
+
+class _Command(_ReadableHelp, TyperCommand):
+    """A command whose help reads as the README writes it."""
+
+
+class _Group(_ReadableHelp, TyperGroup):
     """Every failure ends as one line on stderr, never a traceback: usage errors (bad option or
     value) and library errors exit 1; so do OSError (disk full, read-only folder), MemoryError and,
     as a last resort, any other exception (set MFVSDNN_TRACEBACK=1 to see its traceback). Ctrl-C
@@ -207,6 +238,9 @@ class _Group(TyperGroup):
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         INVOCATION[:] = list(sys.argv[1:] if args is None else args)
+        streams = sys.stdout, sys.stderr
+        # piped output (help, tables) without the trailing spaces rich pads lines with
+        sys.stdout, sys.stderr = (terminal.TrimmedStream(s) for s in streams)
         try:
             return super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                                 standalone_mode=standalone_mode, **extra)
@@ -217,17 +251,47 @@ class _Group(TyperGroup):
             if e.code == 2:  # a usage error (bad option or value): one exit status for all bad input
                 sys.exit(1)
             raise
+        finally:
+            sys.stdout, sys.stderr = streams
 
 
-app = typer.Typer(
+class _Typer(typer.Typer):
+    """typer.Typer whose commands are :class:`_Command` (readable usage lines and flags)."""
+
+    def command(self, name: str | None = None, *, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(name, cls=cls or _Command, **kwargs)
+
+
+app = _Typer(
     cls=_Group,
     help="WALS matrix factorization vs a softmax DNN for candidate retrieval: both trained on the same "
          "interaction CSV and split, measured side by side by one evaluator.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="rich",
 )
+
+
+@dataclass
+class _Output:
+    """Root options that shape what a command prints on stderr."""
+
+    quiet: bool = False
+
+
+OUTPUT = _Output()
+
+
+def _progress(description: str) -> Any:
+    """The progress factory of every command: a bar on stderr, or nothing under --quiet."""
+    return silent(description) if OUTPUT.quiet else terminal.progress_bar(description, err_console)
+
+
+def _info(message: str) -> None:
+    """A line on stderr that tells what the command did on its own (not shown under --quiet)."""
+    if not OUTPUT.quiet:
+        err_console.print(message, highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -240,8 +304,11 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no informational lines on "
+                                        "stderr; errors and the results are still printed.")] = False,
 ) -> None:
     """WALS vs softmax DNN, measured on your data."""
+    OUTPUT.quiet = quiet
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,8 +524,7 @@ def _runs_data_options(runs: dict[str, Path], opts: DataOptions) -> tuple[DataOp
     changed = {n: v for n, v in values.items() if v != ctx.params[n]}
     params = {p.name: p for p in ctx.command.params}
     shown = " ".join(shlex.join(_option_tokens(params[n], v)) for n, v in changed.items()) or "the defaults"
-    err_console.print(f"using the data and split options of the runs ({name} {path}): {escape(shown)}",
-                      highlight=False, soft_wrap=True)
+    _info(f"using the data and split options of the runs ({name} {path}): {escape(shown)}")
     return _data_options(kw), changed
 
 
@@ -585,7 +651,7 @@ def train_wals(
 
         conf = spark_engine.parse_conf(spark_conf)
         spark_engine.spark_alpha(w0)  # refuse w0 outside Spark before anything starts
-        with terminal.progress_bar("WALS on Spark") as bar:
+        with _progress("WALS on Spark") as bar:
             result = api.train_wals_spark(
                 spark_engine.restore_uri(data), opts.columns, opts.split, opts.test, params, out,
                 master=spark_master, conf=conf, reader=spark_reader,
@@ -596,7 +662,7 @@ def train_wals(
             terminal.render_train(result.summary, out_console)
             terminal.render_spark_train(result.summary, out_console)
         return
-    with terminal.progress_bar("WALS") as bar:
+    with _progress("WALS") as bar:
         result = api.train_from_csv("wals", data, opts.columns, opts.split, opts.test, params, out, bar)
     if json_out:
         _print_json(result.summary)
@@ -632,8 +698,11 @@ def recommend(
                                             "to --out as user_id,item_id,rank,score.")] = False,
     history: Annotated[str | None, typer.Option("--history", help="New user: comma-separated item ids they "
                                                 "interacted with (folded in; excluded from the results).")] = None,
-    feature: Annotated[list[str] | None, typer.Option("--feature", help="New user: a feature as NAME=VALUE; "
-                                                      "repeat for several. Used when --history is empty.")] = None,
+    feature: Annotated[list[str] | None, typer.Option("--feature", metavar="NAME=VALUE", help="New user: a "
+                                                      "feature; repeat for several. Softmax runs: it joins the "
+                                                      "history in the query tower. WALS runs: used when --history "
+                                                      "is empty; with a history only if the run's fold_in_prior "
+                                                      "> 0 (MAP fold-in); a note says which.")] = None,
     k: Annotated[int, typer.Option("--k", help="Number of items to recommend per user.", min=1, max=MAX_K)] = 10,
     out: Annotated[Path | None, typer.Option("--out", help="CSV file for --all (written atomically).")] = None,
     index: Annotated[str, typer.Option("--index", help="Serve by exact search over every item, or from an "
@@ -658,7 +727,7 @@ def recommend(
     if all_users:
         if out is None:
             raise MfvsdnnError("--all needs --out FILE (the CSV to write)")
-        with terminal.progress_bar("recommend") as bar:
+        with _progress("recommend") as bar:
             summary = api.recommend_all(run, k, out, bar, overwrite=overwrite, index=index)
         if json_out:
             _print_json(summary)
@@ -859,7 +928,7 @@ def compare(
         data, opts.columns, opts.split, opts.test, models=kinds, baselines=not no_baselines, runs=runs,
         params=params, ks=ks, n_boot=bootstrap, report_dir=report_dir, runs_dir=runs_dir,
         serving_sample=serving_sample, index=index, index_settings=index_settings.get(index, ()),
-        progress_factory=terminal.progress_bar, command=command_line(from_runs), engine=engine, pipelines=pipes,
+        progress_factory=_progress, command=command_line(from_runs), engine=engine, pipelines=pipes,
         repeats=repeats, tune=tune, folding_contrasts=folding_contrasts, map_fold_in=map_fold_in,
         growth_repeats=growth_repeats, **spark_options,
     )
@@ -948,8 +1017,11 @@ def train_softmax(
               "history_dropout": history_dropout, "mix_sampler": mix_sampler, "item_buckets": item_buckets,
               "item_hashes": item_hashes, "hash_output": hash_output, "feature_buckets": feature_buckets}
     params = SoftmaxDNN(**params).get_params()  # validates every option before the data is read
-    with terminal.progress_bar("softmax DNN") as bar:
+    with _progress("softmax DNN") as bar:
         result = api.train_from_csv("softmax", data, opts.columns, opts.split, opts.test, params, out, bar)
+    restored = terminal.best_epoch_line(result.summary)
+    if restored:
+        _info(restored)
     if json_out:
         _print_json(result.summary)
     else:
@@ -1029,9 +1101,9 @@ def sweep(
                       gravity_negatives=gravity_negatives, wals_params=_key_values(wals_param, "--wals-param"),
                       softmax_params=_key_values(softmax_param, "--softmax-param"), ks=_k_list(k),
                       bootstrap=bootstrap)
-    with terminal.progress_bar("sweep points") as overall:
+    with _progress("sweep points") as overall:
         doc, paths = api.sweep(data, opts.columns, opts.split, opts.test, cfg, report_dir, jobs=jobs,
-                               progress_factory=terminal.progress_bar if jobs <= 1 else None,
+                               progress_factory=_progress if jobs <= 1 else None,
                                on_point=lambda done, total, p: overall(done, total, {}))
     if json_out:
         _print_json(doc)
@@ -1075,7 +1147,7 @@ def scale(
                       mean_interactions=mean_interactions, factors=factors, negatives=negatives,
                       examples_timed=examples_timed, latency_queries=latency_queries, seed=seed, index=index)
     cfg.check_memory()  # before the progress bar starts
-    with terminal.progress_bar("corpus sizes") as prog:
+    with _progress("corpus sizes") as prog:
         doc, paths = api.scale(cfg, report_dir, prog)
     if json_out:
         _print_json(doc)
@@ -1088,7 +1160,7 @@ def scale(
 # ---------------------------------------------------------------------------------------------
 # datasets: public data sets fetched into a cache and converted to the input contract
 
-datasets_app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+datasets_app = _Typer(cls=_Group, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                            help="Public data sets (MovieLens, HetRec Last.fm): list them, fetch one as a CSV.")
 app.add_typer(datasets_app, name="datasets")
 DatasetDirOpt = Annotated[Path | None, typer.Option("--dir", help="Cache folder the data sets are kept in "

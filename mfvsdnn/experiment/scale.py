@@ -228,11 +228,13 @@ def _index_point(model: Any, split: Any, cfg: ScaleConfig) -> dict:
 def run_scale(cfg: ScaleConfig, progress: ProgressFn = no_progress) -> dict:
     """Measure every size (smallest first, after an untimed warm-up), then fit the growth exponents."""
     warm = ScaleConfig(**{**asdict(cfg), "sizes": (200, 300), "latency_queries": 5, "examples_timed": 2000})
+    progress(0, len(cfg.sizes), {})
     measure_size(200, warm)  # compiles the numba kernels so no point pays for it
     points = []
-    for i, n in enumerate(cfg.sizes):
+    for i, n in enumerate(cfg.sizes):  # a call before each size: the bar shows its total and what runs now
+        progress(i, len(cfg.sizes), {"measuring items": float(n)})
         points.append(measure_size(n, cfg))
-        progress(i + 1, len(cfg.sizes), {"items": float(points[-1]["items"])})
+    progress(len(cfg.sizes), len(cfg.sizes), {"items": float(points[-1]["items"])})
     items = np.array([p["items"] for p in points], dtype=np.float64)
     fits = {}
     for key, label in CURVES.items():

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from ..core.progress import ProgressFn
 from ..experiment.results import WARM, PopulationId, Results, Verdict
@@ -31,21 +34,70 @@ from .tables import (
 )
 
 
+class TrimmedStream:
+    """A text stream without the trailing spaces rich pads table, panel and title lines with, when it is
+    not a terminal: piped output then has none. A terminal gets the text unchanged."""
+
+    _TRAILING = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)(?=\n)")
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._pending = ""  # spaces at the end of the last write: trailing only if a newline follows
+        isatty = getattr(stream, "isatty", None)
+        self._terminal = bool(isatty and isatty())
+
+    def isatty(self) -> bool:
+        return self._terminal
+
+    def write(self, text: str) -> int:
+        if self._terminal:
+            return self.stream.write(text)
+        joined = self._pending + text
+        body = joined.rstrip(" ")
+        self._pending = joined[len(body):]
+        self.stream.write(self._TRAILING.sub(r"\1", body))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, buffer... of the stream itself
+        return getattr(self.stream, name)
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, console: Console | None = None) -> Iterator[ProgressFn]:
-    """A rich progress bar (on stderr) driven by a model's ``progress(done, total, metrics)`` calls."""
+    """A rich progress bar (on stderr) driven by a model's ``progress(done, total, metrics)`` calls.
+
+    The bar appears at the first call, which brings the total: it never shows "0/?", and a command that
+    refuses its input before any step has run prints its error alone.
+    """
     console = console or Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[metrics]}"), console=console, transient=False,
-    ) as prog:
-        task = prog.add_task(description, total=None, metrics="")
+    prog: Progress | None = None
+    task: Any = None
 
-        def update(done: int, total: int, metrics: dict[str, float]) -> None:
-            text = "  ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
-            prog.update(task, completed=done, total=total, metrics=text)
+    def update(done: int, total: int, metrics: dict[str, float]) -> None:
+        nonlocal prog, task
+        text = "  ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
+        if prog is None:
+            # at 80 columns the bar shrinks and long texts wrap at spaces: counts, times and numbers
+            # are never cut ("0:…")
+            narrow = console.width < 100
+            prog = Progress(TextColumn("[bold]{task.description}", table_column=Column(ratio=2, overflow="fold")),
+                            BarColumn(bar_width=None if narrow else 40, table_column=Column(ratio=1, min_width=5)),
+                            MofNCompleteColumn(table_column=Column(no_wrap=True)),
+                            TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
+                            TextColumn("{task.fields[metrics]}", table_column=Column(ratio=3, overflow="fold")),
+                            console=console, transient=False, expand=narrow)
+            prog.start()
+            task = prog.add_task(description, total=total, metrics=text)
+        prog.update(task, completed=done, total=total, metrics=text)
 
+    try:
         yield update
+    finally:
+        if prog is not None:
+            prog.stop()
 
 
 def render_info(summary: dict, console: Console) -> None:
@@ -138,25 +190,50 @@ def render_make_data(summary: dict, path: str, console: Console) -> None:
     )
 
 
+def best_epoch_row(summary: dict) -> dict | None:
+    """The history row of the epoch whose parameters training kept (early stopping restores the best
+    epoch), or None when the model keeps its last iteration (WALS) or the best epoch is unknown."""
+    best = summary.get("best_epoch")
+    hist = summary.get("history") or []
+    return next((h for h in hist if h.get("epoch") == best), None) if best else None
+
+
+def best_epoch_line(summary: dict) -> str | None:
+    """"best epoch 17 restored: valid recall 0.4262" when training ran past the epoch it kept."""
+    row = best_epoch_row(summary)
+    hist = summary.get("history") or []
+    if row is None or row is hist[-1]:
+        return None
+    recall = row.get("valid_recall@20")
+    score = (f"valid recall {recall:.4f}" if recall is not None and math.isfinite(recall)
+             else f"loss {fmt(row['loss'])}")
+    return f"best epoch {row['epoch']} restored: {score} (ran {len(hist)} epochs)"
+
+
 def render_train(summary: dict, console: Console) -> None:
-    """Short summary after train-wals / train-softmax."""
+    """Short summary after train-wals / train-softmax: the figures of the parameters that were kept."""
     t = Table(title=f"Trained {summary['kind']}", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
-    t.add_column("value", justify="right")
+    t.add_column("value", justify="right", max_width=56)  # long values wrap instead of stretching the table
     t.add_row("run directory", summary["run_dir"] or "(not saved)")
     t.add_row("training time", f"{summary['train_seconds']:.2f} s")
     hist = summary.get("history") or []
-    if hist:
+    best = best_epoch_row(summary)
+    if best is not None:
+        t.add_row("epochs run", fmt(len(hist)))
+        t.add_row("best epoch (kept)", fmt(best["epoch"]))
+        t.add_row("loss at the best epoch", fmt(best["loss"]))
+    elif hist:
         last = hist[-1]
         for key in ("objective", "loss"):
             if key in last:
                 t.add_row(f"final {key}", fmt(last[key]))
         if "epoch" in last or "iteration" in last:
-            t.add_row("epochs/iterations run", fmt(len(hist)))
+            t.add_row("epochs run" if "epoch" in last else "iterations run", fmt(len(hist)))
     t.add_row("validation recall@20", fmt(summary["valid_recall@20"]))
     t.add_row("seed", fmt(summary["seed"]))
     t.add_row("split fingerprint", summary["split"]["fingerprint"])
-    t.add_row("hyper-parameters", ", ".join(f"{k}={v}" for k, v in summary["params"].items()))
+    t.add_row("hyper-parameters", Text(", ".join(f"{k}={v}" for k, v in summary["params"].items()), justify="left"))
     console.print(t)
 
 
@@ -180,8 +257,7 @@ def render_recommendations(result: dict, console: Console) -> None:
         feats = ", ".join(f"{k}={v}" for k, v in q["features"].items())
         title = f"Top {result['k']} for a new user"
         caption = f"history: {len(q['history'])} items (excluded)" + (f"; features: {feats}" if feats else "")
-    t = Table(title=title, caption=f"{caption}; {result['kind']} run {result['run']}", title_justify="left",
-              caption_justify="left")
+    t = Table(title=title, title_justify="left")
     t.add_column("rank", justify="right")
     t.add_column("item id")
     t.add_column("score", justify="right")
@@ -195,6 +271,8 @@ def render_recommendations(result: dict, console: Console) -> None:
             row.append(str(r.get("item_group") or "—"))
         t.add_row(*row)
     console.print(t)
+    # under the table, not as its caption: a caption wraps to the table's width
+    console.print(f"{caption}; {result['kind']} run {result['run']}", highlight=False, soft_wrap=True)
     for note in result.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
@@ -227,6 +305,8 @@ def render_spark_train(summary: dict, console: Console) -> None:
 # ---------------------------------------------------------------------------------------------
 # compare
 
+#: the widest a panel grows on a wide terminal (lines longer than this are hard to read)
+MAX_WIDTH = 100
 VERDICT_STYLE = {"agrees": "green", "disagrees": "red", "cannot tell": "yellow"}
 CONTRAST_STYLES = ("green", "magenta")
 
@@ -248,14 +328,9 @@ def render_compare(results: Results, console: Console, paths: dict | None = None
             t.add_column(names[n], justify="right", min_width=14, overflow="fold")
         t.add_column("better", justify="left", overflow="fold")
         t.add_column("significant", justify="left", overflow="fold", min_width=12)
-        axis = None
         styles = dict(zip((names[a], names[b]), CONTRAST_STYLES, strict=True))
+        rows = []
         for r in results.comparison:
-            if r.axis != axis:
-                if axis is not None:
-                    t.add_section()
-                axis = r.axis
-                t.add_row(f"[bold cyan]{axis}[/bold cyan]", "", "", "", "")
             cells = []
             for n in contrast:
                 v = fmt_value(r.values.get(n), r.unit)
@@ -264,8 +339,25 @@ def render_compare(results: Results, console: Console, paths: dict | None = None
             better, sig, ps = better_significance_parts(r, results)
             style = styles.get(better)
             sig_cell = sig + (f"\n[dim]{ps.replace(', ', chr(10))}[/dim]" if ps else "")
-            t.add_row("  " + row_label(r, results), *cells, f"[{style}]{better}[/{style}]" if style else better,
-                      sig_cell)
+            rows.append((r.axis, "  " + row_label(r, results),
+                         [*cells, f"[{style}]{better}[/{style}]" if style else better, sig_cell]))
+        # a label wider than what the value columns leave it goes on a row of its own, so that it is
+        # never wrapped into the interval lines of its values
+        headers = [names[n] for n in contrast] + ["better", "significant"]
+        widths = [max([_cell_width(h)] + [_cell_width(row[2][i]) for row in rows]) for i, h in enumerate(headers)]
+        widths[:2] = [max(w, 14) for w in widths[:2]]
+        label_room = console.width - sum(widths) - 2 * len(widths) - 1
+        axis = None
+        for row_axis, label, cells in rows:
+            if row_axis != axis:
+                if axis is not None:
+                    t.add_section()
+                axis = row_axis
+                t.add_row(f"[bold cyan]{axis}[/bold cyan]", "", "", "", "")
+            if _cell_width(label) > label_room:
+                t.add_row(label, "", "", "", "")
+                label = ""
+            t.add_row(label, *cells)
         console.print(t)
         note = family_note(results, "comparison")
         if note:
@@ -292,6 +384,11 @@ def render_compare(results: Results, console: Console, paths: dict | None = None
         console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
 
 
+def _cell_width(markup: str) -> int:
+    """Terminal columns of a cell's widest line (markup removed)."""
+    return max((line.cell_len for line in Text.from_markup(markup).split("\n")), default=0)
+
+
 def render_warnings(warnings: list[str], console: Console) -> None:
     """What a reader must not miss, in a yellow block."""
     if not warnings:
@@ -300,8 +397,8 @@ def render_warnings(warnings: list[str], console: Console) -> None:
 
     body = "\n".join(f"• {w}" for w in warnings)
     console.print()
-    console.print(Panel(body, title="Warnings", title_align="left", border_style="yellow", style="yellow"),
-                  highlight=False)
+    console.print(Panel(body, title="Warnings", title_align="left", border_style="yellow", style="yellow",
+                        width=min(console.width, MAX_WIDTH)), highlight=False)
 
 
 def render_folding(results: Results, console: Console) -> None:
@@ -495,7 +592,7 @@ def render_tradeoff(verdicts: list[Verdict], console: Console) -> None:
               pad_edge=False)
     t.add_column("row", style="bold", overflow="fold", ratio=2)
     t.add_column("this data", overflow="fold", ratio=2)
-    t.add_column("why", overflow="fold", ratio=5)
+    t.add_column("why", overflow="fold", ratio=5, max_width=64)  # wraps rather than stretching past MAX_WIDTH
     for v in verdicts:
         style = VERDICT_STYLE.get(v.verdict, "")
         t.add_row(v.axis, f"[{style}]{verdict_text(v)}[/{style}]", verdict_summary(v))

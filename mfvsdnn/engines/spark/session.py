@@ -110,6 +110,47 @@ def _quiet_log4j() -> str:
     return str(path)
 
 
+#: lines the JVM, Spark and netlib print on stderr at start-up whatever the log level: the JVM's note on
+#: incubator modules, Spark's "Setting default log level" banner (printed before any log4j configuration
+#: is read), and netlib's failed look-up of a native BLAS (it then uses its Java one)
+STARTUP_NOISE = re.compile(r"(WARNING: Using incubator modules|Setting default log level to|To adjust logging "
+                           r"level use sc\.setLogLevel|Setting Spark log level to|netlib-\w+: JNI_OnLoad|"
+                           r"Using Spark's default log4j profile)")
+
+
+def _relay(stream: Any, sink: Any) -> None:
+    """Copy the JVM's stderr to ours, without the :data:`STARTUP_NOISE` lines (errors still show)."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace")
+        if not STARTUP_NOISE.match(line):
+            sink.write(line)
+            sink.flush()
+
+
+def _start_quiet_jvm(settings: dict[str, str]) -> None:
+    """Start Spark's JVM (once per process) with its stderr read through :func:`_relay`.
+
+    Spark's log level cannot reach these lines, which come before it is applied or from outside log4j.
+    pyspark starts the JVM itself when it is not running yet; a JVM already running (an earlier
+    session, or a driver started by spark-submit) is used as it is.
+    """
+    import threading
+    from subprocess import PIPE
+
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return
+    spark_conf = SparkConf(loadDefaults=False).setAll(list(settings.items()))
+    gateway = launch_gateway(spark_conf, popen_kwargs={"stderr": PIPE})
+    proc = getattr(gateway, "proc", None)
+    if proc is not None and proc.stderr is not None:
+        threading.Thread(target=_relay, args=(proc.stderr, sys.__stderr__), daemon=True,
+                         name="spark-stderr").start()
+    SparkContext._ensure_initialized(gateway=gateway)  # pyspark's own hook for a gateway started outside
+
+
 @contextlib.contextmanager
 def spark_session(master: str = "local[*]", conf: dict[str, str] | None = None,
                   app_name: str = "mfvsdnn") -> Iterator[Any]:
@@ -122,14 +163,16 @@ def spark_session(master: str = "local[*]", conf: dict[str, str] | None = None,
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    settings = session_conf(master, conf)
     builder = SparkSession.builder.master(master).appName(app_name)
-    for k, v in session_conf(master, conf).items():
+    for k, v in settings.items():
         builder = builder.config(k, v)
     import warnings
 
     try:
         with warnings.catch_warnings():  # pyspark warns about pandas 3; mfvsdnn does not use pandas UDFs
             warnings.simplefilter("ignore", FutureWarning)
+            _start_quiet_jvm({**settings, "spark.master": master, "spark.app.name": app_name})
             spark = builder.getOrCreate()
     except Exception as e:  # the JVM did not start (bad master, bad conf, no Java)
         raise SparkError(f"cannot start Spark with --spark-master {master}: {first_line(e)} "
