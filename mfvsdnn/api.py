@@ -233,7 +233,8 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
             model_list: list[ModelSpec] | None = None, engine: str = "local", spark_master: str = "local[*]",
             spark_conf: dict[str, str] | None = None, spark_reader: str = "auto",
             spark: Any = None, pipelines: list[PipelineSpec] | None = None, repeats: int = 3, tune: int = 4,
-            folding_contrasts: bool = True, map_fold_in: bool = True, growth_repeats: int = 3) -> CompareResult:
+            folding_contrasts: bool = True, map_fold_in: bool = True, growth_repeats: int = 3,
+            per_user: str | None = None) -> CompareResult:
     """Train (or load) every model on one split, evaluate them alike, write the three reports.
 
     Parameters
@@ -265,16 +266,20 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
     folding_contrasts : also train WALS at w0 = 0 and the DNN without negatives (data with item groups).
     map_fold_in : also report WALS with the MAP fold-in for cold users.
     growth_repeats : timed fits per training subsample for the growth exponents (0 = not measured).
+    per_user : also write every per-user metric value (model, seed, population, user id, metric, k,
+        value) as this file inside ``report_dir`` (a name ending .csv or .parquet).
 
     The seed (``split_cfg.seed``) drives the split, the models' generators and the bootstrap.
     """
     from .experiment import runner
+    from .experiment.per_user import check_name, per_user_bytes, per_user_table
     from .report.html import compare_html
     from .report.markdown import compare_markdown
     from .report.plots import compare_plots
 
     if engine not in ENGINES:
         raise EvaluationError(f"--engine must be 'local' or 'spark', got {engine!r}")
+    per_user = check_name(per_user)
     specs = model_list if model_list is not None else model_specs(models, params, runs, baselines)
     spec = ExperimentSpec(DataSpec(Path(data), columns, Path(test_path) if test_path else None), split_cfg, specs,
                           ks=tuple(ks), bootstrap=n_boot, serving_sample=serving_sample, command=command,
@@ -314,6 +319,9 @@ def compare(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_
             write_new(stage / "report.json", results.to_json())
             write_new(stage / "report.md", compare_markdown(results))
             write_new(stage / "report.html", compare_html(results, compare_plots(results, maps)))
+            if per_user is not None:
+                write_new(stage / per_user, per_user_bytes(per_user_table(outcome.evals, ds.user_ids), per_user))
+                paths["per_user"] = out / per_user
         claim.commit(stage)
     return CompareResult(results, maps, paths)
 

@@ -875,6 +875,10 @@ def compare(
                                                 "users) for the training growth exponents (median; 0 = not "
                                                 "measured). In [0, 10].", min=0, max=10,
                                                 rich_help_panel="Fairness")] = 3,
+    per_user: Annotated[str | None, typer.Option(help="Also write every per-user metric value (model, seed, "
+                                                 "population, user id, metric, k, value) as this file inside "
+                                                 "--report-dir: a name ending .csv or .parquet.",
+                                                 rich_help_panel="Output")] = None,
     json_out: JsonOpt = False,
     *,
     opts: DataOptions,
@@ -883,8 +887,10 @@ def compare(
 
     Prints the verdict table and writes report.json, report.md and a self-contained report.html.
     """
+    from .experiment.per_user import check_name
     from .models.softmax.model import parse_negatives
 
+    check_name(per_user)
     params = {"wals": _key_values(wals_param, "--wals-param"), "softmax": _key_values(softmax_param, "--softmax-param")}
     for kind, given in params.items():  # what the user typed, checked before --dim/--w0/--negatives join it
         check_params(kind, given, f"--{kind}-param")
@@ -930,7 +936,7 @@ def compare(
         serving_sample=serving_sample, index=index, index_settings=index_settings.get(index, ()),
         progress_factory=_progress, command=command_line(from_runs), engine=engine, pipelines=pipes,
         repeats=repeats, tune=tune, folding_contrasts=folding_contrasts, map_fold_in=map_fold_in,
-        growth_repeats=growth_repeats, **spark_options,
+        growth_repeats=growth_repeats, per_user=per_user, **spark_options,
     )
     if json_out:
         _print_json(result.report)

@@ -301,3 +301,32 @@ def test_unknown_model_is_refused_before_reading_data(tmp_path):
                               "--report-dir", str(tmp_path / "r")])
     assert res.exit_code == 1 and "nosuch" in res.output and "wals" in res.output
     assert "no such file" not in res.output and "Traceback" not in res.output
+
+
+def test_per_user_values_are_exported_and_recompute_the_means(csv, tmp_path):
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    for name, read in (("per_user.parquet", pq.read_table), ("values.csv", pcsv.read_csv)):
+        out = tmp_path / name.split(".")[0]
+        res = runner.invoke(app, ["compare", str(csv), "--report-dir", str(out), "--per-user", name] + FAST)
+        assert res.exit_code == 0, res.output
+        frame = read(out / name).to_pandas()
+        assert list(frame.columns) == ["model", "seed", "population", "revealed", "user", "metric", "k", "value"]
+        results = Results.from_dict(validated(out / "report.json"))
+        for m in ("wals", "softmax", "random"):
+            rows = frame[(frame.model == m) & (frame.population == "warm") & (frame.metric == "recall")
+                         & (frame.k == 20)]
+            assert rows["value"].mean() == pytest.approx(results.model(m).warm.mean("recall", 20))
+            assert rows["user"].nunique() == results.model(m).warm.users
+        marker = json.loads((out / ".mfvsdnn.json").read_text())
+        assert name in marker["entries"]
+
+
+def test_per_user_must_be_a_file_name_inside_the_report_folder(csv, tmp_path):
+    from helpers import cli_fails
+
+    cli_fails(["compare", csv, "--report-dir", tmp_path / "r", "--per-user", str(tmp_path / "x.csv")],
+              "--per-user takes a file name")
+    cli_fails(["compare", csv, "--report-dir", tmp_path / "r", "--per-user", "x.txt"], "must end in .csv or .parquet")
+    assert not (tmp_path / "r").exists()

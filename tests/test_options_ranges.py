@@ -138,6 +138,8 @@ CASES = (
         (["--tune", "201"], "--tune"),
         (["--growth-repeats", "-1"], "--growth-repeats"),
         (["--growth-repeats", "11"], "--growth-repeats"),
+        (["--per-user", "out/x.csv"], "--per-user"),
+        (["--per-user", "x.json"], "--per-user"),
         (["--index", "annoy"], "--index"),
         (["--ef-search", "0"], "--ef-search"),
         (["--ef-search", "a"], "--ef-search"),

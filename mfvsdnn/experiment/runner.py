@@ -74,6 +74,8 @@ class Outcome:
     models: dict[str, FittedModel]
     maps: dict[str, dict] = field(default_factory=dict)
     split: Split | None = None
+    #: model name -> one ``{population: PopulationEval}`` per model seed (the per-user values)
+    evals: dict[str, list[dict[str, PopulationEval]]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,4 +453,4 @@ def run(spec: ExperimentSpec, split: Split | None = None, progress_factory: Prog
     maps = {fm.name: embedding_map(fm.model.item_vectors, generator(spec.seed, "maps"))
             for fm in fitted if fm.model.capabilities.item_vectors and fm.model.family != "baseline"
             and fm.role in ("model", "contrast")}
-    return Outcome(results, {fm.name: fm for fm in fitted}, maps, split)
+    return Outcome(results, {fm.name: fm for fm in fitted}, maps, split, evals)
