@@ -604,7 +604,7 @@ def train_wals_spark(data: str | Path, columns: ColumnSpec, split_cfg: SplitConf
 
 def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_path: str | Path | None,
           cfg: Any, report_dir: str | Path, jobs: int = 1, progress_factory: Any = None,
-          on_point: Any = None) -> tuple[dict, dict[str, Path]]:
+          on_point: Any = None, command: str = "") -> tuple[dict, dict[str, Path]]:
     """Run (or resume) a sweep on one split; write sweep.json, sweep.md and sweep.html to ``report_dir``.
 
     sweep.json is replaced after every point (the resume file); at the end the three files are
@@ -621,6 +621,7 @@ def sweep(data: str | Path, columns: ColumnSpec, split_cfg: SplitConfig, test_pa
         data_args = (str(data), columns.as_dict(), split_cfg.as_dict(), str(test_path) if test_path else None)
         doc = run_sweep(split, cfg, report_dir, jobs=jobs, data_args=data_args, on_point=on_point,
                         progress_factory=progress_factory)
+        doc["command"] = command  # the command line that reproduces it (recorded in the report)
         paths = _write_set(claim, "sweep", json_text(doc), curve_files("sweep", doc))
     return doc, paths
 
@@ -639,7 +640,8 @@ def _write_set(claim: Any, stem: str, json_doc: str, others: dict[str, str | byt
     return paths
 
 
-def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress) -> tuple[dict, dict[str, Path]]:
+def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress,
+          command: str = "") -> tuple[dict, dict[str, Path]]:
     """Measure cost against corpus size; write scale.json, scale.md and scale.html to ``report_dir``.
 
     The report folder is claimed before the (long) measurement starts.
@@ -651,6 +653,7 @@ def scale(cfg: Any, report_dir: str | Path, progress: ProgressFn = no_progress) 
     cfg.check_memory()  # the largest size, before any data is generated
     with claim_output(report_dir, "scale", option="--report-dir") as claim:
         doc = run_scale(cfg, progress)
+        doc["command"] = command  # the command line that reproduces it (recorded in the report)
         paths = _write_set(claim, "scale", json_text(doc), curve_files("scale", doc))
     return doc, paths
 

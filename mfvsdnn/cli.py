@@ -1110,7 +1110,7 @@ def sweep(
     with _progress("sweep points") as overall:
         doc, paths = api.sweep(data, opts.columns, opts.split, opts.test, cfg, report_dir, jobs=jobs,
                                progress_factory=_progress if jobs <= 1 else None,
-                               on_point=lambda done, total, p: overall(done, total, {}))
+                               on_point=lambda done, total, p: overall(done, total, {}), command=command_line())
     if json_out:
         _print_json(doc)
     else:
@@ -1154,7 +1154,7 @@ def scale(
                       examples_timed=examples_timed, latency_queries=latency_queries, seed=seed, index=index)
     cfg.check_memory()  # before the progress bar starts
     with _progress("corpus sizes") as prog:
-        doc, paths = api.scale(cfg, report_dir, prog)
+        doc, paths = api.scale(cfg, report_dir, prog, command=command_line())
     if json_out:
         _print_json(doc)
     else:

@@ -104,6 +104,9 @@ def test_sweep_cli_writes_reports(data, tmp_path):
     html = (tmp_path / "sweep.html").read_text()
     assert html.count("data:image/png;base64,") >= 2  # frontier + the w0 curves
     assert "wals w0" in (tmp_path / "sweep.md").read_text()
+    doc = json.loads((tmp_path / "sweep.json").read_text())  # the report records the line that reproduces it
+    assert doc["command"].startswith("mfvsdnn sweep ") and "--wals-param factors=8" in doc["command"]
+    assert doc["command"] in (tmp_path / "sweep.md").read_text() and "reproduce: mfvsdnn sweep" in res.output
     res = runner.invoke(app, ["sweep", str(data), "--w0", "-1", "--report-dir", str(tmp_path)])
     assert res.exit_code == 1 and "--w0" in res.output
 
@@ -141,6 +144,7 @@ def test_scale_cli_tiny(tmp_path):
                               "--latency-queries", "3", "--factors", "8", "--report-dir", str(tmp_path), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "scale.json").read_text())
+    assert doc["command"].startswith("mfvsdnn scale ") and "--sizes 150,300" in doc["command"]
     assert [p["items"] <= s for p, s in zip(doc["points"], (150, 300))] == [True, True]
     for key in ("wals_seconds_per_iteration", "softmax_full_seconds_per_epoch", "softmax_sampled_seconds_per_epoch",
                 "wals_query_ms_p50", "softmax_query_ms_p50"):

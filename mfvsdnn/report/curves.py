@@ -102,15 +102,25 @@ def render_sweep(doc: dict, console: Console, paths: dict | None = None) -> None
         console.print(f"[dim]{resumed} point(s) reused from an earlier run of this sweep.[/dim]")
     if not doc["dataset"].get("groups"):
         console.print("[dim]No item groups in the data: leakage (folding) cannot be measured.[/dim]")
+    if doc.get("command"):
+        console.print(f"reproduce: {doc['command']}", highlight=False, markup=False, soft_wrap=True)
     if paths:
         console.print("reports: " + ", ".join(str(p) for p in paths.values()))
+
+
+def _reproduce_md(doc: dict) -> list[str]:
+    return ["Reproduce with:", "", "```", doc["command"], "```", ""] if doc.get("command") else []
+
+
+def _reproduce_html(doc: dict) -> str:
+    return f" Reproduce with: `{doc['command']}`" if doc.get("command") else ""
 
 
 def sweep_markdown(doc: dict) -> str:
     header, rows = sweep_rows(doc)
     lines = [f"# mfvsdnn sweep: {doc['dataset']['source']}", "",
              f"Seed {doc['seed']}; split fingerprint `{doc['split']['fingerprint']}`; every point trained and "
-             "evaluated on the same split by the shared evaluator.", "",
+             "evaluated on the same split by the shared evaluator.", "", *_reproduce_md(doc),
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -230,8 +240,8 @@ def sweep_html(doc: dict) -> str:
     header, rows = sweep_rows(doc)
     return html_page(f"mfvsdnn sweep: {doc['dataset']['source']}",
                       f"Seed {doc['seed']}; split fingerprint {doc['split']['fingerprint']}. Every point trained "
-                      "and evaluated on the same split by the shared evaluator (95% bootstrap intervals over users).",
-                      [("Points", header, rows)], sweep_plots(doc))
+                      "and evaluated on the same split by the shared evaluator (95% bootstrap intervals over users)."
+                      + _reproduce_html(doc), [("Points", header, rows)], sweep_plots(doc))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +276,8 @@ def render_scale(doc: dict, console: Console, paths: dict | None = None) -> None
     console.print(t)
     console.print("[dim]t = a·n^b fitted on log-log axes; b ≈ 1 linear, ≈ 2 quadratic, ≈ 0 flat. Softmax epochs "
                   "are timed on a subsample of examples and scaled to a full epoch (see scale.json).[/dim]")
+    if doc.get("command"):
+        console.print(f"reproduce: {doc['command']}", highlight=False, markup=False, soft_wrap=True)
     if paths:
         console.print("reports: " + ", ".join(str(p) for p in paths.values()))
 
@@ -323,7 +335,7 @@ def _scale_figures(doc: dict) -> dict[str, tuple[str, Any]]:
 
 def scale_markdown(doc: dict) -> str:
     header, rows = scale_rows(doc)
-    lines = ["# mfvsdnn scale", "", f"x = {doc['x']}; seed {doc['config']['seed']}.", "",
+    lines = ["# mfvsdnn scale", "", f"x = {doc['x']}; seed {doc['config']['seed']}.", "", *_reproduce_md(doc),
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -333,7 +345,7 @@ def scale_html(doc: dict) -> str:
     header, rows = scale_rows(doc)
     return html_page("mfvsdnn scale: cost against corpus size",
                       f"x = {doc['x']}; seed {doc['config']['seed']}. Growth exponents b of t = a·n^b fitted on "
-                      "log-log axes.", [("Measurements", header, rows)], scale_plots(doc))
+                      "log-log axes." + _reproduce_html(doc), [("Measurements", header, rows)], scale_plots(doc))
 
 
 def curve_files(kind: str, doc: dict) -> dict[str, str]:
