@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 import numba
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
 
 from ...core.errors import ModelError
 from ...data.split import Split, TrainSet
@@ -108,6 +109,24 @@ def objective(indptr: np.ndarray, indices: np.ndarray, U: np.ndarray, V: np.ndar
     gu, gv = gram(U), gram(V)
     return (float(kernels.observed_loss(indptr, indices, U, V, float(w0))) + w0 * float(np.sum(gu * gv))
             + reg * float(np.trace(gu) + np.trace(gv)))
+
+
+def _cg_blocks(indptr: np.ndarray, d: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """The CG kernel's row blocks (fixed by the data) and their split over ``n_threads`` threads."""
+    bounds = kernels.row_blocks(indptr, d)
+    return bounds, kernels.block_parts(indptr, bounds, d, n_threads)
+
+
+_BLAS: ThreadpoolController | None = None
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager:
+    """BLAS on one thread: the CG kernel calls it from every numba thread on small blocks, where
+    BLAS's own threads would only contend with numba's for the same cores."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 class WALS(RecommenderMixin):
@@ -302,12 +321,15 @@ class WALS(RecommenderMixin):
 
     # ------------------------------------------------------------------ training
 
-    def _half(self, indptr: np.ndarray, indices: np.ndarray, Y: np.ndarray, X: np.ndarray) -> None:
-        """Solve every row of X (in place) against fixed Y."""
+    def _half(self, indptr: np.ndarray, indices: np.ndarray, Y: np.ndarray, X: np.ndarray,
+              blocks: tuple[np.ndarray, np.ndarray]) -> None:
+        """Solve every row of X (in place) against fixed Y; ``blocks`` = (bounds, parts) of the CG
+        kernel (unused by Cholesky)."""
         G = gram_term(Y, self.w0, self.reg)
         s = 1.0 - self.w0
         if self.solver == "cg":
-            kernels.solve_rows_cg(indptr, indices, Y, X, G.astype(np.float32), s, self.cg_steps, kernels.CHUNK)
+            kernels.solve_rows_cg(indptr, indices, Y, X, np.ascontiguousarray(G, dtype=np.float32), s,
+                                  self.cg_steps, *blocks)
         else:
             kernels.solve_rows_cholesky(indptr, indices, Y, G, s, X, kernels.CHUNK)
 
@@ -330,11 +352,13 @@ class WALS(RecommenderMixin):
         U = rng.standard_normal((n_users, d), dtype=np.float32) * np.float32(self.init_scale)
         V = rng.standard_normal((n_items, d), dtype=np.float32) * np.float32(self.init_scale)
         history: list[dict[str, float]] = []
-        with numba_threads(self.num_threads):
+        with numba_threads(self.num_threads) as n_threads, _one_blas_thread():
+            item_blocks = _cg_blocks(i_ptr, d, n_threads)
+            user_blocks = _cg_blocks(u_ptr, d, n_threads)
             for it in range(1, self.iterations + 1):
                 t0 = time.perf_counter()
-                self._half(i_ptr, i_idx, U, V)  # items given users
-                self._half(u_ptr, u_idx, V, U)  # users given items
+                self._half(i_ptr, i_idx, U, V, item_blocks)  # items given users
+                self._half(u_ptr, u_idx, V, U, user_blocks)  # users given items
                 secs = time.perf_counter() - t0
                 f = objective(u_ptr, u_idx, U, V, self.w0, self.reg)
                 if not np.isfinite(f):
