@@ -106,9 +106,14 @@ def gram_term(Y: np.ndarray, w0: float, reg: float) -> np.ndarray:
 # f = sum_Omega [(1 - s)^2 - w0 s^2] + w0 <U^T U, V^T V> + reg (tr U^T U + tr V^T V),  s = u_i . v_j
 def objective(indptr: np.ndarray, indices: np.ndarray, U: np.ndarray, V: np.ndarray, w0: float,
               reg: float) -> float:
-    gu, gv = gram(U), gram(V)
-    return (float(kernels.observed_loss(indptr, indices, U, V, float(w0))) + w0 * float(np.sum(gu * gv))
-            + reg * float(np.trace(gu) + np.trace(gv)))
+    return objective_from_grams(indptr, indices, U, V, w0, reg, gram(U), gram(V))
+
+
+# The same, given gram_U = U^T U and gram_V = V^T V (d, d) float64 (training has them already).
+def objective_from_grams(indptr: np.ndarray, indices: np.ndarray, U: np.ndarray, V: np.ndarray, w0: float,
+                         reg: float, gram_U: np.ndarray, gram_V: np.ndarray) -> float:
+    return (float(kernels.observed_loss(indptr, indices, U, V, float(w0))) + w0 * float(np.sum(gram_U * gram_V))
+            + reg * float(np.trace(gram_U) + np.trace(gram_V)))
 
 
 def _cg_blocks(indptr: np.ndarray, d: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -321,11 +326,11 @@ class WALS(RecommenderMixin):
 
     # ------------------------------------------------------------------ training
 
-    def _half(self, indptr: np.ndarray, indices: np.ndarray, Y: np.ndarray, X: np.ndarray,
+    def _half(self, indptr: np.ndarray, indices: np.ndarray, Y: np.ndarray, X: np.ndarray, gram_Y: np.ndarray,
               blocks: tuple[np.ndarray, np.ndarray]) -> None:
-        """Solve every row of X (in place) against fixed Y; ``blocks`` = (bounds, parts) of the CG
-        kernel (unused by Cholesky)."""
-        G = gram_term(Y, self.w0, self.reg)
+        """Solve every row of X (in place) against fixed Y, whose Gram matrix Y^T Y is ``gram_Y`` (d, d);
+        ``blocks`` = (bounds, parts) of the CG kernel (unused by Cholesky)."""
+        G = self.w0 * gram_Y + self.reg * np.eye(Y.shape[1])
         s = 1.0 - self.w0
         if self.solver == "cg":
             kernels.solve_rows_cg(indptr, indices, Y, X, np.ascontiguousarray(G, dtype=np.float32), s,
@@ -352,15 +357,20 @@ class WALS(RecommenderMixin):
         U = rng.standard_normal((n_users, d), dtype=np.float32) * np.float32(self.init_scale)
         V = rng.standard_normal((n_items, d), dtype=np.float32) * np.float32(self.init_scale)
         history: list[dict[str, float]] = []
+        # Each Gram matrix is computed once per iteration and serves twice: U^T U for the item half
+        # of the next iteration and the objective, V^T V for the user half and the objective.
+        gram_U = gram(U)
         with numba_threads(self.num_threads) as n_threads, _one_blas_thread():
             item_blocks = _cg_blocks(i_ptr, d, n_threads)
             user_blocks = _cg_blocks(u_ptr, d, n_threads)
             for it in range(1, self.iterations + 1):
                 t0 = time.perf_counter()
-                self._half(i_ptr, i_idx, U, V, item_blocks)  # items given users
-                self._half(u_ptr, u_idx, V, U, user_blocks)  # users given items
+                self._half(i_ptr, i_idx, U, V, gram_U, item_blocks)  # items given users
+                gram_V = gram(V)
+                self._half(u_ptr, u_idx, V, U, gram_V, user_blocks)  # users given items
+                gram_U = gram(U)
                 secs = time.perf_counter() - t0
-                f = objective(u_ptr, u_idx, U, V, self.w0, self.reg)
+                f = objective_from_grams(u_ptr, u_idx, U, V, self.w0, self.reg, gram_U, gram_V)
                 if not np.isfinite(f):
                     raise ModelError(f"training diverged at iteration {it} (objective is {f}); "
                                      "raise --reg or use --solver cholesky")
