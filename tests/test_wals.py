@@ -113,6 +113,11 @@ def test_row_blocks_cut_equal_work_and_cover_every_row_once():
         assert parts[0] == 0 and parts[-1] == len(bounds) - 1 and np.all(np.diff(parts) >= 0)
     part_work = np.add.reduceat(block_work, kernels.block_parts(ptr, bounds, d, 2)[:-1])
     assert part_work.max() - part_work.min() <= block_work.max()
+    # the gather buffer's cap: a block closes once it holds 100 entries, so before its last row it held fewer
+    small = kernels.row_blocks(ptr, d, chunk, block_bytes=100 * 4 * d)
+    held = np.diff(ptr[small])
+    last_row = np.diff(ptr)[small[1:] - 1]
+    assert np.all(held - last_row < 100) and held.max() >= 100 and len(small) > len(bounds)
 
 
 def _cg_reference(R, Y, X0, G, s, steps):
@@ -148,8 +153,8 @@ def test_lockstep_cg_equals_per_row_cg_on_skewed_rows():
     V = rng.standard_normal((120, d)).astype(np.float32) * 0.3
     X0 = rng.standard_normal((300, d)).astype(np.float32) * 0.1
     G = gram_term(V, w0, 1.0)
-    bounds = kernels.row_blocks(ptr, d, 16)
     results = []
+    bounds = kernels.row_blocks(ptr, d, 16, block_bytes=50 * 4 * d)  # small gather buffers: many blocks
     for n_parts in (1, 3):
         X = X0.copy()
         kernels.solve_rows_cg(ptr, R.indices, V, X, G.astype(np.float32), 1 - w0, 2, bounds,

@@ -23,6 +23,10 @@ from numba import njit, prange
 from ...core.numba_util import CACHE, compile_twin
 
 CHUNK = 64
+# The CG kernel gathers a block's y_j rows once into a buffer and reads them from there in every CG
+# step (instead of gathering them again from Y each step); blocks close at about this many bytes of
+# gathered rows so the buffer stays in the core's L2 cache.
+BLOCK_BYTES = 1 << 19
 
 
 @njit(cache=CACHE, fastmath=True, inline="always")
@@ -38,29 +42,32 @@ def _dot32(a, b, d):
 # carries many times the mean (real interaction counts are skewed: the popular items sit together).
 # A row's work per CG step is about 4 d flops per entry (y.p, then the axpy) and 2 d^2 for its share of
 # the block product G.P, i.e. proportional to nnz_i + d / 2. Blocks hold at most ``chunk`` rows (the
-# size of their buffers) and depend only on the data and d, never on the thread count, so neither do
-# the results. Returns bounds (n_blocks + 1,) int64 row offsets.
-def row_blocks(indptr: np.ndarray, d: int, chunk: int = CHUNK) -> np.ndarray:
+# size of their buffers), close once their gathered rows reach ``block_bytes``, and depend only on the
+# data and d, never on the thread count, so neither do the results. Returns bounds (n_blocks + 1,)
+# int64 row offsets.
+def row_blocks(indptr: np.ndarray, d: int, chunk: int = CHUNK, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
     n = len(indptr) - 1
     if n <= 0:
         return np.zeros(1, dtype=np.int64)
-    work = np.diff(indptr).astype(np.float64) + 0.5 * d
+    entries = np.diff(indptr)
+    work = entries.astype(np.float64) + 0.5 * d
     target = float(work.sum()) / ((n + chunk - 1) // chunk)
-    return _cut_blocks(work, target, chunk)
+    return _cut_blocks(work, entries, target, chunk, max(1, block_bytes // (4 * d)))
 
 
 @njit(cache=CACHE)
-def _cut_blocks(work, target, chunk):
+def _cut_blocks(work, entries, target, chunk, max_entries):
     n = work.shape[0]
     bounds = np.empty(n + 1, dtype=np.int64)
     bounds[0] = 0
-    nb, acc, start = 1, 0.0, 0
+    nb, acc, start, held = 1, 0.0, 0, 0
     for i in range(n):
         acc += work[i]
-        if acc >= target or i + 1 - start >= chunk:
+        held += entries[i]
+        if acc >= target or i + 1 - start >= chunk or held >= max_entries:
             bounds[nb] = i + 1
             nb += 1
-            acc, start = 0.0, i + 1
+            acc, start, held = 0.0, i + 1, 0
     if bounds[nb - 1] != n:
         bounds[nb] = n
         nb += 1
@@ -101,9 +108,18 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
         ap = np.empty((cap, d), dtype=np.float32)
         rs = np.empty(cap, dtype=np.float64)
         active = np.empty(cap, dtype=np.bool_)
+        held = 1
+        for c in range(parts[part], parts[part + 1]):
+            held = max(held, indptr[bounds[c + 1]] - indptr[bounds[c]])
+        yb = np.empty((held, d), dtype=np.float32)
         for c in range(parts[part], parts[part + 1]):
             r0 = bounds[c]
             nb = bounds[c + 1] - r0
+            base = indptr[r0]
+            for jj in range(base, indptr[r0 + nb]):
+                y = Y[indices[jj]]
+                for a in range(d):
+                    yb[jj - base, a] = y[a]
             # fresh C-contiguous views of exactly nb rows: what the BLAS call needs
             xv, rv, pv, apv = xb[:nb], r[:nb], p[:nb], ap[:nb]
             for k in range(nb):
@@ -124,8 +140,8 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
                 rk = rv[k]
                 for a in range(d):
                     rk[a] = -rk[a]
-                for jj in range(lo, hi):
-                    y = Y[indices[jj]]
+                for jj in range(lo - base, hi - base):
+                    y = yb[jj]
                     coef = np.float32(1.0) - s32 * _dot32(y, x, d)
                     for a in range(d):
                         rk[a] += coef * y[a]
@@ -147,8 +163,8 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
                         continue
                     i = r0 + k
                     pk, apk = pv[k], apv[k]
-                    for jj in range(indptr[i], indptr[i + 1]):
-                        y = Y[indices[jj]]
+                    for jj in range(indptr[i] - base, indptr[i + 1] - base):
+                        y = yb[jj]
                         coef = s32 * _dot32(y, pk, d)
                         for a in range(d):
                             apk[a] += coef * y[a]
