@@ -113,11 +113,11 @@ def test_row_blocks_cut_equal_work_and_cover_every_row_once():
         assert parts[0] == 0 and parts[-1] == len(bounds) - 1 and np.all(np.diff(parts) >= 0)
     part_work = np.add.reduceat(block_work, kernels.block_parts(ptr, bounds, d, 2)[:-1])
     assert part_work.max() - part_work.min() <= block_work.max()
-    # the gather buffer's cap: a block closes once it holds 100 entries, so before its last row it held fewer
+    # the gather buffer's cap: a block of several rows never holds more than 100 entries
     small = kernels.row_blocks(ptr, d, chunk, block_bytes=100 * 4 * d)
     held = np.diff(ptr[small])
-    last_row = np.diff(ptr)[small[1:] - 1]
-    assert np.all(held - last_row < 100) and held.max() >= 100 and len(small) > len(bounds)
+    assert np.all(held[np.diff(small) > 1] <= 100) and len(small) > len(bounds)
+    assert held.max() > 100  # the heaviest rows (up to 400 entries) are blocks of their own
 
 
 def _cg_reference(R, Y, X0, G, s, steps):
@@ -163,6 +163,30 @@ def test_lockstep_cg_equals_per_row_cg_on_skewed_rows():
     np.testing.assert_array_equal(results[0], results[1])  # the split over threads changes nothing
     expected = _cg_reference(R, V, X0, G, 1 - w0, 2)
     np.testing.assert_allclose(results[0], expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
+
+
+def test_lockstep_cg_row_larger_than_the_gather_buffer_reads_y_directly():
+    """A row with more entries than the gather buffer holds (a very popular item) is a block of its
+    own and is solved from Y directly: the same answer as the per-row reference."""
+    rng = np.random.default_rng(5)
+    n, m, d, w0 = 40, 3000, 64, 0.1
+    cap = kernels.BLOCK_BYTES // (4 * d)
+    per_row = rng.integers(1, 30, n)
+    per_row[7] = cap + 200
+    rows = np.repeat(np.arange(n), per_row)
+    cols = np.concatenate([rng.choice(m, k, replace=False) for k in per_row])
+    R = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n, m))
+    ptr = R.indptr.astype(np.int64)
+    bounds = kernels.row_blocks(ptr, d)
+    assert 7 in bounds and 8 in bounds  # the heavy row alone
+    V = (rng.standard_normal((m, d)) * 0.05).astype(np.float32)
+    X0 = (rng.standard_normal((n, d)) * 0.05).astype(np.float32)
+    G = gram_term(V, w0, 1.0)
+    X = X0.copy()
+    kernels.solve_rows_cg(ptr, R.indices, V, X, G.astype(np.float32), 1 - w0, 3, bounds,
+                          kernels.block_parts(ptr, bounds, d, 2))
+    expected = _cg_reference(R, V, X0, G, 1 - w0, 3)
+    np.testing.assert_allclose(X, expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
 
 
 def test_objective_gram_identity_equals_brute_force():

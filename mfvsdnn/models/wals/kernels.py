@@ -24,8 +24,9 @@ from ...core.numba_util import CACHE, compile_twin
 
 CHUNK = 64
 # The CG kernel gathers a block's y_j rows once into a buffer and reads them from there in every CG
-# step (instead of gathering them again from Y each step); blocks close at about this many bytes of
-# gathered rows so the buffer stays in the core's L2 cache.
+# step (instead of gathering them again from Y each step); a block holds at most this many bytes of
+# gathered rows, so the buffer stays in the core's L2 cache and its size is bounded. Only a single
+# row with more entries than fit (a very popular item) is a block of its own and reads Y directly.
 BLOCK_BYTES = 1 << 19
 
 
@@ -62,6 +63,10 @@ def _cut_blocks(work, entries, target, chunk, max_entries):
     bounds[0] = 0
     nb, acc, start, held = 1, 0.0, 0, 0
     for i in range(n):
+        if i > start and held + entries[i] > max_entries:  # a row that would overflow opens a new block
+            bounds[nb] = i
+            nb += 1
+            acc, start, held = 0.0, i, 0
         acc += work[i]
         held += entries[i]
         if acc >= target or i + 1 - start >= chunk or held >= max_entries:
@@ -108,18 +113,23 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
         ap = np.empty((cap, d), dtype=np.float32)
         rs = np.empty(cap, dtype=np.float64)
         active = np.empty(cap, dtype=np.bool_)
+        max_entries = max(1, BLOCK_BYTES // (4 * d))
         held = 1
         for c in range(parts[part], parts[part + 1]):
-            held = max(held, indptr[bounds[c + 1]] - indptr[bounds[c]])
+            block_held = indptr[bounds[c + 1]] - indptr[bounds[c]]
+            if block_held <= max_entries:
+                held = max(held, block_held)
         yb = np.empty((held, d), dtype=np.float32)
         for c in range(parts[part], parts[part + 1]):
             r0 = bounds[c]
             nb = bounds[c + 1] - r0
             base = indptr[r0]
-            for jj in range(base, indptr[r0 + nb]):
-                y = Y[indices[jj]]
-                for a in range(d):
-                    yb[jj - base, a] = y[a]
+            buffered = indptr[r0 + nb] - base <= max_entries
+            if buffered:
+                for jj in range(base, indptr[r0 + nb]):
+                    y = Y[indices[jj]]
+                    for a in range(d):
+                        yb[jj - base, a] = y[a]
             # fresh C-contiguous views of exactly nb rows: what the BLAS call needs
             xv, rv, pv, apv = xb[:nb], r[:nb], p[:nb], ap[:nb]
             for k in range(nb):
@@ -140,8 +150,8 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
                 rk = rv[k]
                 for a in range(d):
                     rk[a] = -rk[a]
-                for jj in range(lo - base, hi - base):
-                    y = yb[jj]
+                for jj in range(lo, hi):
+                    y = yb[jj - base] if buffered else Y[indices[jj]]
                     coef = np.float32(1.0) - s32 * _dot32(y, x, d)
                     for a in range(d):
                         rk[a] += coef * y[a]
@@ -163,8 +173,8 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
                         continue
                     i = r0 + k
                     pk, apk = pv[k], apv[k]
-                    for jj in range(indptr[i] - base, indptr[i + 1] - base):
-                        y = yb[jj]
+                    for jj in range(indptr[i], indptr[i + 1]):
+                        y = yb[jj - base] if buffered else Y[indices[jj]]
                         coef = s32 * _dot32(y, pk, d)
                         for a in range(d):
                             apk[a] += coef * y[a]

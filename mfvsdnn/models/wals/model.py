@@ -104,14 +104,11 @@ def gram_term(Y: np.ndarray, w0: float, reg: float) -> np.ndarray:
 
 
 # f = sum_Omega [(1 - s)^2 - w0 s^2] + w0 <U^T U, V^T V> + reg (tr U^T U + tr V^T V),  s = u_i . v_j
+# gram_U = U^T U and gram_V = V^T V (d, d) float64 may be passed when known (training has them).
 def objective(indptr: np.ndarray, indices: np.ndarray, U: np.ndarray, V: np.ndarray, w0: float,
-              reg: float) -> float:
-    return objective_from_grams(indptr, indices, U, V, w0, reg, gram(U), gram(V))
-
-
-# The same, given gram_U = U^T U and gram_V = V^T V (d, d) float64 (training has them already).
-def objective_from_grams(indptr: np.ndarray, indices: np.ndarray, U: np.ndarray, V: np.ndarray, w0: float,
-                         reg: float, gram_U: np.ndarray, gram_V: np.ndarray) -> float:
+              reg: float, gram_U: np.ndarray | None = None, gram_V: np.ndarray | None = None) -> float:
+    gram_U = gram(U) if gram_U is None else gram_U
+    gram_V = gram(V) if gram_V is None else gram_V
     return (float(kernels.observed_loss(indptr, indices, U, V, float(w0))) + w0 * float(np.sum(gram_U * gram_V))
             + reg * float(np.trace(gram_U) + np.trace(gram_V)))
 
@@ -203,12 +200,14 @@ class WALS(RecommenderMixin):
     def estimate_bytes(self, n_users: int, n_items: int, nnz: int, cardinalities: dict[str, int]) -> int:
         """Peak bytes ``fit`` allocates: the float32 factors (twice: the scaled random start is a
         copy), both CSR structures (users x items and its transpose), the d x d Gram terms and each
-        thread's row-solve buffers, the stored feature codes, and the validation recall computed
+        thread's row-solve buffers (for CG at most ``kernels.BLOCK_BYTES`` of gathered rows), the stored feature codes, and the validation recall computed
         after training."""
         d = self.factors
         factors = 2 * 4 * (n_users + n_items) * d
         structure = 16 * nnz + 16 * (n_users + n_items + 2)
-        grams = 6 * 8 * d * d + numba.config.NUMBA_NUM_THREADS * 8 * (d * d + 3 * d)
+        # per thread: the Cholesky buffers, or the CG block's four (rows, d) arrays and its gather buffer
+        per_thread = max(8 * (d * d + 3 * d), 16 * kernels.CHUNK * d + min(kernels.BLOCK_BYTES, 4 * d * nnz))
+        grams = 6 * 8 * d * d + numba.config.NUMBA_NUM_THREADS * per_thread
         return (factors + structure + grams + 4 * n_users * len(cardinalities)
                 + validation_bytes(n_users, n_items, d))
 
@@ -370,7 +369,7 @@ class WALS(RecommenderMixin):
                 self._half(u_ptr, u_idx, V, U, gram_V, user_blocks)  # users given items
                 gram_U = gram(U)
                 secs = time.perf_counter() - t0
-                f = objective_from_grams(u_ptr, u_idx, U, V, self.w0, self.reg, gram_U, gram_V)
+                f = objective(u_ptr, u_idx, U, V, self.w0, self.reg, gram_U, gram_V)
                 if not np.isfinite(f):
                     raise ModelError(f"training diverged at iteration {it} (objective is {f}); "
                                      "raise --reg or use --solver cholesky")
