@@ -68,17 +68,125 @@ def test_cg_converges_to_cholesky():
     exact = np.zeros((n, d), dtype=np.float32)
     kernels.solve_rows_cholesky(ptr, R.indices, V, gram_term(V, w0, reg), 1 - w0, exact, 8)
     G32 = gram_term(V, w0, reg).astype(np.float32)
+    bounds = kernels.row_blocks(ptr, d, 8)
+    blocks = (bounds, kernels.block_parts(ptr, bounds, d, 2))
     errs = []
     for steps in (1, 2, 3, d):
         X = np.zeros((n, d), dtype=np.float32)
-        kernels.solve_rows_cg(ptr, R.indices, V, X, G32, 1 - w0, steps, 8)
+        kernels.solve_rows_cg(ptr, R.indices, V, X, G32, 1 - w0, steps, *blocks)
         errs.append(np.abs(X - exact).max() / np.abs(exact).max())
     assert errs[0] > errs[-1]
     assert errs[-1] < 1e-4  # CG is exact after d steps (up to float32)
     # warm start: from the exact solution CG stays there
     X = exact.copy()
-    kernels.solve_rows_cg(ptr, R.indices, V, X, G32, 1 - w0, 3, 8)
+    kernels.solve_rows_cg(ptr, R.indices, V, X, G32, 1 - w0, 3, *blocks)
     np.testing.assert_allclose(X, exact, atol=1e-4)
+
+
+def _skewed(rng, n, m):
+    """A matrix whose first rows hold most entries (like popular items sorted together)."""
+    per_row = np.maximum(1, (400 * np.exp(-np.arange(n) / (n / 10))).astype(int))
+    per_row[n // 3] = 0  # an empty row
+    rows = np.repeat(np.arange(n), per_row)
+    cols = rng.integers(0, m, rows.size)
+    R = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n, m))
+    R.data[:] = 1.0
+    return R
+
+
+def test_row_blocks_cut_equal_work_and_cover_every_row_once():
+    rng = np.random.default_rng(3)
+    R = _skewed(rng, 1000, 300)
+    ptr, d, chunk = R.indptr.astype(np.int64), 8, 64
+    bounds = kernels.row_blocks(ptr, d, chunk)
+    assert bounds[0] == 0 and bounds[-1] == 1000 and np.all(np.diff(bounds) >= 1)
+    assert np.diff(bounds).max() <= chunk
+    work = np.diff(ptr).astype(float) + d / 2
+    block_work = np.add.reduceat(work, bounds[:-1])
+    target = work.sum() / -(-1000 // chunk)
+    # a block closes as soon as it reaches the target, so it exceeds it by less than one row's work
+    assert block_work.max() < target + work.max()
+    static = np.add.reduceat(work, np.arange(0, 1000, chunk))
+    assert static.max() / static.mean() > 5 > block_work.max() / block_work.mean()
+    for n_parts in (1, 2, 3, 7):
+        parts = kernels.block_parts(ptr, bounds, d, n_parts)
+        assert parts[0] == 0 and parts[-1] == len(bounds) - 1 and np.all(np.diff(parts) >= 0)
+    part_work = np.add.reduceat(block_work, kernels.block_parts(ptr, bounds, d, 2)[:-1])
+    assert part_work.max() - part_work.min() <= block_work.max()
+    # the gather buffer's cap: a block of several rows never holds more than 100 entries
+    small = kernels.row_blocks(ptr, d, chunk, block_bytes=100 * 4 * d)
+    held = np.diff(ptr[small])
+    assert np.all(held[np.diff(small) > 1] <= 100) and len(small) > len(bounds)
+    assert held.max() > 100  # the heaviest rows (up to 400 entries) are blocks of their own
+
+
+def _cg_reference(R, Y, X0, G, s, steps):
+    """Per-row CG in float64 with the explicit matrix A_i (independent of the kernel's blocking)."""
+    X = X0.astype(np.float64)
+    for i in range(R.shape[0]):
+        cols = R.indices[R.indptr[i]:R.indptr[i + 1]]
+        if cols.size == 0:
+            X[i] = 0
+            continue
+        Yi = Y[cols].astype(np.float64)
+        A = G + s * Yi.T @ Yi
+        x = X[i]
+        r = Yi.sum(axis=0) - A @ x
+        p, rs = r.copy(), r @ r
+        for _ in range(steps):
+            if rs < 1e-20:
+                break
+            ap = A @ p
+            alpha = rs / (p @ ap)
+            x = x + alpha * p
+            r = r - alpha * ap
+            rs_new = r @ r
+            p, rs = r + rs_new / rs * p, rs_new
+        X[i] = x
+    return X
+
+
+def test_lockstep_cg_equals_per_row_cg_on_skewed_rows():
+    rng = np.random.default_rng(4)
+    R = _skewed(rng, 300, 120)
+    ptr, d, w0 = R.indptr.astype(np.int64), 6, 0.1
+    V = rng.standard_normal((120, d)).astype(np.float32) * 0.3
+    X0 = rng.standard_normal((300, d)).astype(np.float32) * 0.1
+    G = gram_term(V, w0, 1.0)
+    results = []
+    bounds = kernels.row_blocks(ptr, d, 16, block_bytes=50 * 4 * d)  # small gather buffers: many blocks
+    for n_parts in (1, 3):
+        X = X0.copy()
+        kernels.solve_rows_cg(ptr, R.indices, V, X, G.astype(np.float32), 1 - w0, 2, bounds,
+                              kernels.block_parts(ptr, bounds, d, n_parts))
+        results.append(X)
+    np.testing.assert_array_equal(results[0], results[1])  # the split over threads changes nothing
+    expected = _cg_reference(R, V, X0, G, 1 - w0, 2)
+    np.testing.assert_allclose(results[0], expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
+
+
+def test_lockstep_cg_row_larger_than_the_gather_buffer_reads_y_directly():
+    """A row with more entries than the gather buffer holds (a very popular item) is a block of its
+    own and is solved from Y directly: the same answer as the per-row reference."""
+    rng = np.random.default_rng(5)
+    n, m, d, w0 = 40, 3000, 64, 0.1
+    cap = kernels.BLOCK_BYTES // (4 * d)
+    per_row = rng.integers(1, 30, n)
+    per_row[7] = cap + 200
+    rows = np.repeat(np.arange(n), per_row)
+    cols = np.concatenate([rng.choice(m, k, replace=False) for k in per_row])
+    R = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n, m))
+    ptr = R.indptr.astype(np.int64)
+    bounds = kernels.row_blocks(ptr, d)
+    assert 7 in bounds and 8 in bounds  # the heavy row alone
+    V = (rng.standard_normal((m, d)) * 0.05).astype(np.float32)
+    X0 = (rng.standard_normal((n, d)) * 0.05).astype(np.float32)
+    G = gram_term(V, w0, 1.0)
+    X = X0.copy()
+    kernels.solve_rows_cg(ptr, R.indices, V, X, G.astype(np.float32), 1 - w0, 3, bounds,
+                          kernels.block_parts(ptr, bounds, d, 2))
+    expected = _cg_reference(R, V, X0, G, 1 - w0, 3)
+    np.testing.assert_allclose(X, expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
 
 
 def test_objective_gram_identity_equals_brute_force():

@@ -9,9 +9,10 @@ Notation (one half-iteration, solving the rows X (n, d) against the fixed other 
 ``Omega_i`` is row i of a CSR structure (``indptr`` (n + 1,), ``indices`` (nnz,)); the stored values
 are ignored: every stored entry is a positive (binary implicit feedback).
 
-All kernels loop ``prange`` over chunks of ``chunk`` rows and allocate their work buffers once per
-chunk, never per row, and never an (nnz, d) array. Every row's result depends only on that row's
-inputs, so results do not depend on the number of threads.
+The Cholesky kernels loop ``prange`` over chunks of ``chunk`` rows; the CG kernel over runs of row
+blocks cut at equal work (:func:`row_blocks`, :func:`block_parts`). All allocate their work buffers
+once per chunk or run, never per row, and never an (nnz, d) array. Every row's result depends only on
+that row's inputs and its block (fixed by the data), so results do not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from numba import njit, prange
 from ...core.numba_util import CACHE, compile_twin
 
 CHUNK = 64
+# The CG kernel gathers a block's y_j rows once into a buffer and reads them from there in every CG
+# step (instead of gathering them again from Y each step); a block holds at most this many bytes of
+# gathered rows, so the buffer stays in the core's L2 cache and its size is bounded. Only a single
+# row with more entries than fit (a very popular item) is a block of its own and reads Y directly.
+BLOCK_BYTES = 1 << 19
 
 
 @njit(cache=CACHE, fastmath=True, inline="always")
@@ -33,76 +39,171 @@ def _dot32(a, b, d):
     return acc
 
 
+# Row blocks for the CG kernel: cut where a block reaches an equal share of the work, so that no block
+# carries many times the mean (real interaction counts are skewed: the popular items sit together).
+# A row's work per CG step is about 4 d flops per entry (y.p, then the axpy) and 2 d^2 for its share of
+# the block product G.P, i.e. proportional to nnz_i + d / 2. Blocks hold at most ``chunk`` rows (the
+# size of their buffers), close once their gathered rows reach ``block_bytes``, and depend only on the
+# data and d, never on the thread count, so neither do the results. Returns bounds (n_blocks + 1,)
+# int64 row offsets.
+def row_blocks(indptr: np.ndarray, d: int, chunk: int = CHUNK, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    n = len(indptr) - 1
+    if n <= 0:
+        return np.zeros(1, dtype=np.int64)
+    entries = np.diff(indptr)
+    work = entries.astype(np.float64) + 0.5 * d
+    target = float(work.sum()) / ((n + chunk - 1) // chunk)
+    return _cut_blocks(work, entries, target, chunk, max(1, block_bytes // (4 * d)))
+
+
+@njit(cache=CACHE)
+def _cut_blocks(work, entries, target, chunk, max_entries):
+    n = work.shape[0]
+    bounds = np.empty(n + 1, dtype=np.int64)
+    bounds[0] = 0
+    nb, acc, start, held = 1, 0.0, 0, 0
+    for i in range(n):
+        if i > start and held + entries[i] > max_entries:  # a row that would overflow opens a new block
+            bounds[nb] = i
+            nb += 1
+            acc, start, held = 0.0, i, 0
+        acc += work[i]
+        held += entries[i]
+        if acc >= target or i + 1 - start >= chunk or held >= max_entries:
+            bounds[nb] = i + 1
+            nb += 1
+            acc, start, held = 0.0, i + 1, 0
+    if bounds[nb - 1] != n:
+        bounds[nb] = n
+        nb += 1
+    return bounds[:nb].copy()
+
+
+# Blocks to threads: contiguous runs of blocks with equal total work (the thread that gets the
+# light blocks gets more of them). Returns parts (n_parts + 1,) int64 block offsets.
+def block_parts(indptr: np.ndarray, bounds: np.ndarray, d: int, n_parts: int) -> np.ndarray:
+    n_blocks = len(bounds) - 1
+    n_parts = max(1, min(int(n_parts), n_blocks))
+    rows = np.diff(bounds).astype(np.float64)
+    work = np.cumsum(np.diff(indptr[bounds]).astype(np.float64) + 0.5 * d * rows)
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, n_parts) / n_parts, side="left") + 1
+    parts = np.concatenate([[0], np.minimum(cuts, n_blocks), [n_blocks]]).astype(np.int64)
+    return np.maximum.accumulate(parts)
+
+
 # CG without forming A_i:   A_i p = G p + s * sum_j y_j (y_j . p)
 #   r0 = b - A x0 = -G x0 + sum_j (1 - s * y_j . x0) y_j,  then ``cg_steps`` standard CG steps.
+# The rows of a block run their CG steps in lockstep, so the dense part of A_i p for the whole block
+# is one BLAS product P (nb, d) @ G (d, d) per step; only the sparse part is a per-row loop. A row
+# that has converged (or met p.Ap <= 0) keeps p = 0 and stops changing, exactly as it would alone.
 # Shapes: indptr (n+1,), indices (nnz,), Y (m, d) f32, X (n, d) f32 updated in place (warm start),
-#         G (d, d) f32.  Rows with no entries get x = 0 (the exact solution, b = 0).
+#         G (d, d) f32 C-contiguous, bounds (n_blocks+1,) from row_blocks, parts (n_parts+1,) from
+#         block_parts. Rows with no entries get x = 0 (the exact solution, b = 0).
 @njit(parallel=True, cache=CACHE, fastmath=True)
-def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, chunk):
-    n, d = X.shape
+def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
+    d = X.shape[1]
     s32 = np.float32(s)
-    n_chunks = (n + chunk - 1) // chunk
-    for c in prange(n_chunks):
-        x = np.empty(d, dtype=np.float32)
-        r = np.empty(d, dtype=np.float32)
-        p = np.empty(d, dtype=np.float32)
-        ap = np.empty(d, dtype=np.float32)
-        stop = min(n, (c + 1) * chunk)
-        for i in range(c * chunk, stop):
-            lo, hi = indptr[i], indptr[i + 1]
-            if hi == lo:
-                for a in range(d):
-                    X[i, a] = 0.0
-                continue
-            for a in range(d):
-                x[a] = X[i, a]
-            # r = -G x  (G symmetric: accumulate rows scaled by x, vertical SIMD, no horizontal sums)
-            for a in range(d):
-                r[a] = 0.0
-            for b in range(d):
-                xb = -x[b]
-                gb = G[b]
-                for a in range(d):
-                    r[a] += xb * gb[a]
-            for jj in range(lo, hi):
-                y = Y[indices[jj]]
-                coef = np.float32(1.0) - s32 * _dot32(y, x, d)
-                for a in range(d):
-                    r[a] += coef * y[a]
-            rsold = np.float64(_dot32(r, r, d))
-            if rsold < 1e-20:
-                continue
-            for a in range(d):
-                p[a] = r[a]
-            for _ in range(cg_steps):
-                for a in range(d):
-                    ap[a] = 0.0
-                for b in range(d):
-                    pb = p[b]
-                    gb = G[b]
-                    for a in range(d):
-                        ap[a] += pb * gb[a]
-                for jj in range(lo, hi):
+    for part in prange(parts.shape[0] - 1):
+        cap = 1
+        for c in range(parts[part], parts[part + 1]):
+            cap = max(cap, bounds[c + 1] - bounds[c])
+        xb = np.empty((cap, d), dtype=np.float32)
+        r = np.empty((cap, d), dtype=np.float32)
+        p = np.empty((cap, d), dtype=np.float32)
+        ap = np.empty((cap, d), dtype=np.float32)
+        rs = np.empty(cap, dtype=np.float64)
+        active = np.empty(cap, dtype=np.bool_)
+        max_entries = max(1, BLOCK_BYTES // (4 * d))
+        held = 1
+        for c in range(parts[part], parts[part + 1]):
+            block_held = indptr[bounds[c + 1]] - indptr[bounds[c]]
+            if block_held <= max_entries:
+                held = max(held, block_held)
+        yb = np.empty((held, d), dtype=np.float32)
+        for c in range(parts[part], parts[part + 1]):
+            r0 = bounds[c]
+            nb = bounds[c + 1] - r0
+            base = indptr[r0]
+            buffered = indptr[r0 + nb] - base <= max_entries
+            if buffered:
+                for jj in range(base, indptr[r0 + nb]):
                     y = Y[indices[jj]]
-                    coef = s32 * _dot32(y, p, d)
                     for a in range(d):
-                        ap[a] += coef * y[a]
-                pap = np.float64(_dot32(p, ap, d))
-                if pap <= 0.0:
-                    break
-                alpha = np.float32(rsold / pap)
+                        yb[jj - base, a] = y[a]
+            # fresh C-contiguous views of exactly nb rows: what the BLAS call needs
+            xv, rv, pv, apv = xb[:nb], r[:nb], p[:nb], ap[:nb]
+            for k in range(nb):
                 for a in range(d):
-                    x[a] += alpha * p[a]
-                    r[a] -= alpha * ap[a]
-                rsnew = np.float64(_dot32(r, r, d))
-                if rsnew < 1e-20:
-                    break
-                beta = np.float32(rsnew / rsold)
+                    xv[k, a] = X[r0 + k, a]
+            np.dot(xv, G, rv)  # G symmetric: row k of X G is G x_k
+            n_active = 0
+            for k in range(nb):
+                i = r0 + k
+                lo, hi = indptr[i], indptr[i + 1]
+                active[k] = False
+                if hi == lo:
+                    for a in range(d):
+                        xv[k, a] = 0.0
+                        pv[k, a] = 0.0
+                    continue
+                x = xv[k]
+                rk = rv[k]
                 for a in range(d):
-                    p[a] = r[a] + beta * p[a]
-                rsold = rsnew
-            for a in range(d):
-                X[i, a] = x[a]
+                    rk[a] = -rk[a]
+                for jj in range(lo, hi):
+                    y = yb[jj - base] if buffered else Y[indices[jj]]
+                    coef = np.float32(1.0) - s32 * _dot32(y, x, d)
+                    for a in range(d):
+                        rk[a] += coef * y[a]
+                rs[k] = np.float64(_dot32(rk, rk, d))
+                if rs[k] < 1e-20:
+                    for a in range(d):
+                        pv[k, a] = 0.0
+                    continue
+                active[k] = True
+                n_active += 1
+                for a in range(d):
+                    pv[k, a] = rk[a]
+            for _ in range(cg_steps):
+                if n_active == 0:
+                    break
+                np.dot(pv, G, apv)
+                for k in range(nb):
+                    if not active[k]:
+                        continue
+                    i = r0 + k
+                    pk, apk = pv[k], apv[k]
+                    for jj in range(indptr[i], indptr[i + 1]):
+                        y = yb[jj - base] if buffered else Y[indices[jj]]
+                        coef = s32 * _dot32(y, pk, d)
+                        for a in range(d):
+                            apk[a] += coef * y[a]
+                    pap = np.float64(_dot32(pk, apk, d))
+                    if pap <= 0.0:
+                        active[k] = False
+                        n_active -= 1
+                        for a in range(d):
+                            pk[a] = 0.0
+                        continue
+                    alpha = np.float32(rs[k] / pap)
+                    x, rk = xv[k], rv[k]
+                    for a in range(d):
+                        x[a] += alpha * pk[a]
+                        rk[a] -= alpha * apk[a]
+                    rsnew = np.float64(_dot32(rk, rk, d))
+                    if rsnew < 1e-20:
+                        active[k] = False
+                        n_active -= 1
+                        for a in range(d):
+                            pk[a] = 0.0
+                        continue
+                    beta = np.float32(rsnew / rs[k])
+                    for a in range(d):
+                        pk[a] = rk[a] + beta * pk[a]
+                    rs[k] = rsnew
+            for k in range(nb):
+                for a in range(d):
+                    X[r0 + k, a] = xv[k, a]
 
 
 # Exact solve by Cholesky, in float64:  A_i = L L^T,  L z = b_i,  L^T x_i = z.

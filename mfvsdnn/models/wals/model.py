@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 import numba
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
 
 from ...core.errors import ModelError
 from ...data.split import Split, TrainSet
@@ -103,11 +104,31 @@ def gram_term(Y: np.ndarray, w0: float, reg: float) -> np.ndarray:
 
 
 # f = sum_Omega [(1 - s)^2 - w0 s^2] + w0 <U^T U, V^T V> + reg (tr U^T U + tr V^T V),  s = u_i . v_j
+# gram_U = U^T U and gram_V = V^T V (d, d) float64 may be passed when known (training has them).
 def objective(indptr: np.ndarray, indices: np.ndarray, U: np.ndarray, V: np.ndarray, w0: float,
-              reg: float) -> float:
-    gu, gv = gram(U), gram(V)
-    return (float(kernels.observed_loss(indptr, indices, U, V, float(w0))) + w0 * float(np.sum(gu * gv))
-            + reg * float(np.trace(gu) + np.trace(gv)))
+              reg: float, gram_U: np.ndarray | None = None, gram_V: np.ndarray | None = None) -> float:
+    gram_U = gram(U) if gram_U is None else gram_U
+    gram_V = gram(V) if gram_V is None else gram_V
+    return (float(kernels.observed_loss(indptr, indices, U, V, float(w0))) + w0 * float(np.sum(gram_U * gram_V))
+            + reg * float(np.trace(gram_U) + np.trace(gram_V)))
+
+
+def _cg_blocks(indptr: np.ndarray, d: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """The CG kernel's row blocks (fixed by the data) and their split over ``n_threads`` threads."""
+    bounds = kernels.row_blocks(indptr, d)
+    return bounds, kernels.block_parts(indptr, bounds, d, n_threads)
+
+
+_BLAS: ThreadpoolController | None = None
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager:
+    """BLAS on one thread: the CG kernel calls it from every numba thread on small blocks, where
+    BLAS's own threads would only contend with numba's for the same cores."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 class WALS(RecommenderMixin):
@@ -179,12 +200,14 @@ class WALS(RecommenderMixin):
     def estimate_bytes(self, n_users: int, n_items: int, nnz: int, cardinalities: dict[str, int]) -> int:
         """Peak bytes ``fit`` allocates: the float32 factors (twice: the scaled random start is a
         copy), both CSR structures (users x items and its transpose), the d x d Gram terms and each
-        thread's row-solve buffers, the stored feature codes, and the validation recall computed
+        thread's row-solve buffers (for CG at most ``kernels.BLOCK_BYTES`` of gathered rows), the stored feature codes, and the validation recall computed
         after training."""
         d = self.factors
         factors = 2 * 4 * (n_users + n_items) * d
         structure = 16 * nnz + 16 * (n_users + n_items + 2)
-        grams = 6 * 8 * d * d + numba.config.NUMBA_NUM_THREADS * 8 * (d * d + 3 * d)
+        # per thread: the Cholesky buffers, or the CG block's four (rows, d) arrays and its gather buffer
+        per_thread = max(8 * (d * d + 3 * d), 16 * kernels.CHUNK * d + min(kernels.BLOCK_BYTES, 4 * d * nnz))
+        grams = 6 * 8 * d * d + numba.config.NUMBA_NUM_THREADS * per_thread
         return (factors + structure + grams + 4 * n_users * len(cardinalities)
                 + validation_bytes(n_users, n_items, d))
 
@@ -302,12 +325,15 @@ class WALS(RecommenderMixin):
 
     # ------------------------------------------------------------------ training
 
-    def _half(self, indptr: np.ndarray, indices: np.ndarray, Y: np.ndarray, X: np.ndarray) -> None:
-        """Solve every row of X (in place) against fixed Y."""
-        G = gram_term(Y, self.w0, self.reg)
+    def _half(self, indptr: np.ndarray, indices: np.ndarray, Y: np.ndarray, X: np.ndarray, gram_Y: np.ndarray,
+              blocks: tuple[np.ndarray, np.ndarray]) -> None:
+        """Solve every row of X (in place) against fixed Y, whose Gram matrix Y^T Y is ``gram_Y`` (d, d);
+        ``blocks`` = (bounds, parts) of the CG kernel (unused by Cholesky)."""
+        G = self.w0 * gram_Y + self.reg * np.eye(Y.shape[1])
         s = 1.0 - self.w0
         if self.solver == "cg":
-            kernels.solve_rows_cg(indptr, indices, Y, X, G.astype(np.float32), s, self.cg_steps, kernels.CHUNK)
+            kernels.solve_rows_cg(indptr, indices, Y, X, np.ascontiguousarray(G, dtype=np.float32), s,
+                                  self.cg_steps, *blocks)
         else:
             kernels.solve_rows_cholesky(indptr, indices, Y, G, s, X, kernels.CHUNK)
 
@@ -330,13 +356,20 @@ class WALS(RecommenderMixin):
         U = rng.standard_normal((n_users, d), dtype=np.float32) * np.float32(self.init_scale)
         V = rng.standard_normal((n_items, d), dtype=np.float32) * np.float32(self.init_scale)
         history: list[dict[str, float]] = []
-        with numba_threads(self.num_threads):
+        # Each Gram matrix is computed once per iteration and serves twice: U^T U for the item half
+        # of the next iteration and the objective, V^T V for the user half and the objective.
+        gram_U = gram(U)
+        with numba_threads(self.num_threads) as n_threads, _one_blas_thread():
+            item_blocks = _cg_blocks(i_ptr, d, n_threads)
+            user_blocks = _cg_blocks(u_ptr, d, n_threads)
             for it in range(1, self.iterations + 1):
                 t0 = time.perf_counter()
-                self._half(i_ptr, i_idx, U, V)  # items given users
-                self._half(u_ptr, u_idx, V, U)  # users given items
+                self._half(i_ptr, i_idx, U, V, gram_U, item_blocks)  # items given users
+                gram_V = gram(V)
+                self._half(u_ptr, u_idx, V, U, gram_V, user_blocks)  # users given items
+                gram_U = gram(U)
                 secs = time.perf_counter() - t0
-                f = objective(u_ptr, u_idx, U, V, self.w0, self.reg)
+                f = objective(u_ptr, u_idx, U, V, self.w0, self.reg, gram_U, gram_V)
                 if not np.isfinite(f):
                     raise ModelError(f"training diverged at iteration {it} (objective is {f}); "
                                      "raise --reg or use --solver cholesky")
