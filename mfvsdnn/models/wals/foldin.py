@@ -20,10 +20,11 @@ import numpy as np
 from numba import njit, prange
 
 from ...core.numba_util import CACHE, compile_twin
+from .kernels import cholesky_row
 
 
 # Exact solve by Cholesky, in float64, of  A_i x_i = b0_i + Σ_{j∈Ω_i} y_j  with  A_i = G + s Σ y_j y_jᵀ.
-# The same arithmetic, in the same order, as kernels.solve_rows_cholesky with b0 = 0, so G without
+# The same per-row solve as kernels.solve_rows_cholesky (``kernels.cholesky_row``), so G without
 # the prior term and b0 = 0 give its result bit for bit. Rows with no entries solve G x = b0.
 # Shapes: indptr (n+1,), indices (nnz,), Y (m, d) f32, G (d, d) f64 (already holding + lam I),
 #         b0 (n, d) f64 (lam · u_bar), out (n, d) f32 (written). Buffers once per chunk of rows.
@@ -37,43 +38,9 @@ def solve_rows_cholesky_prior(indptr, indices, Y, G, s, b0, out, chunk):
         y64 = np.empty(d, dtype=np.float64)
         stop = min(n, (c + 1) * chunk)
         for i in range(c * chunk, stop):
-            lo, hi = indptr[i], indptr[i + 1]
             for a in range(d):
                 b[a] = b0[i, a]
-                for k in range(a + 1):
-                    A[a, k] = G[a, k]
-            for jj in range(lo, hi):
-                y = Y[indices[jj]]
-                for a in range(d):
-                    y64[a] = y[a]
-                for a in range(d):
-                    b[a] += y64[a]
-                    sa = s * y64[a]
-                    for k in range(a + 1):
-                        A[a, k] += sa * y64[k]
-            for j in range(d):
-                acc = A[j, j]
-                for k in range(j):
-                    acc -= A[j, k] * A[j, k]
-                if acc <= 0.0:
-                    acc = 1e-12
-                ljj = np.sqrt(acc)
-                A[j, j] = ljj
-                for a in range(j + 1, d):
-                    acc = A[a, j]
-                    for k in range(j):
-                        acc -= A[a, k] * A[j, k]
-                    A[a, j] = acc / ljj
-            for a in range(d):
-                acc = b[a]
-                for k in range(a):
-                    acc -= A[a, k] * b[k]
-                b[a] = acc / A[a, a]
-            for a in range(d - 1, -1, -1):
-                acc = b[a]
-                for k in range(a + 1, d):
-                    acc -= A[k, a] * b[k]
-                b[a] = acc / A[a, a]
+            cholesky_row(indptr[i], indptr[i + 1], indices, Y, G, s, A, b, y64)
             for a in range(d):
                 out[i, a] = b[a]
 

@@ -206,7 +206,54 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
                     X[r0 + k, a] = xv[k, a]
 
 
-# Exact solve by Cholesky, in float64:  A_i = L L^T,  L z = b_i,  L^T x_i = z.
+# One row's exact solve by Cholesky, in float64:  A = G + s Σ_{j∈Ω} y_j y_jᵀ,  b += Σ_{j∈Ω} y_j,
+# A = L Lᵀ, L z = b, Lᵀ x = z; x is left in b. Shapes: Y (m, d) f32, G (d, d) f64; A (d, d), b (d,)
+# and y64 (d,) are the caller's f64 buffers (b holds the right-hand side's constant part on entry).
+# Shared by the plain solve below and the MAP fold-in (foldin.py), so both do the same arithmetic.
+@njit(cache=CACHE, inline="always")
+def cholesky_row(lo, hi, indices, Y, G, s, A, b, y64):
+    d = b.shape[0]
+    for a in range(d):
+        for k in range(a + 1):
+            A[a, k] = G[a, k]
+    for jj in range(lo, hi):
+        y = Y[indices[jj]]
+        for a in range(d):
+            y64[a] = y[a]
+        for a in range(d):
+            b[a] += y64[a]
+            sa = s * y64[a]
+            for k in range(a + 1):
+                A[a, k] += sa * y64[k]
+    # in-place Cholesky of the lower triangle
+    for j in range(d):
+        acc = A[j, j]
+        for k in range(j):
+            acc -= A[j, k] * A[j, k]
+        if acc <= 0.0:
+            acc = 1e-12
+        ljj = np.sqrt(acc)
+        A[j, j] = ljj
+        for a in range(j + 1, d):
+            acc = A[a, j]
+            for k in range(j):
+                acc -= A[a, k] * A[j, k]
+            A[a, j] = acc / ljj
+    # forward: L z = b  (z stored in b)
+    for a in range(d):
+        acc = b[a]
+        for k in range(a):
+            acc -= A[a, k] * b[k]
+        b[a] = acc / A[a, a]
+    # backward: L^T x = z
+    for a in range(d - 1, -1, -1):
+        acc = b[a]
+        for k in range(a + 1, d):
+            acc -= A[k, a] * b[k]
+        b[a] = acc / A[a, a]
+
+
+# Exact solve by Cholesky of every row, in float64 (``cholesky_row``); an empty row is 0.
 # Shapes: indptr (n+1,), indices (nnz,), Y (m, d) f32, G (d, d) f64, out (n, d) f32 (written).
 # Used for training (--solver cholesky) and for folding in new queries against fixed item factors.
 @njit(parallel=True, cache=CACHE)
@@ -226,43 +273,7 @@ def solve_rows_cholesky(indptr, indices, Y, G, s, out, chunk):
                 continue
             for a in range(d):
                 b[a] = 0.0
-                for k in range(a + 1):
-                    A[a, k] = G[a, k]
-            for jj in range(lo, hi):
-                y = Y[indices[jj]]
-                for a in range(d):
-                    y64[a] = y[a]
-                for a in range(d):
-                    b[a] += y64[a]
-                    sa = s * y64[a]
-                    for k in range(a + 1):
-                        A[a, k] += sa * y64[k]
-            # in-place Cholesky of the lower triangle
-            for j in range(d):
-                acc = A[j, j]
-                for k in range(j):
-                    acc -= A[j, k] * A[j, k]
-                if acc <= 0.0:
-                    acc = 1e-12
-                ljj = np.sqrt(acc)
-                A[j, j] = ljj
-                for a in range(j + 1, d):
-                    acc = A[a, j]
-                    for k in range(j):
-                        acc -= A[a, k] * A[j, k]
-                    A[a, j] = acc / ljj
-            # forward: L z = b  (z stored in b)
-            for a in range(d):
-                acc = b[a]
-                for k in range(a):
-                    acc -= A[a, k] * b[k]
-                b[a] = acc / A[a, a]
-            # backward: L^T x = z
-            for a in range(d - 1, -1, -1):
-                acc = b[a]
-                for k in range(a + 1, d):
-                    acc -= A[k, a] * b[k]
-                b[a] = acc / A[a, a]
+            cholesky_row(lo, hi, indices, Y, G, s, A, b, y64)
             for a in range(d):
                 out[i, a] = b[a]
 
