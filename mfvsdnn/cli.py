@@ -47,6 +47,7 @@ from .models.params import (
     MAX_CG_STEPS,
     MAX_DIM,
     MAX_EPOCHS,
+    MAX_FOLD_IN_PRIOR,
     MAX_HARD_POOL,
     MAX_HASHES,
     MAX_ITERATIONS,
@@ -621,6 +622,10 @@ def train_wals(
                                          "Results do not depend on it.", min=0, max=MAX_THREADS)] = 0,
     min_support: Annotated[int, typer.Option(help="Cold start: fewest training users a feature combination needs "
                                              "before its mean embedding is used (else back off).", min=1)] = 5,
+    fold_in_prior: Annotated[float, _real("Cold start with a history: MAP fold-in weight pulling a new query's "
+                                          "row solve toward its feature-mean embedding (0 = plain fold-in, which "
+                                          "ignores the features; compare chooses one on validation).", 0.0,
+                                          MAX_FOLD_IN_PRIOR)] = 0.0,
     engine: Annotated[str, typer.Option(help="'local' (this machine) or 'spark' (Spark MLlib implicit ALS with "
                                         "alpha = 1/w0 - 1; needs pip install 'mfvsdnn\\[spark]' and Java 17+).",
                                         rich_help_panel="Engine")] = "local",
@@ -642,7 +647,7 @@ def train_wals(
     from .models.wals import WALS
 
     params = {"factors": factors, "w0": w0, "reg": reg, "iterations": iterations, "solver": solver,
-              "cg_steps": cg_steps, "num_threads": threads, "min_support": min_support}
+              "cg_steps": cg_steps, "num_threads": threads, "min_support": min_support, "fold_in_prior": fold_in_prior}
     WALS(**params)  # validates every option before the data is read
     if engine not in ("local", "spark"):
         raise MfvsdnnError(f"--engine must be 'local' or 'spark', got {engine!r}")

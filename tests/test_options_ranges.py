@@ -74,6 +74,8 @@ CASES = (
         (["--cg-steps", "0"], "--cg-steps"),
         (["--threads", "-1"], "--threads"),
         (["--min-support", "0"], "--min-support"),
+        (["--fold-in-prior", "-1"], "--fold-in-prior"),
+        (["--fold-in-prior", "inf"], "--fold-in-prior"),
         (["--engine", "mars"], "--engine"),
         (["--spark-reg-param", "-1"], "--spark-reg-param"),
         (["--spark-reg-param", "nan"], "--spark-reg-param"),

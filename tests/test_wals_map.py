@@ -204,3 +204,18 @@ def test_a_bad_fold_in_prior_is_one_line_before_data_is_read(tmp_path):
     assert res.exit_code == 1 and "Traceback" not in res.output
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "fold_in_prior must be a finite number in [0, 1e+12]" in lines[0], res.output
+
+
+def test_train_wals_cli_sets_the_fold_in_prior(tmp_path):
+    from typer.testing import CliRunner
+
+    from mfvsdnn.cli import app
+    from mfvsdnn.data.synthetic import SyntheticConfig, write_csv
+    from mfvsdnn.models.store import load_run
+
+    data = tmp_path / "d.csv"
+    write_csv(SyntheticConfig(users=80, items=30, groups=2, seed=4), data)
+    res = CliRunner().invoke(app, ["train-wals", str(data), "--out", str(tmp_path / "run"), "--factors", "4",
+                                   "--iterations", "2", "--fold-in-prior", "2.5"])
+    assert res.exit_code == 0, res.output
+    assert load_run(tmp_path / "run").model.fold_in_prior == 2.5
