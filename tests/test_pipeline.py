@@ -39,7 +39,6 @@ from mfvsdnn.experiment.verdicts import (
     AGREES,
     CANNOT_TELL,
     DISAGREES,
-    folding_index,
     measured_table,
 )
 from mfvsdnn.models.base import Capabilities
@@ -272,6 +271,11 @@ def _model(name, kind, family, recall, leak, stages=None):
     return ModelResult(name, kind, family, CAPS, {}, 0, None, True, None, TrainingCost(1.0, 1, 1.0), None,
                        [PopulationResult(WARM, 100, values)], stages,
                        role="baseline" if family == "baseline" else "pipeline" if stages else "model")
+
+
+def folding_index(leak, natural, leak_random):
+    """(leak − natural) / (leak_random − natural): the index the runner estimates (``uncertainty``)."""
+    return (leak - natural) / (leak_random - natural)
 
 
 def _folding(models, random_leak):

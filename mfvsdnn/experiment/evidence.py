@@ -36,11 +36,11 @@ from .results import (
     PopulationId,
     Results,
     TestFamily,
+    best_baseline,
     cold,
 )
-from .spec import ExperimentSpec, ModelSpec
+from .spec import CONFIDENCE_LEVEL, ExperimentSpec, ModelSpec
 
-CONFIDENCE_LEVEL = 0.95
 #: a population with fewer evaluated users than this gets a warning (its intervals are wide)
 MIN_USERS = 50
 LEARNED = ("mf", "dnn")
@@ -148,14 +148,6 @@ def _tests(a: str, b: str, evals: Evals, spec: ExperimentSpec, family: str, metr
             out.append(PairedTest(a, b, pid, metric, k, est.diff, (est.low, est.high), est.p, False, family=family,
                                   se=est.se))
     return out
-
-
-def best_baseline(models: list[ModelResult], pid: PopulationId, k: int, metric: str = "recall") -> ModelResult | None:
-    """The baseline with the highest mean ``metric``@k on population ``pid`` (None without baselines)."""
-    scored = [(m.population(pid).mean(metric, k), m) for m in models
-              if m.role == "baseline" and m.population(pid) is not None]
-    scored = [(v, m) for v, m in scored if not math.isnan(v)]
-    return max(scored, key=lambda t: t[0])[1] if scored else None
 
 
 def _folding_contrast(a: str, b: str, evals: Evals, models: list[ModelResult], spec: ExperimentSpec) -> PairedTest | None:
@@ -272,10 +264,10 @@ def warnings(results: Results) -> list[str]:
     a population with fewer than MIN_USERS evaluated users, early stopping before the step budget."""
     k = results.settings.main_k
     out = []
+    base = best_baseline(results.models, WARM, k)
     for m in results.models:
         if m.role not in ("model", "pipeline") or m.family == "baseline" or m.warm is None:
             continue
-        base = best_baseline(results.models, WARM, k)
         if base is not None and not m.warm.mean("recall", k) > base.warm.mean("recall", k):
             out.append(f"{m.name} does not beat the best baseline on warm users (recall@{k} "
                        f"{m.warm.mean('recall', k):.3f} vs {base.name} {base.warm.mean('recall', k):.3f}): "

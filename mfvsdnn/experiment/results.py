@@ -634,6 +634,14 @@ class Results:
                                            "mean", "ci_low", "ci_high"])
 
 
+def best_baseline(models: list[ModelResult], pid: PopulationId, k: int, metric: str = "recall") -> ModelResult | None:
+    """The baseline (role "baseline") with the highest mean ``metric``@k on population ``pid``; None without one."""
+    scored = [(m.population(pid).mean(metric, k), m) for m in models
+              if m.role == "baseline" and m.population(pid) is not None]
+    scored = [(v, m) for v, m in scored if not math.isnan(v)]
+    return max(scored, key=lambda t: t[0])[1] if scored else None
+
+
 def _jsonable(o: Any) -> Any:
     """Plain JSON values: numpy scalars and arrays to Python, NaN/inf floats to None, tuples to lists."""
     import numpy as np

@@ -49,9 +49,8 @@ from .results import (
     Settings,
     TrainingCost,
 )
-from .spec import DataSpec, ExperimentSpec, ModelSpec
+from .spec import CONFIDENCE_LEVEL, DataSpec, ExperimentSpec, ModelSpec
 
-CONFIDENCE_LEVEL = 0.95
 VALIDATION_K = 20
 
 

@@ -30,6 +30,8 @@ def check_index(kind: str, settings: tuple[int, ...]) -> None:
                               f"{', '.join(map(str, bad))}")
 PREFERRED_MAIN_K = 20
 MAX_REPEATS = 20
+#: the level of every interval and the significance threshold (1 − level) of every paired test
+CONFIDENCE_LEVEL = 0.95
 MAX_TUNE = 200
 
 

@@ -38,6 +38,7 @@ from .results import (
     PopulationId,
     Results,
     Verdict,
+    best_baseline,
     cold,
 )
 
@@ -109,16 +110,9 @@ def _p(t: PairedTest | None) -> str:
     return f"{t.diff:+.3f}, p {_pv(_num(t.p))}, adjusted {_pv(_num(t.p_adjusted))}"
 
 
-def _baseline(results: Results, pid: PopulationId, k: int) -> ModelResult | None:
-    scored = [(m.population(pid).mean("recall", k), m) for m in results.models
-              if m.role == "baseline" and m.population(pid) is not None]
-    scored = [(v, m) for v, m in scored if not math.isnan(v)]
-    return max(scored, key=lambda t: t[0])[1] if scored else None
-
-
 def _beats_baseline(results: Results, m: ModelResult, pid: PopulationId, k: int) -> tuple[bool | None, str]:
     """Does ``m`` significantly beat the best baseline on ``pid``? (None when there is no baseline.)"""
-    base = _baseline(results, pid, k)
+    base = best_baseline(results.models, pid, k)
     if base is None:
         return None, ""
     t = _test(results, m.name, base.name, pid, "recall", k)
@@ -307,13 +301,6 @@ def _serving(results: Results, mf: ModelResult, dnn: ModelResult, k: int) -> tup
         MEASURED
 
 
-def folding_index(leak: float, natural: float, leak_random: float) -> float:
-    """(leak − natural) / (leak_random − natural): 0 = no folding beyond the data's own cross-group rate,
-    1 = as mixed as random recommendations; NaN when random does not leak beyond the natural rate."""
-    span = leak_random - natural
-    return (leak - natural) / span if span > 0 else float("nan")
-
-
 def _scoring_pipeline(results: Results) -> tuple[ModelResult, ModelResult, ModelResult] | None:
     """The first pipeline of an MF retriever and a DNN scorer, with its two stages, or None."""
     by = {m.name: m for m in results.models}
@@ -347,7 +334,7 @@ def _prefiltered(results: Results, mf: ModelResult, dnn: ModelResult, k: int) ->
                + f"; the pipeline {'stays' if fold_ok else 'does not stay'} at its retriever's level")
     else:
         ev += ". Folding could not be measured (no item groups or no random baseline)"
-    base = _baseline(results, WARM, k)
+    base = best_baseline(results.models, WARM, k)
     if any(t is None or math.isnan(_num(t.p)) for t in tests.values()):
         return CANNOT_TELL, ev + "; no paired test (--bootstrap 0)", MEASURED
     if base is not None and not rec[pipe.name] > base.warm.mean("recall", k):
