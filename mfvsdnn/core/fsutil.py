@@ -588,10 +588,13 @@ class Claim:
         return self.path / name
 
 
-def _replace_file(path: Path, data: str | bytes) -> None:
+def _replace_via(path: Path, write: Callable[[IO[Any]], Any], text: bool = False) -> Any:
+    """Replace ``path`` atomically by what ``write(f)`` writes into a new hidden temporary beside it
+    (fsynced, renamed over ``path``; removed on any failure). Returns what ``write`` returns."""
     tmp = path.parent / f".{path.name}.{TMP_TAG}-{_token()}"
     try:
-        write_new(tmp, data)
+        with open_new(tmp, text=text) as f:
+            result = write(f)
         _fault("file-staged")
         os.replace(tmp, path)
     except BaseException:
@@ -600,6 +603,11 @@ def _replace_file(path: Path, data: str | bytes) -> None:
         raise
     with contextlib.suppress(OSError):
         _fsync_dir(path.parent)
+    return result
+
+
+def _replace_file(path: Path, data: str | bytes) -> None:
+    _replace_via(path, lambda f: f.write(data.encode("utf-8") if isinstance(data, str) else data))
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -769,19 +777,7 @@ def write_file_atomic(path: str | os.PathLike, write: Callable[[IO[str]], Any], 
     with os_errors(display):
         target.parent.mkdir(parents=True, exist_ok=True)
         _clean_dead_temps(target)
-        tmp = target.parent / f".{target.name}.{TMP_TAG}-{_token()}"
-        try:
-            with open_new(tmp, text=True) as f:
-                result = write(f)
-            _fault("file-staged")
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):
-            _fsync_dir(target.parent)
-    return result
+        return _replace_via(target, write, text=True)
 
 
 def _clean_dead_temps(target: Path) -> None:
