@@ -18,24 +18,26 @@ from ...core.numba_util import CACHE, compile_twin, f32_from_bits, fmax_f32
 PAR_MIN = 1 << 20
 
 
+# weighted row add: out[dst[i], :] += w[i] * table[src[i], :]    dst, src (m,) int; w (m,); table (n, d)
+@njit(cache=CACHE, inline="always")
+def add_weighted_rows(dst: np.ndarray, src: np.ndarray, w: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    d = table.shape[1]
+    for i in range(dst.shape[0]):
+        r, b, wi = dst[i], src[i], w[i]
+        for k in range(d):
+            out[r, k] += wi * table[b, k]
+
+
 # bag forward:  out[ex[i], :] += w[i] * E[idx[i], :]      idx, ex (m,) int; w (m,); E (n, d); out (B, d)
 @njit(cache=CACHE)
 def gather_weighted(idx: np.ndarray, ex: np.ndarray, w: np.ndarray, E: np.ndarray, out: np.ndarray) -> None:
-    d = E.shape[1]
-    for i in range(idx.shape[0]):
-        r, b, wi = idx[i], ex[i], w[i]
-        for k in range(d):
-            out[b, k] += wi * E[r, k]
+    add_weighted_rows(ex, idx, w, E, out)
 
 
 # bag backward: out[inv[i], :] += w[i] * G[ex[i], :]      inv (m,) into unique rows; G (B, d); out (u, d)
 @njit(cache=CACHE)
 def scatter_weighted(inv: np.ndarray, ex: np.ndarray, w: np.ndarray, G: np.ndarray, out: np.ndarray) -> None:
-    d = G.shape[1]
-    for i in range(inv.shape[0]):
-        r, b, wi = inv[i], ex[i], w[i]
-        for k in range(d):
-            out[r, k] += wi * G[b, k]
+    add_weighted_rows(inv, ex, w, G, out)
 
 
 # row scatter: out[inv[i], :] += vals[i, :]                inv (m,); vals (m, d); out (u, d)
