@@ -51,6 +51,8 @@ from mfvsdnn.models.wals import WALS, objective  # noqa: E402
 from mfvsdnn.data.split import TrainSet  # noqa: E402
 from mfvsdnn.data.synthetic import SyntheticConfig, generate  # noqa: E402
 
+import bench_summary  # noqa: E402  (benchmarks/: the README performance-table row)
+
 
 class CpuClock:
     """Process CPU time (all threads) between successive ``tick`` calls, the first from creation."""
@@ -171,7 +173,9 @@ def main() -> None:
     ap.add_argument("--reg", type=float, default=1.0)
     ap.add_argument("--cg-steps", type=int, default=3)
     ap.add_argument("--eval-users", type=int, default=20_000)
+    bench_summary.add_argument(ap)
     args = ap.parse_args()
+    started = time.perf_counter()
 
     try:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -316,6 +320,25 @@ def main() -> None:
     peak = max(tm_ours, mem_ours.peak)
     print(f"peak memory target (<= 2x matrix + factors): {peak / size:.2f}x {'met' if peak <= 2 * size else 'MISSED'}")
     print(f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} now, on {os.cpu_count()} cores")
+    result = (f"{wall_frac:.1%} of the sgemm peak by wall time ({cpu_frac:.1%} by CPU time); "
+              f"{np.median(ours_iter) / floor:.2f}x the bare products of an iteration")
+    goal = ">= 25% of peak"
+    met = max(wall_frac, cpu_frac) >= 0.25
+    if imp is not None:
+        result += (f"; {ratio:.2f}x implicit's time per iteration ({cpu_ratio:.2f}x its CPU time); "
+                   f"recall@20 {r_ours:.4f} vs {r_imp:.4f}")
+        goal += ", <= 0.35x implicit"
+        met = met and ratio <= 0.35
+    else:
+        result += "; implicit not installed: not compared"
+        met = False
+    result += f"; peak memory {peak / size:.2f}x matrix + factors"
+    goal += ", <= 2x memory"
+    met = met and peak <= 2 * size
+    bench_summary.write(args.summary, [{
+        "what": f"WALS fit, {n_u // 1000}k users x {n_i // 1000}k items, {train.nnz / 1e6:.1f}M interactions, "
+                f"d = {d}, {args.threads} threads",
+        "result": result, "goal": goal, "met": met}], started)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,45 @@ def _dot32(a, b, d):
     return acc
 
 
+
+# One row's sparse pass:  out += sum_{jj in [lo, hi)} (c0 + c1 * y_jj . v) y_jj      v, out (d,) f32
+#   y_jj = src[jj - base] (the block's gathered rows) if buffered, else src[indices[jj]] (Y itself).
+# Four entries per step: four independent dot products share each load of v, and out is read and
+# written once per four entries instead of once per entry (its load-add-store chain was the bound).
+@njit(cache=CACHE, fastmath=True, inline="always")
+def _row_pass(src, indices, lo, hi, base, buffered, v, out, c0, c1):
+    d = v.shape[0]
+    jj = lo
+    while jj + 3 < hi:
+        if buffered:
+            j0, j1, j2, j3 = jj - base, jj + 1 - base, jj + 2 - base, jj + 3 - base
+        else:
+            j0, j1, j2, j3 = indices[jj], indices[jj + 1], indices[jj + 2], indices[jj + 3]
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        for a in range(d):
+            va = v[a]
+            a0 += src[j0, a] * va
+            a1 += src[j1, a] * va
+            a2 += src[j2, a] * va
+            a3 += src[j3, a] * va
+        k0, k1, k2, k3 = c0 + c1 * a0, c0 + c1 * a1, c0 + c1 * a2, c0 + c1 * a3
+        for a in range(d):
+            out[a] += (k0 * src[j0, a] + k1 * src[j1, a]) + (k2 * src[j2, a] + k3 * src[j3, a])
+        jj += 4
+    while jj < hi:
+        j = jj - base if buffered else indices[jj]
+        acc = np.float32(0.0)
+        for a in range(d):
+            acc += src[j, a] * v[a]
+        kj = c0 + c1 * acc
+        for a in range(d):
+            out[a] += kj * src[j, a]
+        jj += 1
+
+
 # Row blocks for the CG kernel: cut where a block reaches an equal share of the work, so that no block
 # carries many times the mean (real interaction counts are skewed: the popular items sit together).
 # A row's work per CG step is about 4 d flops per entry (y.p, then the axpy) and 2 d^2 for its share of
@@ -125,11 +164,12 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
             nb = bounds[c + 1] - r0
             base = indptr[r0]
             buffered = indptr[r0 + nb] - base <= max_entries
+            src = yb if buffered else Y
             if buffered:
                 for jj in range(base, indptr[r0 + nb]):
-                    y = Y[indices[jj]]
+                    j = indices[jj]
                     for a in range(d):
-                        yb[jj - base, a] = y[a]
+                        yb[jj - base, a] = Y[j, a]
             # fresh C-contiguous views of exactly nb rows: what the BLAS call needs
             xv, rv, pv, apv = xb[:nb], r[:nb], p[:nb], ap[:nb]
             for k in range(nb):
@@ -146,15 +186,10 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
                         xv[k, a] = 0.0
                         pv[k, a] = 0.0
                     continue
-                x = xv[k]
                 rk = rv[k]
                 for a in range(d):
                     rk[a] = -rk[a]
-                for jj in range(lo, hi):
-                    y = yb[jj - base] if buffered else Y[indices[jj]]
-                    coef = np.float32(1.0) - s32 * _dot32(y, x, d)
-                    for a in range(d):
-                        rk[a] += coef * y[a]
+                _row_pass(src, indices, lo, hi, base, buffered, xv[k], rk, np.float32(1.0), -s32)
                 rs[k] = np.float64(_dot32(rk, rk, d))
                 if rs[k] < 1e-20:
                     for a in range(d):
@@ -173,11 +208,7 @@ def solve_rows_cg(indptr, indices, Y, X, G, s, cg_steps, bounds, parts):
                         continue
                     i = r0 + k
                     pk, apk = pv[k], apv[k]
-                    for jj in range(indptr[i], indptr[i + 1]):
-                        y = yb[jj - base] if buffered else Y[indices[jj]]
-                        coef = s32 * _dot32(y, pk, d)
-                        for a in range(d):
-                            apk[a] += coef * y[a]
+                    _row_pass(src, indices, indptr[i], indptr[i + 1], base, buffered, pk, apk, np.float32(0.0), s32)
                     pap = np.float64(_dot32(pk, apk, d))
                     if pap <= 0.0:
                         active[k] = False
