@@ -44,12 +44,18 @@ lint: $(STAMP)
 report-check: $(STAMP)
 	$(BIN)/python scripts/report_check.py --build --out $(REPORT_DIR)/check
 
+# the four kernel benchmarks, each printing its ratios against floors and peers measured in the same
+# run and writing its performance-table row to $(BENCH_DIR); then the README's table, stamped with the
+# date and the CPU, is printed and saved as $(BENCH_DIR)/performance.md
+BENCH_DIR ?= $(REPORT_DIR)/bench
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python benchmarks/bench_wals.py
-	$(BIN)/python benchmarks/bench_softmax.py
-	$(BIN)/python benchmarks/bench_eval.py
-	$(BIN)/python benchmarks/bench_ann.py
+	mkdir -p $(BENCH_DIR)
+	$(BIN)/python benchmarks/bench_wals.py --summary $(BENCH_DIR)/wals.json
+	$(BIN)/python benchmarks/bench_softmax.py --summary $(BENCH_DIR)/softmax.json
+	$(BIN)/python benchmarks/bench_eval.py --summary $(BENCH_DIR)/eval.json
+	$(BIN)/python benchmarks/bench_ann.py --summary $(BENCH_DIR)/ann.json
+	$(BIN)/python scripts/perf_table.py $(BENCH_DIR) | tee $(BENCH_DIR)/performance.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache reports runs
