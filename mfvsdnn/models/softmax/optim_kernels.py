@@ -8,14 +8,24 @@ the rows are in cache). The divisor sqrt(v) + eps is >= eps > 0 for every finite
 could only fire on inf/nan gradients; those now make the parameters nan, which the training loop's
 finiteness check turns into its "training diverged" error. The arithmetic is unchanged (no
 fastmath): results are bit-identical to the checked loop's.
+
+They also prefetch the rows ``AHEAD`` updates ahead: a touched row of a big table is a cache miss,
+and the out-of-order core only overlaps the misses of about the next row, so a gradient's rows were
+fetched nearly one at a time (the update of 5,000 random rows of a 200k x 32 table ran ~2.5x faster
+with the prefetch; see benchmarks/bench_lazy_adam.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from ...core.numba_util import CACHE
+
+AHEAD = 8  # rows prefetched ahead of the update: enough misses in flight, still in L1 when used
+LINE = 64  # bytes of a cache line
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd: Fibonacci hashing
 
@@ -51,6 +61,27 @@ def unique_first(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq[:n], inv
 
 
+# prefetch_write(a, i): hint that element i of C-contiguous a (flat index) is about to be written
+# (llvm.prefetch: rw = 1 write, locality = 3 keep in every cache level, data cache). No effect on results.
+@intrinsic
+def prefetch_write(typingctx, a, i):  # noqa: ARG001
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(a, types.intp), codegen
+
+
+# prefetch row j of a C-contiguous table of w values a row, one hint per cache line
+@njit(cache=CACHE, inline="always")
+def prefetch_row(table: np.ndarray, j: int, w: int) -> None:
+    step = max(1, LINE // table.itemsize)
+    for off in range(0, w, step):
+        prefetch_write(table, j * w + off)
+
+
 # Lazy Adam on rows.  p (n, d); rows (u,) distinct; g (u, d); mv (n, 2, d): mv[j, 0] = m_j, mv[j, 1] = v_j
 # (a row's two moment rows are one contiguous block: one memory stream, not two tables' misses).
 # For r in 0..u-1, j = rows[r]:
@@ -60,7 +91,11 @@ def unique_first(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def adam_rows(p: np.ndarray, rows: np.ndarray, g: np.ndarray, mv: np.ndarray, lr_t: float, b1: float,
               b2: float, eps: float) -> None:
     d = p.shape[1]
-    for r in range(rows.shape[0]):
+    u = rows.shape[0]
+    for r in range(u):
+        if r + AHEAD < u:
+            prefetch_row(mv, rows[r + AHEAD], 2 * d)
+            prefetch_row(p, rows[r + AHEAD], d)
         j = rows[r]
         for k in range(d):
             gi = g[r, k]
@@ -76,7 +111,11 @@ def adam_rows(p: np.ndarray, rows: np.ndarray, g: np.ndarray, mv: np.ndarray, lr
 @njit(cache=CACHE, error_model="numpy")
 def adagrad_rows(p: np.ndarray, rows: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
     d = p.shape[1]
-    for r in range(rows.shape[0]):
+    u = rows.shape[0]
+    for r in range(u):
+        if r + AHEAD < u:
+            prefetch_row(a, rows[r + AHEAD], d)
+            prefetch_row(p, rows[r + AHEAD], d)
         j = rows[r]
         for k in range(d):
             gi = g[r, k]
