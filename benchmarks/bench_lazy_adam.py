@@ -5,14 +5,16 @@ features, batch 256; as benchmarks/bench_softmax.py drives ``model._train_step``
 items with
 
 - old: lazy Adam rows with numba's checked division (scalar loop) and the moments as two (n, d)
-  tables; row gradients merged with ``np.unique`` (a sort);
+  tables; row gradients merged with ``np.unique`` (a sort); the positives mask filling a fresh
+  (n_items,) scratch every step;
 - new: the shipped ``Adam`` (vectorisable row loop, moments interleaved per row in one (n, 2, d)
-  array) and the first-occurrence hash dedup.
+  array, rows prefetched ahead), the first-occurrence hash dedup and the reused mask scratch.
 
 Both run in the same process on one thread, in alternating blocks (A B A B ...), each on its own copy
 of the same parameters driven by the same seeded batches, so after the run their parameters must be
 equal (printed: max |difference|). Prints per-step medians, the optimiser and scatter phases, and
-every new/old ratio.
+every new/old ratio (phases as bench_softmax.py's: ``optimizer``, ``scatter`` = the row merges,
+``batch`` = batch build, sampler and positives mask).
 
     .venv/bin/python benchmarks/bench_lazy_adam.py [--items 2000,20000,200000] [--blocks 12] [--steps 100]
 """
@@ -34,6 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mfvsdnn.models.softmax.kernels as softmax_kernels  # noqa: E402
 import mfvsdnn.models.softmax.threads as softmax_threads  # noqa: E402
 from mfvsdnn.models.softmax import batch as batching  # noqa: E402
+from mfvsdnn.models.softmax import model as softmax_model  # noqa: E402
 from mfvsdnn.models.softmax.model import SoftmaxDNN  # noqa: E402
 from mfvsdnn.models.softmax.optim import Adam, RowGrad  # noqa: E402
 from mfvsdnn.models.softmax.sampling import make_sampler  # noqa: E402
@@ -93,6 +96,16 @@ def _old_merge(self, d, dtype):
 
 
 _NEW_MERGE = batching._Rows.merge
+_NEW_HITS = softmax_model.positive_hits
+
+
+def _old_positive_hits(indptr, indices, users, cand, n_items):
+    """The previous positives mask: a fresh (n_items,) chain-head array every call."""
+    out = np.zeros((len(users), len(cand)), dtype=np.bool_)
+    head = np.full(n_items, -1, dtype=np.int64)
+    softmax_kernels.positive_hits(indptr, indices, np.asarray(users, dtype=np.int64), np.asarray(cand, dtype=np.int64),
+                                  head, out)
+    return out
 
 
 def _data(n_items: int, n_users: int, per_user: int, rng: np.random.Generator) -> sp.csr_matrix:
@@ -120,10 +133,11 @@ class _Arm:
         self.codes, self.batch = codes, batch
         self.rng = np.random.default_rng(seed + 1)
         self.times: list[float] = []
-        self.phases: dict[str, list[float]] = {"optimizer": [], "scatter": []}
+        self.phases: dict[str, list[float]] = {"optimizer": [], "scatter": [], "batch": []}
 
     def run(self, steps: int, record: bool = True) -> None:
         batching._Rows.merge = _old_merge if self.old else _NEW_MERGE
+        softmax_model.positive_hits = _old_positive_hits if self.old else _NEW_HITS
         try:
             timings: dict[str, float] = {}
             t0 = time.perf_counter()
@@ -137,6 +151,7 @@ class _Arm:
                     self.phases[k].append(timings.get(k, 0.0) / steps)
         finally:
             batching._Rows.merge = _NEW_MERGE
+            softmax_model.positive_hits = _NEW_HITS
 
 
 def main() -> None:
@@ -155,7 +170,7 @@ def main() -> None:
           f"{args.per_user} items; one thread; {args.blocks} alternating blocks of {args.steps} steps per side; "
           f"load average before {os.getloadavg()[0]:.1f}")
     print(f"{'items':>8} {'old ms':>8} {'new ms':>8} {'new/old':>8} {'opt old':>8} {'opt new':>8} {'new/old':>8} "
-          f"{'scat old':>8} {'scat new':>8} {'new/old':>8} {'max|dP|':>9}")
+          f"{'scat old':>8} {'scat new':>8} {'new/old':>8} {'bat old':>8} {'bat new':>8} {'new/old':>8} {'max|dP|':>9}")
     for n_items in [int(x) for x in args.items.split(",")]:
         X = _data(n_items, args.users, args.per_user, rng)
         codes = [rng.integers(0, 10, args.users), rng.integers(0, 5, args.users)]
@@ -171,9 +186,10 @@ def main() -> None:
         med = [float(np.median(a.times)) for a in arms]
         opt = [float(np.median(a.phases["optimizer"])) for a in arms]
         sc = [float(np.median(a.phases["scatter"])) for a in arms]
+        bt = [float(np.median(a.phases["batch"])) for a in arms]
         print(f"{n_items:>8} {med[0] * 1e3:>8.3f} {med[1] * 1e3:>8.3f} {med[1] / med[0]:>8.2f} {opt[0] * 1e3:>8.3f} "
               f"{opt[1] * 1e3:>8.3f} {opt[1] / opt[0]:>8.2f} {sc[0] * 1e3:>8.3f} {sc[1] * 1e3:>8.3f} "
-              f"{sc[1] / sc[0]:>8.2f} {diff:>9.1e}")
+              f"{sc[1] / sc[0]:>8.2f} {bt[0] * 1e3:>8.3f} {bt[1] * 1e3:>8.3f} {bt[1] / bt[0]:>8.2f} {diff:>9.1e}")
     print(f"load average after {os.getloadavg()[0]:.1f}")
 
 

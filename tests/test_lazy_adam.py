@@ -233,3 +233,22 @@ def test_saved_and_loaded_sampled_models_are_unchanged(split, tmp_path, extra):
     for k, v in mine.items():
         np.testing.assert_array_equal(back[k], v, err_msg=k)
     np.testing.assert_array_equal(run.model.item_vectors, trained.model.item_vectors)
+
+
+def test_positive_hits_reuses_its_scratch_and_stays_exact_over_calls():
+    """The per-thread chain heads are reused between calls (and between catalogue sizes): every call
+    still equals the brute-force mask, and the scratch is all -1 again after each."""
+    import scipy.sparse as sp
+
+    from mfvsdnn.models.softmax import sampling
+
+    rng = np.random.default_rng(9)
+    for n_items in (30, 30, 500, 30):
+        X = sp.random(40, n_items, density=0.2, format="csr", random_state=int(rng.integers(1 << 30)))
+        X.sort_indices()
+        for _ in range(3):
+            users, cand = rng.integers(0, 40, 25), rng.integers(0, n_items, 17)  # repeated candidates too
+            hits = sampling.positive_hits(X.indptr.astype(np.int64), X.indices.astype(np.int64), users, cand, n_items)
+            dense = X.toarray() != 0
+            np.testing.assert_array_equal(hits, dense[users][:, cand])
+            assert (sampling._item_heads(n_items) == -1).all()
