@@ -252,3 +252,25 @@ def test_positive_hits_reuses_its_scratch_and_stays_exact_over_calls():
             dense = X.toarray() != 0
             np.testing.assert_array_equal(hits, dense[users][:, cand])
             assert (sampling._item_heads(n_items) == -1).all()
+
+
+def test_row_updates_of_a_non_contiguous_table_are_still_exact():
+    """The prefetch hints assume C order; on another layout they point elsewhere, which must only
+    cost time (a prefetch never faults or writes), never change the update."""
+    rng = np.random.default_rng(12)
+    n, d = 64, 5
+    p = np.asfortranarray(rng.normal(size=(n, d)))
+    p_ref, m_ref, v_ref = np.ascontiguousarray(p), np.zeros((n, d)), np.zeros((n, d))
+    a, a_ref = np.asfortranarray(np.full((n, d), 0.1)), np.full((n, d), 0.1)
+    q = np.asfortranarray(rng.normal(size=(n, d)))
+    q_ref = np.ascontiguousarray(q)
+    opt, ada = Adam(lr=0.01), Adagrad(lr=0.01)
+    for t, (rows, g) in enumerate(_steps(rng, n, d, np.float64, 20), start=1):
+        opt.step({"E": p}, {"E": RowGrad(rows, g)})
+        _ref_adam_rows(p_ref, rows, g, m_ref, v_ref, _lr_t(0.01, t))
+        ada.a["E"] = a
+        ada.step({"E": q}, {"E": RowGrad(rows, g)})
+        a_ref[rows] += g * g
+        q_ref[rows] -= 0.01 * g / (np.sqrt(a_ref[rows]) + 1e-8)
+    np.testing.assert_array_equal(p, p_ref)
+    np.testing.assert_array_equal(q, q_ref)
