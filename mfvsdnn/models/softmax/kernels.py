@@ -1,5 +1,5 @@
 """Numba kernels for the softmax DNN's hot loops: bag gather/scatter, row scatter, fused softmax
-cross-entropy gradient, and fused dense Adam / Adagrad updates (the row updates: ``optim_kernels``).
+cross-entropy gradient, and fused Adam / Adagrad updates.
 
 Each is a plain loop that numpy could only express by materialising an (entries x d) array or by
 ``np.add.at`` (slow). All are compiled with ``cache=CACHE`` (on-disk cache unless numba_util found no
