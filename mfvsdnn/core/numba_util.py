@@ -27,7 +27,8 @@ from numba.extending import intrinsic
 # the kernel modules: numba's default cache goes to the __pycache__ beside each
 _PACKAGE = Path(__file__).resolve().parent.parent
 KERNEL_SOURCES = (_PACKAGE / "core" / "topk_kernels.py", _PACKAGE / "models" / "wals" / "kernels.py",
-                  _PACKAGE / "models" / "wals" / "foldin.py", _PACKAGE / "models" / "softmax" / "kernels.py")
+                  _PACKAGE / "models" / "wals" / "foldin.py", _PACKAGE / "models" / "softmax" / "kernels.py",
+                  _PACKAGE / "models" / "softmax" / "optim_kernels.py")
 NOTE_SHOWN = "MFVSDNN_NUMBA_NOTE_SHOWN"  # set once the note is printed, so worker processes stay quiet
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from . import kernels
+from . import kernels, optim_kernels
 from .optim import RowGrad
 
 
@@ -92,8 +92,8 @@ class _Rows:
     def merge(self, d: int, dtype: Any) -> RowGrad:
         if not self.parts:
             return RowGrad(np.zeros(0, dtype=np.int64), np.zeros((0, d), dtype=dtype))
-        allrows = np.concatenate([p[1] for p in self.parts])
-        uniq, inv = np.unique(allrows, return_inverse=True)
+        # rows in first-occurrence order (no sort); each row's sum still adds its parts in entry order
+        uniq, inv = optim_kernels.unique_first(np.concatenate([p[1] for p in self.parts]).astype(np.int64, copy=False))
         out = np.zeros((len(uniq), d), dtype=dtype)
         o = 0
         for p in self.parts:

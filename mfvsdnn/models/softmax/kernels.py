@@ -203,22 +203,6 @@ def adam_dense(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t:
     (_adam_dense_par if p.size >= PAR_MIN else _adam_dense_ser)(p, g, m, v, lr_t, b1, b2, eps)
 
 
-# Lazy Adam on rows: the same update applied only to rows[r] of p, m, v (p, m, v (n, d); g (u, d)).
-@njit(cache=CACHE)
-def adam_rows(p: np.ndarray, rows: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float,
-              b1: float, b2: float, eps: float) -> None:
-    d = p.shape[1]
-    for r in range(rows.shape[0]):
-        j = rows[r]
-        for k in range(d):
-            gi = g[r, k]
-            mi = b1 * m[j, k] + (1.0 - b1) * gi
-            vi = b2 * v[j, k] + (1.0 - b2) * gi * gi
-            m[j, k] = mi
-            v[j, k] = vi
-            p[j, k] -= lr_t * mi / (np.sqrt(vi) + eps)
-
-
 # Adagrad, dense: a <- a + g^2;  p <- p - lr g / (sqrt(a) + eps).   Flattened arrays.
 def _adagrad_dense(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
     for i in prange(p.shape[0]):
@@ -235,15 +219,3 @@ _adagrad_dense_par = compile_twin(_adagrad_dense, "par", cache=CACHE, parallel=T
 def adagrad_dense(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
     (_adagrad_dense_par if p.size >= PAR_MIN else _adagrad_dense_ser)(p, g, a, lr, eps)
 
-
-# Adagrad on rows (exact for sparse gradients: untouched rows have g = 0).
-@njit(cache=CACHE)
-def adagrad_rows(p: np.ndarray, rows: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
-    d = p.shape[1]
-    for r in range(rows.shape[0]):
-        j = rows[r]
-        for k in range(d):
-            gi = g[r, k]
-            ai = a[j, k] + gi * gi
-            a[j, k] = ai
-            p[j, k] -= lr * gi / (np.sqrt(ai) + eps)
