@@ -279,8 +279,11 @@ def _adam_dense(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t
         p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
 
 
-_adam_dense_ser = compile_twin(_adam_dense, "ser", cache=CACHE, fastmath=True)
-_adam_dense_par = compile_twin(_adam_dense, "par", cache=CACHE, parallel=True, fastmath=True)
+# error_model "numpy": without it numba guards the division with a zero check that keeps the loop from
+# vectorising (measured 5.9x slower at 6.4M values). A zero denominator needs v = 0 and eps = 0, or
+# inf/nan gradients: those reach the parameters as inf/nan, which fit() reports at the epoch's end.
+_adam_dense_ser = compile_twin(_adam_dense, "ser", cache=CACHE, fastmath=True, error_model="numpy")
+_adam_dense_par = compile_twin(_adam_dense, "par", cache=CACHE, parallel=True, fastmath=True, error_model="numpy")
 
 
 def adam_dense(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float, b1: float, b2: float,
@@ -313,8 +316,9 @@ def _adagrad_dense(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: 
         p[i] -= lr * gi / (np.sqrt(ai) + eps)
 
 
-_adagrad_dense_ser = compile_twin(_adagrad_dense, "ser", cache=CACHE, fastmath=True)
-_adagrad_dense_par = compile_twin(_adagrad_dense, "par", cache=CACHE, parallel=True, fastmath=True)
+_adagrad_dense_ser = compile_twin(_adagrad_dense, "ser", cache=CACHE, fastmath=True, error_model="numpy")
+_adagrad_dense_par = compile_twin(_adagrad_dense, "par", cache=CACHE, parallel=True, fastmath=True,
+                                  error_model="numpy")
 
 
 def adagrad_dense(p: np.ndarray, g: np.ndarray, a: np.ndarray, lr: float, eps: float) -> None:
