@@ -137,3 +137,18 @@ def test_fit_through_the_tiled_path_matches_a_fit_through_the_reference(monkeypa
         assert m.steps_ >= 20
     for k, ref in params["reference"].items():
         np.testing.assert_allclose(params["tiled"][k], ref, rtol=2e-4, atol=2e-6, err_msg=k)
+
+
+def test_the_tiled_path_holds_tiles_not_the_logits():
+    psi, V, t = _problem(32, 5000, 4, np.float32, seed=7)
+    work = fs.FullSoftmaxWork()
+    fs.full_softmax_tiled(psi, V, t, work, tile=64, threads=2)
+    assert work.logits.size == 0
+    assert [b.size for b in work.tiles] == [32 * 64] * 2
+    # the default switches to tiles once the logits outgrow STORED_BYTES
+    B = 64
+    n = fs.STORED_BYTES // (4 * B) + 1
+    psi, V, t = _problem(B, n, 2, np.float32, seed=8)
+    work = fs.FullSoftmaxWork()
+    fs.full_softmax_tiled(psi, V, t, work, threads=1)
+    assert work.logits.size == 0 and work.tiles[0].size == B * fs.tile_rows(B, 4)

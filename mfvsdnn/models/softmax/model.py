@@ -67,7 +67,7 @@ from ..params import (
     as_int,
 )
 from .batch import Batch, Sample, make_batch
-from .full_softmax import FullSoftmaxWork, tile_rows
+from .full_softmax import STORED_BYTES, FullSoftmaxWork, tile_rows
 from .hashing import collisions, compose, hash_rows
 from .optim import make_optimizer
 from .sampling import MIX_SAMPLERS, SAMPLERS, make_sampler, positive_hits
@@ -339,9 +339,10 @@ class SoftmaxDNN(RecommenderMixin):
         hashes = self.item_hashes * (int(bool(self.item_buckets)) + int(self.hash_output))
         pairs += 4 * n_items * hashes + 4 * sum(cardinalities.values())  # the hash row maps (int32)
         tower = 4 * 3 * B * (d + self.feature_dim * len(cardinalities) + sum(self.hidden))
-        if self.negatives == "all":  # per thread a logits tile and two (B, d); the reused dV; gravity's sum
+        if self.negatives == "all":  # all the logits (when small) or per thread a tile and two (B, d); dV twice
             threads = os.cpu_count() or 1
-            loss = threads * 4 * (B * tile_rows(B, 4) + 2 * B * d) + 2 * 4 * n_items * d
+            logits = 4 * B * n_items if 4 * B * n_items <= STORED_BYTES else threads * 4 * B * tile_rows(B, 4)
+            loss = logits + threads * 2 * 4 * B * d + 2 * 4 * n_items * d
         elif self.negatives == 0:
             loss = 4 * 4 * B * d
         else:
