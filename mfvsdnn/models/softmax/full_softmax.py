@@ -15,11 +15,12 @@ in the core's L2 cache:
   dV_t = G_t^T psi straight into its rows of dV.
 
 That is four products of 2 B T d flops per tile instead of three, but the logits never leave the
-cache. When all the logits fit in most of the last-level cache (B n itemsize <= STORED_BYTES), the
-three products of the untiled form win instead (one thread, B = 256, untiled vs tiled time: 0.68 at
-2k items, 0.85 at 16k, 0.9 at 20k; from 32k on the tiled form is as fast or faster, 0.42x the untiled
-at 200k), so that case keeps one reused (B, n) buffer: Z = psi V^T, the softmax kernel in place, then
-the two gradient products, BLAS on every core from BIG_PRODUCT multiply-adds.
+cache. On one thread, when all the logits fit in most of the last-level cache (B n itemsize <=
+STORED_BYTES), the three products of the untiled form win instead (B = 256, tiled vs untiled time,
+interleaved, under load: 1.16 at 4k items, 1.14 at 8k, 1.08 at 12k, 0.99 at 20k), so that case keeps
+one reused (B, n) buffer: Z = psi V^T, the softmax kernel in place, then the two gradient products.
+On two threads the tiled form wins at every such size (0.39-0.76 of the untiled form with threaded
+BLAS and the parallel softmax kernel, 4k-20k items), and at 200k it is 0.42x the untiled even on one.
 
 With ``threads`` > 1 the tiles are split into that many contiguous ranges, one per Python thread
 (numpy's products release the GIL and the tile kernels are ``nogil``), BLAS on one thread each; each
@@ -147,11 +148,10 @@ def _stored(psi: np.ndarray, V: np.ndarray, t: np.ndarray, work: FullSoftmaxWork
     """The untiled form into reused buffers: Z (B, n) = psi V^T;  Z <- G in place;  dpsi = G V;  dV = G^T psi."""
     B, n = psi.shape[0], V.shape[0]
     Z = work.logits_buffer(B * n, psi.dtype).reshape(B, n)
-    with blas_threads(B * n * psi.shape[1]):  # all cores for a product big enough to pay for them
-        np.matmul(psi, V.T, out=Z)
-        losses = kernels.softmax_xent_inplace(Z, t, 1.0 / B)
-        np.matmul(Z, V, out=dpsi)
-        np.matmul(Z.T, psi, out=dV)
+    np.matmul(psi, V.T, out=Z)
+    losses = kernels.softmax_xent_inplace(Z, t, 1.0 / B)
+    np.matmul(Z, V, out=dpsi)
+    np.matmul(Z.T, psi, out=dV)
     return float(losses.mean())
 
 
@@ -161,8 +161,8 @@ def full_softmax_tiled(psi: np.ndarray, V: np.ndarray, t: np.ndarray, work: Full
     """Full softmax cross-entropy (the module docstring's equations), tiled over items.
 
     psi (B, d), V (n, d) of one float dtype, t (B,) int. ``tile``: items per tile (default
-    :func:`tile_rows`, or the stored untiled form when the logits fit in STORED_BYTES; a given
-    tile always tiles); ``threads``: Python threads over item ranges (default: every core when the
+    :func:`tile_rows`, or the stored untiled form on one thread when the logits fit in STORED_BYTES;
+    a given tile always tiles); ``threads``: Python threads over item ranges (default: every core when the
     product has at least BIG_PRODUCT multiply-adds, else one). Returns (loss, dpsi (B, d), dV (n, d));
     dV is ``work``'s buffer when a work is given.
     """
@@ -172,14 +172,14 @@ def full_softmax_tiled(psi: np.ndarray, V: np.ndarray, t: np.ndarray, work: Full
     B, d = psi.shape
     n = V.shape[0]
     work = work if work is not None else FullSoftmaxWork()
-    if tile is None and B * n * psi.dtype.itemsize <= STORED_BYTES:
+    if threads is None:
+        threads = (os.cpu_count() or 1) if B * n * d >= BIG_PRODUCT else 1
+    if tile is None and threads == 1 and B * n * psi.dtype.itemsize <= STORED_BYTES:
         work.ensure(B, n, d, 16, 1, psi.dtype)
         dpsi = np.empty_like(psi)
         dV = work.dV[:n]
         return _stored(psi, V, t, work, dpsi, dV), dpsi, dV
     T = tile if tile is not None else tile_rows(B, psi.dtype.itemsize)
-    if threads is None:
-        threads = (os.cpu_count() or 1) if B * n * d >= BIG_PRODUCT else 1
     ranges = _ranges(n, T, threads)
     work.ensure(B, n, d, T, len(ranges), psi.dtype)
     dV = work.dV[:n]

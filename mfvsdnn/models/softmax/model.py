@@ -341,7 +341,8 @@ class SoftmaxDNN(RecommenderMixin):
         tower = 4 * 3 * B * (d + self.feature_dim * len(cardinalities) + sum(self.hidden))
         if self.negatives == "all":  # all the logits (when small) or per thread a tile and two (B, d); dV twice
             threads = os.cpu_count() or 1
-            logits = 4 * B * n_items if 4 * B * n_items <= STORED_BYTES else threads * 4 * B * tile_rows(B, 4)
+            stored = 4 * B * n_items if 4 * B * n_items <= STORED_BYTES else 0
+            logits = max(stored, threads * 4 * B * tile_rows(B, 4))
             loss = logits + threads * 2 * 4 * B * d + 2 * 4 * n_items * d
         elif self.negatives == 0:
             loss = 4 * 4 * B * d
