@@ -7,7 +7,7 @@ model (dim 32, one hidden layer of 64, two user features, batch 256) with ``--ne
 ``--negatives 50``, and in the same run:
 
 - the bare logits product ``Q @ V.T`` of the same shapes (B x d times d x n, allocating and into a
-  preallocated buffer);
+  preallocated buffer), on every core only when the product is big enough for fit() to thread it;
 - the floor: the three products that carry the step's useful flops (psi V_t^T, G_t V_t, G_t^T psi),
   run tile by tile on cache-resident logits tiles of the tiled softmax's size, split over the same
   threads as the step (no exp, no recomputed products, no optimiser, no tower);
@@ -295,10 +295,10 @@ def main() -> None:
     for n_items in [int(x) for x in args.items.split(",")]:
         X = _data(n_items, args.users, args.per_user, rng)
         codes = [rng.integers(0, 10, args.users), rng.integers(0, 5, args.users)]
-        with blas_threads(None) if args.threads == 1 else contextlib.nullcontext():
+        big = args.batch * n_items * d >= full_softmax.BIG_PRODUCT  # as fit() runs: threads only for big products
+        with contextlib.nullcontext() if big else blas_threads(None):
             qv, qv_out = _time_product(args.batch, n_items, d, args.seconds, rng)
-        floor = _time_floor(args.batch, n_items, d, threads if args.batch * n_items * d >= full_softmax.BIG_PRODUCT
-                            else 1, args.seconds, rng)
+        floor = _time_floor(args.batch, n_items, d, threads if big else 1, args.seconds, rng)
         useful = 3 * 2 * args.batch * n_items * d + 3 * 2 * args.batch * (width * HIDDEN + HIDDEN * d)
         for neg in ("all", 50):
             model = SoftmaxDNN(negatives=neg, dim=d, hidden=(HIDDEN,), feature_dim=FEATURE_DIM, batch_size=args.batch)
