@@ -91,13 +91,17 @@ def test_finite_difference_gradients_of_the_tiled_path():
 
 def test_one_work_serves_steps_of_different_sizes():
     work = fs.FullSoftmaxWork()
-    for B, n, tile in ((8, 60, 16), (3, 60, 16), (8, 60, None), (8, 25, 16)):
-        psi, V, t = _problem(B, n, 4, np.float32, seed=B + n)
+    for B, n, tile, d in ((8, 60, 16, 4), (3, 60, 16, 4), (8, 60, None, 4), (8, 25, 16, 4), (4, 60, 32, 3),
+                          (8, 60, 16, 4)):
+        psi, V, t = _problem(B, n, d, np.float32, seed=B + n)
         got = fs.full_softmax_tiled(psi, V, t, work, tile=tile, threads=2)
         ref = fs.full_softmax_tiled(psi, V, t, tile=tile, threads=1)
         assert got[0] == pytest.approx(ref[0], rel=1e-6)
         np.testing.assert_allclose(got[1], ref[1], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(got[2], ref[2], rtol=1e-5, atol=1e-7)
+    held = [b.size for b in work.tiles]
+    fs.full_softmax_tiled(*_problem(3, 20, 4, np.float32), work, tile=16, threads=2)
+    assert [b.size for b in work.tiles] == held  # a smaller step reuses the buffers
 
 
 def test_ranges_cover_the_items_in_whole_tiles():

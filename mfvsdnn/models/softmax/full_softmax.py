@@ -76,10 +76,16 @@ class FullSoftmaxWork:
         self.logits = np.empty(0)
 
     def ensure(self, B: int, n: int, d: int, T: int, threads: int, dtype: np.dtype) -> None:
-        key = (B, n, d, T, threads, np.dtype(dtype))
-        if self.key and all(a >= b for a, b in zip(self.key[:5], key[:5], strict=True)) and self.key[5] == key[5]:
-            return  # big enough (the last, smaller batch of an epoch uses views)
-        self.key = key
+        """Buffers for at least B rows, n items, T-item tiles and ``threads`` threads, of exactly d columns
+        and ``dtype``. Sizes only grow (to the largest seen), so alternating steps (the last, smaller
+        batch of an epoch) never reallocate; smaller steps use views."""
+        sizes, exact = (B, n, T, threads), (d, np.dtype(dtype))
+        if self.key and self.key[1] == exact:
+            if all(a >= b for a, b in zip(self.key[0], sizes, strict=True)):
+                return
+            sizes = tuple(max(a, b) for a, b in zip(self.key[0], sizes, strict=True))
+        self.key = (sizes, exact)
+        B, n, T, threads = sizes
         self.tiles = [np.empty(B * T, dtype=dtype) for _ in range(threads)]
         self.dpsi = [np.empty((B, d), dtype=dtype) for _ in range(threads)]
         self.scratch = [np.empty((B, d), dtype=dtype) for _ in range(threads)]
