@@ -156,3 +156,25 @@ def test_the_tiled_path_holds_tiles_not_the_logits():
     work = fs.FullSoftmaxWork()
     fs.full_softmax_tiled(psi, V, t, work, threads=1)
     assert work.logits.size == 0 and work.tiles[0].size == B * fs.tile_rows(B, 4)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_threads():
+    import os
+    import select
+    import signal
+
+    psi, V, t = _problem(4, 100, 3, np.float64)
+    ref = fs.full_softmax_tiled(psi, V, t, tile=16, threads=2)  # the parent's pool exists now
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the tiled step must run (not hang on the parent's thread-less pool)
+        got = fs.full_softmax_tiled(psi, V, t, tile=16, threads=2)
+        os.write(w, b"1" if abs(got[0] - ref[0]) < 1e-12 else b"0")
+        os._exit(0)
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], 120)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert ready and os.read(r, 1) == b"1", "the forked child's tiled step did not finish"

@@ -62,6 +62,16 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _forget_pool() -> None:
+    # a forked child has the executor object but none of its threads: work sent to it would never run
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 class FullSoftmaxWork:
     """Reused buffers of the tiled full softmax: per thread a logits tile, a dpsi partial and a (B, d)
     scratch, and the (n, d) dV. Grown when a step needs more, never shrunk; one per fit. The dV
