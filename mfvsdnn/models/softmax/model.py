@@ -451,7 +451,7 @@ class SoftmaxDNN(RecommenderMixin):
         if self.negatives == "all":  # the full softmax's buffers, reused by every step of this fit
             cfg.full_work = FullSoftmaxWork()
         validate = validate if train.valid is not None and train.valid.nnz > 0 else None
-        with blas_threads(None):  # one BLAS thread, except inside the full softmax / gravity products
+        with blas_threads(None):  # one BLAS thread: gravity threads its big product, the full softmax its item tiles
             self._epochs(P, opt, cfg, indptr, indices, codes, pair_users, pair_items, rng, sampler,
                          n_draw, hard_n, progress, validate)
         self.train_seconds_ = time.perf_counter() - t_start
