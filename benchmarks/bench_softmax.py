@@ -1,38 +1,65 @@
-"""Softmax DNN training-step speed: full vs sampled softmax as the corpus grows.
+"""Softmax DNN training-step speed: full vs sampled softmax as the corpus grows, against its floors and
+a PyTorch CPU model of the same design.
 
 For each corpus size (default 2k, 20k, 200k items) it times whole training steps (batch build,
 query tower forward/backward, loss, embedding-gradient scatter, optimiser update) of the default
 model (dim 32, one hidden layer of 64, two user features, batch 256) with ``--negatives all`` and
-``--negatives 50``, and the bare logits product ``Q @ V.T`` of the same shapes (B x d times d x n) in
-the same run: the floor of the full-softmax step, which needs about three such products plus a few
-passes over the logits.
+``--negatives 50``, and in the same run:
 
-Targets: full step <= 4x the bare product; sampled-50 step at 200k items >= 20x faster than the full
-step; the query tower and the scatter never dominate the step (breakdown printed).
+- the bare logits product ``Q @ V.T`` of the same shapes (B x d times d x n, allocating and into a
+  preallocated buffer), on every core only when the product is big enough for fit() to thread it;
+- the floor: the three products that carry the step's useful flops (psi V_t^T, G_t V_t, G_t^T psi),
+  run tile by tile on cache-resident logits tiles of the tiled softmax's size, split over the same
+  threads as the step (no exp, no recomputed products, no optimiser, no tower);
+- the sgemm peak: best of three 2048^3 float32 products on the same threads; the step's useful flops
+  (3 products of 2 B n d each, plus the tower's 3 x 2 B (width h + h d)) per second as a fraction of it.
+
+PyTorch peer (skipped with one line when torch is not installed): the same design in torch --
+EmbeddingBag over the history (mode "sum" with per-sample weights 1/(|H|-1) for the history and
+-1/(|H|-1) for the target: the mean of the history without its target, as ours), the learned
+empty-history vector, the two feature embeddings, Linear(48, 64) + ReLU + Linear(64, 32), then the
+full softmax cross-entropy over every item vector (``F.cross_entropy`` of psi V^T) or the sampled
+softmax over 50 uniform negatives shared by the batch with the logQ correction, the example's own
+training positives masked as ours. Both build the batch with the same numpy code (``make_batch``, the
+dropouts, the positives mask): only the model, loss, backward and optimiser differ. Optimisers: torch's
+Adam on the dense parameters (layers, biases, the empty vector; and the output item table under the
+full softmax, which ours also updates densely), SparseAdam -- lazy Adam, as ours -- on the embedding
+tables with sparse gradients (history bag, features; the output table under sampled softmax).
+What differs: SparseAdam keeps its own step count per table (equal to ours here: every table is
+touched every step); torch's Adam is not fused with anything. torch.set_num_threads gets the
+step's thread count; both are timed the same way (2 warm-up steps, then the mean over the budget).
+
+Targets (issue 15): the full step <= 2.5x the bare product at 2k, 20k and 200k items; ours <= 0.5x
+torch's time for the full and the sampled-50 step; sampled-50 at 200k items >= 20x faster than full.
 
     .venv/bin/python benchmarks/bench_softmax.py [--items 2000,20000,200000] [--batch 256] [--seconds 3]
 """
 
 from __future__ import annotations
 
-import mfvsdnn  # noqa: F401  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
-
-import argparse
-import contextlib
 import os
 import sys
-import time
 
-import numpy as np
-import scipy.sparse as sp
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # this checkout's mfvsdnn, not an install
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from mfvsdnn.models.softmax.optim import make_optimizer  # noqa: E402
-from mfvsdnn.models.softmax.sampling import make_sampler  # noqa: E402
+import mfvsdnn  # noqa: F401, E402  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+from mfvsdnn.models.softmax import full_softmax  # noqa: E402
+from mfvsdnn.models.softmax.batch import make_batch  # noqa: E402
 from mfvsdnn.models.softmax.model import SoftmaxDNN  # noqa: E402
+from mfvsdnn.models.softmax.optim import make_optimizer  # noqa: E402
+from mfvsdnn.models.softmax.sampling import make_sampler, positive_hits  # noqa: E402
 from mfvsdnn.models.softmax.threads import blas_threads  # noqa: E402
 
 PHASES = ("batch", "tower", "loss", "scatter", "optimizer")
+HIDDEN, FEATURE_DIM, CARDS = 64, 8, {"f0": 10, "f1": 5}
 
 
 def _data(n_items: int, n_users: int, per_user: int, rng: np.random.Generator) -> sp.csr_matrix:
@@ -44,39 +71,48 @@ def _data(n_items: int, n_users: int, per_user: int, rng: np.random.Generator) -
     return X
 
 
+def _timed(step, seconds: float, warm=None) -> tuple[float, int]:
+    """Mean seconds per call after 2 warm-up calls (then ``warm()``), over at least 3 calls and ``seconds``."""
+    step()
+    step()
+    if warm is not None:
+        warm()
+    n, t0 = 0, time.perf_counter()
+    while n < 3 or time.perf_counter() - t0 < seconds:
+        step()
+        n += 1
+    return (time.perf_counter() - t0) / n, n
+
+
 def _time_steps(model: SoftmaxDNN, X: sp.csr_matrix, codes: list, batch: int, seconds: float,
                 rng: np.random.Generator) -> tuple[float, dict[str, float], int]:
     """Mean seconds per training step, mean per-phase seconds, steps timed (after 2 warm-up steps)."""
     n_users, n_items = X.shape
-    P = model.init_params(n_items, {"f0": 10, "f1": 5}, rng)
+    P = model.init_params(n_items, CARDS, rng)
     opt = make_optimizer(model.optimizer, model.lr)
     cfg = model._loss_config()
+    if model.negatives == "all":  # as fit() does: the full softmax's buffers reused by every step
+        cfg.full_work = full_softmax.FullSoftmaxWork()
     indptr, indices = X.indptr.astype(np.int64), X.indices.astype(np.int64)
     pair_u = np.repeat(np.arange(n_users), np.diff(indptr))
     counts = np.bincount(indices, minlength=n_items)
     sampled = isinstance(model.negatives, int) and model.negatives > 0
     sampler = make_sampler(model.sampler, counts) if sampled else None
     n_draw = model.negatives if sampled else 0
+    timings: dict[str, float] = {}
 
-    def step(timings=None):
+    def step():
         idx = rng.integers(0, len(pair_u), batch)
         model._train_step(P, opt, cfg, indptr, indices, codes, pair_u[idx], indices[idx], rng, sampler,
                           n_draw, 0, timings)
 
-    step()
-    step()
-    timings: dict[str, float] = {}
-    n, t0 = 0, time.perf_counter()
-    while n < 3 or time.perf_counter() - t0 < seconds:
-        step(timings)
-        n += 1
-    total = (time.perf_counter() - t0) / n
-    return total, {k: v / n for k, v in timings.items()}, n
+    sec, n = _timed(step, seconds, timings.clear)
+    return sec, {k: v / n for k, v in timings.items()}, n
 
 
 def _time_product(B: int, n_items: int, d: int, seconds: float, rng: np.random.Generator) -> tuple[float, float]:
     """Median seconds of ``Q @ V.T`` (allocating its result, as written) and of the same product into
-    a preallocated buffer (no page faults: the tightest floor)."""
+    a preallocated buffer (no page faults)."""
     Q = rng.normal(size=(B, d)).astype(np.float32)
     V = rng.normal(size=(n_items, d)).astype(np.float32)
     out = np.empty((B, n_items), dtype=np.float32)
@@ -93,6 +129,129 @@ def _time_product(B: int, n_items: int, d: int, seconds: float, rng: np.random.G
     return res[0], res[1]
 
 
+def _time_floor(B: int, n_items: int, d: int, threads: int, seconds: float, rng: np.random.Generator) -> float:
+    """Median seconds of the step's three useful products (psi V_t^T, G_t V_t, G_t^T psi) over every
+    item tile, each tile's logits in cache, the item ranges split over ``threads`` Python threads with
+    one BLAS thread each (as the tiled softmax runs)."""
+    psi = rng.normal(size=(B, d)).astype(np.float32)
+    V = rng.normal(size=(n_items, d)).astype(np.float32)
+    T = full_softmax.tile_rows(B, 4)
+    ranges = full_softmax._ranges(n_items, T, threads)
+    bufs = [(np.empty((B, T), np.float32), np.empty((B, d), np.float32), np.empty((T, d), np.float32))
+            for _ in ranges]
+
+    def products(k: int) -> None:
+        (lo, hi), (Z, dpsi, dV) = ranges[k], bufs[k]
+        for j in range(lo, hi, T):
+            w = min(hi, j + T) - j
+            Zt, Vt = Z[:, :w] if w == T else np.empty((B, w), np.float32), V[j:j + w]
+            np.matmul(psi, Vt.T, out=Zt)
+            np.matmul(Zt, Vt, out=dpsi)
+            np.matmul(Zt.T, psi, out=dV[:w])
+
+    def run() -> None:
+        if len(ranges) == 1:
+            products(0)
+        else:
+            list(full_softmax._pool().map(products, range(len(ranges))))
+
+    with blas_threads(None):
+        run()
+        ts = []
+        t0 = time.perf_counter()
+        while len(ts) < 3 or time.perf_counter() - t0 < seconds / 2:
+            s = time.perf_counter()
+            run()
+            ts.append(time.perf_counter() - s)
+    return float(np.median(ts))
+
+
+def _sgemm_peak(threads: int) -> float:
+    """FLOP/s of the best of three 2048^3 float32 products on ``threads`` BLAS threads."""
+    from threadpoolctl import threadpool_limits
+
+    A = np.random.default_rng(1).random((2048, 2048), dtype=np.float32)
+    with threadpool_limits(threads, user_api="blas"):
+        A @ A
+        best = min(_once(lambda: A @ A) for _ in range(3))
+    return 2 * 2048 ** 3 / best
+
+
+def _once(f) -> float:
+    s = time.perf_counter()
+    f()
+    return time.perf_counter() - s
+
+
+def _torch_steps(X: sp.csr_matrix, codes: list, batch: int, negatives: str | int, threads: int, seconds: float,
+                 rng: np.random.Generator) -> float | None:
+    """Mean seconds per training step of the PyTorch model of the same design (module docstring), or
+    None when torch is not installed."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    n_users, n_items = X.shape
+    d, fd = 32, FEATURE_DIM
+    indptr, indices = X.indptr.astype(np.int64), X.indices.astype(np.int64)
+    pair_u = np.repeat(np.arange(n_users), np.diff(indptr))
+    full = negatives == "all"
+
+    def table(rows: int, dim: int, sparse: bool) -> torch.nn.Embedding:
+        e = torch.nn.Embedding(rows, dim, sparse=sparse)
+        torch.nn.init.normal_(e.weight, 0.0, 0.1)
+        return e
+
+    bag = torch.nn.EmbeddingBag(n_items, d, mode="sum", sparse=True)
+    torch.nn.init.normal_(bag.weight, 0.0, 0.1)
+    feats = [table(c + 1, fd, True) for c in CARDS.values()]
+    empty = torch.nn.Parameter(torch.randn(d) * 0.1)
+    hidden = torch.nn.Linear(d + fd * len(feats), HIDDEN)
+    out = torch.nn.Linear(HIDDEN, d)
+    item_out = table(n_items, d, sparse=not full)
+    dense = [empty, *hidden.parameters(), *out.parameters()] + ([item_out.weight] if full else [])
+    sparse = [bag.weight] + [f.weight for f in feats] + ([] if full else [item_out.weight])
+    opt_dense = torch.optim.Adam(dense, lr=0.002)
+    opt_sparse = torch.optim.SparseAdam(sparse, lr=0.002)
+    log_q = float(-np.log(n_items))  # uniform sampler: the logQ correction is this constant
+    unknown = [c for c in CARDS.values()]
+
+    def step() -> None:
+        idx = rng.integers(0, len(pair_u), batch)
+        users, targets = pair_u[idx], indices[idx]
+        drop = rng.random(batch) < 0.1
+        b = make_batch(indptr, indices, users, targets, codes, np.float32, drop)
+        for j in range(len(b.codes)):
+            b.codes[j] = np.where(rng.random(batch) < 0.05, unknown[j], b.codes[j])
+        order = np.argsort(b.bag_ex, kind="stable")
+        offsets = np.searchsorted(b.bag_ex[order], np.arange(batch))
+        h = bag(torch.from_numpy(b.bag_idx[order]), torch.from_numpy(offsets),
+                per_sample_weights=torch.from_numpy(b.bag_w[order]))
+        h = torch.where(torch.from_numpy(b.empty)[:, None], empty, h)
+        x = torch.cat([h] + [f(torch.from_numpy(c)) for f, c in zip(feats, b.codes, strict=True)], dim=1)
+        psi = out(F.relu(hidden(x)))
+        t = torch.from_numpy(b.targets)
+        if full:
+            loss = F.cross_entropy(psi @ item_out.weight.T, t)
+        else:
+            cand = rng.integers(0, n_items, int(negatives))
+            dead = torch.from_numpy(positive_hits(indptr, indices, users, cand, n_items)
+                                    | (cand[None, :] == targets[:, None]))
+            s = (psi * item_out(t)).sum(dim=1, keepdim=True) - log_q
+            z = (psi @ item_out(torch.from_numpy(cand)).T - log_q).masked_fill(dead, float("-inf"))
+            loss = (torch.logsumexp(torch.cat([s, z], dim=1), dim=1) - s[:, 0]).mean()
+        opt_dense.zero_grad(set_to_none=True)
+        opt_sparse.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_dense.step()
+        opt_sparse.step()
+
+    return _timed(step, seconds)[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", default="2000,20000,200000")
@@ -101,38 +260,63 @@ def main() -> None:
     ap.add_argument("--per-user", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=3.0, help="time budget per measurement")
     ap.add_argument("--threads", type=int, default=0,
-                    help="1 = everything (step and bare product) on one thread: far less sensitive to other "
+                    help="1 = everything (steps, floors, peak, torch) on one thread: far less sensitive to other "
                          "load on shared cores; 0 = as fit() runs (all cores for the big products)")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     args = ap.parse_args()
+    threads = 1 if args.threads == 1 else (os.cpu_count() or 1)
     if args.threads == 1:
         import mfvsdnn.models.softmax.kernels as softmax_kernels
         import mfvsdnn.models.softmax.threads as softmax_threads
 
         softmax_threads.BIG_PRODUCT = 1 << 62
         softmax_kernels.PAR_MIN = 1 << 62
+        full_softmax.BIG_PRODUCT = 1 << 62
     rng = np.random.default_rng(0)
     d = 32
-    print(f"batch {args.batch}, dim {d}, hidden 64, 2 features, {args.users} users x {args.per_user} items; "
-          f"{os.cpu_count()} cores; load average before {os.getloadavg()[0]:.1f} (other processes slow every figure)")
+    width = d + FEATURE_DIM * len(CARDS)
+    print(f"batch {args.batch}, dim {d}, hidden {HIDDEN}, 2 features, {args.users} users x {args.per_user} items; "
+          f"{os.cpu_count()} cores, {threads} thread(s); load average before {os.getloadavg()[0]:.1f} "
+          "(other processes slow every figure)")
+    peak = _sgemm_peak(threads)
+    print(f"sgemm peak (best of three 2048^3 float32 products, {threads} BLAS thread(s)): {peak / 1e9:.0f} GFLOP/s")
+    torch_ok = not args.no_torch
+    if torch_ok:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("torch is not installed: the PyTorch peer columns are skipped")
+            torch_ok = False
     header = (f"{'items':>8} {'negatives':>9} {'ms/step':>9} {'examples/s':>11} {'Q@V.T ms':>9} {'(out=)':>7} "
-              f"{'step/QV':>8} {'(out=)':>7}  "
-              + " ".join(f"{p:>9}" for p in PHASES))
+              f"{'floor ms':>9} {'step/QV':>8} {'(out=)':>7} {'/floor':>7} {'%peak':>6} {'torch ms':>9} "
+              f"{'ours/torch':>10}  " + " ".join(f"{p:>9}" for p in PHASES))
     print(header)
-    results = {}
+    results, ratios = {}, {}
     for n_items in [int(x) for x in args.items.split(",")]:
         X = _data(n_items, args.users, args.per_user, rng)
         codes = [rng.integers(0, 10, args.users), rng.integers(0, 5, args.users)]
-        with blas_threads(None) if args.threads == 1 else contextlib.nullcontext():
+        big = args.batch * n_items * d >= full_softmax.BIG_PRODUCT  # as fit() runs: threads only for big products
+        with contextlib.nullcontext() if big else blas_threads(None):
             qv, qv_out = _time_product(args.batch, n_items, d, args.seconds, rng)
+        floor = _time_floor(args.batch, n_items, d, threads if big else 1, args.seconds, rng)
+        useful = 3 * 2 * args.batch * n_items * d + 3 * 2 * args.batch * (width * HIDDEN + HIDDEN * d)
         for neg in ("all", 50):
-            model = SoftmaxDNN(negatives=neg, dim=d, hidden=(64,), batch_size=args.batch)
+            model = SoftmaxDNN(negatives=neg, dim=d, hidden=(HIDDEN,), feature_dim=FEATURE_DIM, batch_size=args.batch)
             with blas_threads(None):  # as in fit(): one BLAS thread except the full softmax products
                 sec, phases, _ = _time_steps(model, X, codes, args.batch, args.seconds, rng)
             results[(n_items, neg)] = sec
+            peer = _torch_steps(X, codes, args.batch, neg, threads, args.seconds, rng) if torch_ok else None
+            if peer is not None:
+                ratios[(n_items, neg)] = sec / peer
             share = " ".join(f"{phases.get(p, 0.0) / sec:>8.0%} " for p in PHASES)
-            ratio = f"{sec / qv:>8.2f} {sec / qv_out:>7.2f}" if neg == "all" else f"{'':>16}"
+            if neg == "all":
+                ratio = (f"{sec / qv:>8.2f} {sec / qv_out:>7.2f} {sec / floor:>7.2f} "
+                         f"{useful / sec / peak:>6.0%}")
+            else:
+                ratio = f"{'':>31}"
+            vs = f"{peer * 1e3:>9.2f} {sec / peer:>10.2f}" if peer is not None else f"{'-':>9} {'-':>10}"
             print(f"{n_items:>8} {neg!s:>9} {sec * 1e3:>9.2f} {args.batch / sec:>11,.0f} {qv * 1e3:>9.2f} "
-                  f"{qv_out * 1e3:>7.2f} {ratio}  {share}")
+                  f"{qv_out * 1e3:>7.2f} {floor * 1e3:>9.2f} {ratio} {vs}  {share}")
     print()
     sizes = sorted({k[0] for k in results})
     for a, b in zip(sizes, sizes[1:], strict=False):
@@ -141,6 +325,10 @@ def main() -> None:
     big = sizes[-1]
     print(f"sampled-50 vs full at {big} items: {results[(big, 'all')] / results[(big, 50)]:.1f}x faster "
           "(target >= 20x)")
+    if ratios:
+        for neg, name in (("all", "full"), (50, "sampled-50")):
+            got = [f"{ratios[(n, neg)]:.2f}x at {n}" for n in sizes if (n, neg) in ratios]
+            print(f"ours/torch, {name}: {', '.join(got)} (target <= 0.5x)")
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ The row maps are arrays of the model (saved with it), drawn from a key taken fro
 from __future__ import annotations
 
 import copy
-import inspect
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -67,8 +67,8 @@ from ..params import (
     as_int,
 )
 from .batch import Batch, Sample, make_batch
+from .full_softmax import STORED_BYTES, FullSoftmaxWork, tile_rows
 from .hashing import collisions, compose, hash_rows
-from .losses import full_softmax_loss
 from .optim import make_optimizer
 from .sampling import MIX_SAMPLERS, SAMPLERS, make_sampler, positive_hits
 from .threads import blas_threads
@@ -339,10 +339,11 @@ class SoftmaxDNN(RecommenderMixin):
         hashes = self.item_hashes * (int(bool(self.item_buckets)) + int(self.hash_output))
         pairs += 4 * n_items * hashes + 4 * sum(cardinalities.values())  # the hash row maps (int32)
         tower = 4 * 3 * B * (d + self.feature_dim * len(cardinalities) + sum(self.hidden))
-        if self.negatives == "all":
-            chunk = inspect.signature(full_softmax_loss).parameters["max_chunk_elems"].default
-            rows = min(B, max(1, chunk // max(n_items, 1)))  # full_softmax_loss's reused logits block
-            loss = 4 * rows * n_items + 3 * 4 * n_items * d
+        if self.negatives == "all":  # all the logits (when small) or per thread a tile and two (B, d); dV twice
+            threads = os.cpu_count() or 1
+            stored = 4 * B * n_items if 4 * B * n_items <= STORED_BYTES else 0
+            logits = max(stored, threads * 4 * B * tile_rows(B, 4))
+            loss = logits + threads * 2 * 4 * B * d + 2 * 4 * n_items * d
         elif self.negatives == 0:
             loss = 4 * 4 * B * d
         else:
@@ -447,8 +448,10 @@ class SoftmaxDNN(RecommenderMixin):
         hard_n = self.negatives if sampler is not None and self.sampler == "hard" else 0
         opt = make_optimizer(self.optimizer, self.lr)
         cfg = self._loss_config()
+        if self.negatives == "all":  # the full softmax's buffers, reused by every step of this fit
+            cfg.full_work = FullSoftmaxWork()
         validate = validate if train.valid is not None and train.valid.nnz > 0 else None
-        with blas_threads(None):  # one BLAS thread, except inside the full softmax / gravity products
+        with blas_threads(None):  # one BLAS thread: gravity threads its big product, the full softmax its item tiles
             self._epochs(P, opt, cfg, indptr, indices, codes, pair_users, pair_items, rng, sampler,
                          n_draw, hard_n, progress, validate)
         self.train_seconds_ = time.perf_counter() - t_start

@@ -11,9 +11,10 @@ import numpy as np
 from ...core.errors import ModelError
 from . import kernels
 from .batch import Batch, Sample, _Rows
+from .full_softmax import FullSoftmaxWork, full_softmax_tiled
 from .hashing import compose
 from .layers import dense_backward, dense_forward, relu_backward, relu_forward
-from .losses import full_softmax_loss, gravity_loss, positives_only_loss, sampled_softmax_loss
+from .losses import gravity_loss, positives_only_loss, sampled_softmax_loss
 from .optim import RowGrad
 from .sampling import choose_hard
 from .threads import blas_threads
@@ -30,6 +31,7 @@ class LossConfig:
     # hashing trick: (n_items, n_hashes) rows of each item in the input / output tables, or None
     rows_in: np.ndarray | None = None
     rows_out: np.ndarray | None = None
+    full_work: FullSoftmaxWork | None = None  # the full softmax's reused buffers (one per fit)
 
 
 def _bag_entries(batch: Batch, cfg: LossConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,8 +136,7 @@ def loss_and_grads(P: dict[str, np.ndarray], batch: Batch, cfg: LossConfig, samp
             out_rows.add(cfg.rows_out[ids, h], vals)
 
     if cfg.negatives == "all":
-        with blas_threads(psi.shape[0] * V.shape[0] * V.shape[1]):
-            loss, dpsi, dV_dense = full_softmax_loss(psi, V, t)
+        loss, dpsi, dV_dense = full_softmax_tiled(psi, V, t, cfg.full_work)
     elif cfg.negatives == 0:
         loss, dpsi, dVt = positives_only_loss(psi, V, t)
         add_out(t, dVt)
