@@ -1,6 +1,6 @@
 """Numba kernels for the softmax DNN's hot loops: bag gather/scatter, row scatter, fused softmax
-cross-entropy gradient (whole rows, and per item tile for the tiled full softmax), and fused Adam /
-Adagrad updates.
+cross-entropy gradient (whole rows, and per item tile for the tiled full softmax), and the dense
+Adam / Adagrad updates (the row updates live in ``optim_kernels.py``).
 
 Each is a plain loop that numpy could only express by materialising an (entries x d) array or by
 ``np.add.at`` (slow). All are compiled with ``cache=CACHE`` (on-disk cache unless numba_util found no

@@ -1,4 +1,5 @@
-"""How many BLAS threads a product gets: one, except for the big full-softmax and gravity products."""
+"""How many BLAS threads a product gets: one, except for big products such as gravity's and the
+untiled full softmax's (the tiled full softmax threads over item tiles itself, one BLAS thread each)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from threadpoolctl import ThreadpoolController
 
 # ------------------------------------------------------------------------------------------------
 # BLAS threading: training runs on one BLAS thread (its products are small, and on shared cores
-# waking threads for them stalls), except the big products of the full softmax and gravity.
+# waking threads for them stalls), except big products (gravity, the untiled full softmax).
 
 
 _CONTROLLER: ThreadpoolController | None = None
