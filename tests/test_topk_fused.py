@@ -172,3 +172,23 @@ def test_evaluator_metrics_on_a_fixed_case():
     np.testing.assert_allclose(per["ndcg", 2], [g / (1 + g), 0, 1])
     np.testing.assert_allclose(per["recall", 1], [0, 0, 1 / 3])
     assert scal["coverage", 2] == pytest.approx(4 / 5)  # items {0, 1, 2, 3} recommended to someone
+
+
+def test_score_memory_is_one_block_per_worker():
+    import tracemalloc
+
+    rng = np.random.default_rng(4)
+    q, n_items, d, k = 3000, 4000, 8, 10
+    queries = rng.standard_normal((q, d)).astype(np.float32)
+    items = rng.standard_normal((n_items, d)).astype(np.float32)
+    topk.top_k_with_scores(queries, items, None, k, 16)  # warm (kernel loaded, pool code imported)
+    tracemalloc.start()
+    try:
+        topk.top_k_with_scores(queries, items, None, k, 16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    outputs = q * k * (8 + 4)
+    assert topk.score_bytes(q, n_items, 16) == 4 * n_items * 16 * topk.worker_count()
+    assert peak <= outputs + topk.score_bytes(q, n_items, 16) + (256 << 10)  # + small bookkeeping
+    assert peak < 4 * q * n_items / 10  # far from the dense scores

@@ -78,6 +78,12 @@ def worker_count() -> int:
     return max(1, int(numba.get_num_threads()))
 
 
+def score_bytes(q: int, n_items: int, chunk_size: int | None = None) -> int:
+    """Bytes of scores :func:`top_k_with_scores` holds for ``q`` queries: one block per worker."""
+    rows = int(chunk_size) if chunk_size else block_rows(n_items)
+    return 4 * n_items * min(q, rows * worker_count())
+
+
 def score_and_select(queries: np.ndarray, items_t: np.ndarray, ex_ptr: np.ndarray, ex_ind: np.ndarray, k: int,
                      out: np.ndarray, out_s: np.ndarray, rows: int, workers: int | None = None) -> None:
     """Products and top-k fused per block of ``rows`` queries; writes ``out`` (q, k) / ``out_s`` (q, k).
