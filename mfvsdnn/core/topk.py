@@ -93,7 +93,9 @@ def score_and_select(queries: np.ndarray, items_t: np.ndarray, ex_ptr: np.ndarra
     Each of ``workers`` threads takes the next block, multiplies it on one BLAS thread into its own
     (rows, n_items) buffer, S_b = Q_b Vᵀ, and runs the serial (GIL-free) kernel on it while it is hot.
     Blocks start at multiples of ``rows`` whichever thread takes them, so the scores, hence the lists,
-    do not depend on the number of workers. Memory: workers x rows x n_items float32.
+    do not depend on the number of workers. A lone block (q <= rows) is scored in the calling thread
+    with BLAS's own threads, so one request at a million items still gets every core for its product.
+    Memory: workers x rows x n_items float32.
     """
     from .topk_kernels import topk_rows_serial
 
@@ -112,6 +114,9 @@ def score_and_select(queries: np.ndarray, items_t: np.ndarray, ex_ptr: np.ndarra
             topk_rows_serial(scores, ex_ptr[start:stop + 1] - p0, ex_ind[p0:p1], k, out[start:stop],
                              out_s[start:stop])
 
+    if n_blocks == 1:  # one block (a request, a small batch): BLAS may use its own threads, as before
+        work()
+        return
     with one_blas_thread():
         if workers == 1:
             work()
