@@ -66,8 +66,9 @@ def _sift_up(h: np.ndarray, pos: int) -> None:
 @njit(cache=CACHE, inline="always")
 def _kth_largest(values: np.ndarray, k: int, heap: np.ndarray) -> float:
     # the k-th largest of values (len(values) >= k >= 1), ties counted: a min-heap of the k largest so
-    # far (root = the k-th); most values lose the one comparison with the root.  O(n + k log k log(n/k))
-    # expected, against np.partition's copy and quickselect (measured: 4.3 -> ~1 us on 313 block maxima)
+    # far (root = the k-th); most values lose the one comparison with the root (no copy, unlike
+    # np.partition; measured on one thread over 64 x 20,000 scores: 0.73x the kernel's time at k = 10,
+    # the same at k = 50)
     for i in range(k):
         heap[i] = values[i]
         _sift_up(heap, i)
