@@ -192,3 +192,19 @@ def test_score_memory_is_one_block_per_worker():
     assert topk.score_bytes(q, n_items, 16) == 4 * n_items * 16 * topk.worker_count()
     assert peak <= outputs + topk.score_bytes(q, n_items, 16) + (256 << 10)  # + small bookkeeping
     assert peak < 4 * q * n_items / 10  # far from the dense scores
+
+
+def test_an_error_in_one_worker_stops_the_others(monkeypatch):
+    from mfvsdnn.core import topk_kernels
+
+    calls = []
+
+    def failing_kernel(*args):
+        calls.append(1)
+        raise RuntimeError("kernel failed")
+
+    monkeypatch.setattr(topk_kernels, "topk_rows_serial", failing_kernel)
+    queries, items, exclude = integer_case(8, 400, 30, 3, 0.1)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        topk.top_k_with_scores(queries, items, exclude, 5, 8)  # 50 blocks
+    assert 1 <= len(calls) <= topk.worker_count()  # each worker fails once at most, then takes no block

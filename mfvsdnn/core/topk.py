@@ -104,16 +104,21 @@ def score_and_select(queries: np.ndarray, items_t: np.ndarray, ex_ptr: np.ndarra
     n_blocks = -(-q // rows)
     workers = max(1, min(workers or worker_count(), n_blocks))
     next_block = itertools.count()  # shared; next() on it is atomic under the GIL
+    stop_all = threading.Event()  # set on an error or Ctrl-C: the other workers take no further block
 
     def work() -> None:
         buf = np.empty((min(rows, q), n_items), dtype=np.float32)
-        while (b := next(next_block)) < n_blocks:
-            start, stop = b * rows, min(q, (b + 1) * rows)
-            scores = buf[: stop - start]
-            np.matmul(queries[start:stop], items_t, out=scores)  # (r, d) @ (d, n_items), GIL released
-            p0, p1 = ex_ptr[start], ex_ptr[stop]
-            topk_rows_serial(scores, ex_ptr[start:stop + 1] - p0, ex_ind[p0:p1], k, out[start:stop],
-                             out_s[start:stop])
+        try:
+            while not stop_all.is_set() and (b := next(next_block)) < n_blocks:
+                start, stop = b * rows, min(q, (b + 1) * rows)
+                scores = buf[: stop - start]
+                np.matmul(queries[start:stop], items_t, out=scores)  # (r, d) @ (d, n_items), GIL released
+                p0, p1 = ex_ptr[start], ex_ptr[stop]
+                topk_rows_serial(scores, ex_ptr[start:stop + 1] - p0, ex_ind[p0:p1], k, out[start:stop],
+                                 out_s[start:stop])
+        except BaseException:
+            stop_all.set()
+            raise
 
     if n_blocks == 1:  # one block (a request, a small batch): BLAS may use its own threads, as before
         work()
@@ -123,8 +128,13 @@ def score_and_select(queries: np.ndarray, items_t: np.ndarray, ex_ptr: np.ndarra
             work()
         else:
             with ThreadPoolExecutor(workers) as pool:
-                for done in [pool.submit(work) for _ in range(workers)]:
-                    done.result()
+                futures = [pool.submit(work) for _ in range(workers)]
+                try:
+                    for done in futures:
+                        done.result()
+                except BaseException:  # KeyboardInterrupt lands here, in the waiting thread
+                    stop_all.set()
+                    raise
 
 
 def exclusion_parts(exclude: sp.csr_matrix | None, q: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
