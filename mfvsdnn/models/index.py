@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.errors import ModelError
-from ..core.topk import auto_chunk_size, empty_top, exclusion_parts, select_rows
+from ..core.topk import empty_top, exclusion_parts, top_k_with_scores
 
 INDEX_KINDS = ("exact", "hnsw", "ivf")
 #: HNSW: neighbours per node (faiss's M) and the build-time beam (efConstruction)
@@ -95,9 +95,9 @@ def _filter(idx: np.ndarray, scores: np.ndarray, exclude: sp.csr_matrix | None, 
 class ExactIndex:
     """Brute force: every item scored, the reference the ANN indexes are measured against.
 
-    The same products and numba selection as ``core.topk.top_k_with_scores`` (so the same lists), with
-    the item vectors transposed once at build instead of on every call: at a million items the
-    per-call copy of the (d, n_items) matrix, not the product, would dominate a single query.
+    Searches with ``core.topk.top_k_with_scores`` itself (so the same lists), which reads the item
+    vectors' transpose in place: no per-call copy of the (d, n_items) matrix, which at a million items
+    would dominate a single query.
     """
 
     kind = "exact"
@@ -105,11 +105,9 @@ class ExactIndex:
 
     def __init__(self) -> None:
         self.item_vectors: np.ndarray | None = None
-        self._items_t: np.ndarray | None = None
 
     def build(self, item_vectors: np.ndarray) -> ExactIndex:
         self.item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
-        self._items_t = np.ascontiguousarray(self.item_vectors.T)  # (d, n_items)
         return self
 
     @property
@@ -117,8 +115,8 @@ class ExactIndex:
         return 0 if self.item_vectors is None else int(self.item_vectors.shape[0])
 
     def nbytes(self) -> int:
-        """Bytes exact search holds: the item vectors (and their transpose)."""
-        return 0 if self.item_vectors is None else 2 * int(self.item_vectors.nbytes)
+        """Bytes exact search holds: the item vectors."""
+        return 0 if self.item_vectors is None else int(self.item_vectors.nbytes)
 
     def set_search(self, value: int | None) -> None:
         """Exact search has no speed/accuracy knob."""
@@ -129,16 +127,7 @@ class ExactIndex:
 
     def search(self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.asarray(queries, dtype=np.float32)
-        q, n_items = queries.shape[0], self.n_items
-        ex_ptr, ex_ind = exclusion_parts(exclude, q, n_items)
-        out, out_s = empty_top(q, k)
-        chunk = auto_chunk_size(n_items)
-        for start in range(0, q if k else 0, chunk):
-            stop = min(q, start + chunk)
-            scores = np.matmul(queries[start:stop], self._items_t)
-            select_rows(scores, ex_ptr[start:stop + 1], ex_ind, k, out[start:stop], out_s[start:stop])
-        return out, out_s
+        return top_k_with_scores(queries, self.item_vectors, exclude, k)
 
     def backend(self):
         """A ``TopKBackend`` searching this index (the item vectors passed in must be the indexed ones)."""

@@ -7,15 +7,15 @@ from typing import Any
 import numpy as np
 
 from ..core.memory import check_memory
-from ..core.topk import SCORE_BUDGET_BYTES
+from ..core.topk import score_bytes
 from ..data.split import TrainSet
 
 
 def validation_bytes(n_users: int, n_items: int, d: int, k: int = 20, max_users: int = 5000) -> int:
-    """Peak bytes of the validation recall@k run during and after training: the query vectors, one
-    block of scores (the evaluator's budget at most) and the top-k indices and scores."""
+    """Peak bytes of the validation recall@k run during and after training: the query vectors, the
+    top-k's blocks of scores (one per worker) and the top-k indices and scores."""
     q = min(n_users, max_users)
-    return 4 * q * d + min(SCORE_BUDGET_BYTES, 4 * q * n_items) + 12 * q * k
+    return 4 * q * d + score_bytes(q, n_items) + 12 * q * k
 
 
 def check_model_memory(model: Any, train: TrainSet) -> int:
