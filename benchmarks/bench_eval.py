@@ -45,6 +45,8 @@ from mfvsdnn.core import topk  # noqa: E402
 from mfvsdnn.evaluation import evaluator  # noqa: E402
 from mfvsdnn.evaluation import metrics as M  # noqa: E402
 
+import bench_summary  # noqa: E402  (benchmarks/: the README performance-table row)
+
 
 def random_interactions(rng: np.random.Generator, n_users: int, n_items: int, per_user: int) -> sp.csr_matrix:
     """csr (n_users, n_items) with about ``per_user`` distinct items per user, Zipf-ish popularity."""
@@ -80,7 +82,9 @@ def main() -> None:
     ap.add_argument("--test-per-user", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds of every timing (medians)")
     ap.add_argument("--no-implicit", action="store_true")
+    bench_summary.add_argument(ap)
     args = ap.parse_args()
+    started = time.perf_counter()
     rng = np.random.default_rng(0)
     n_users, n_items, d = args.users, args.items, args.dim
     U = (rng.standard_normal((n_users, d)) / np.sqrt(d)).astype(np.float32)
@@ -222,6 +226,17 @@ def main() -> None:
               f"ours {res['ndcg_tested']:.5f}")
     print(f"ours computes at k = {ks}: recall, precision, NDCG, hit rate, popularity, leakage, coverage "
           f"(recall@20 = {res['recall@20']:.5f})")
+    result = (f"{to / fb:.2f}x the one-thread-per-core block products ({flops / fb / peak:.0%} of the sgemm peak), "
+              f"{to / fc:.2f}x the all-threads chunk products, {flops / to / peak:.0%} of the sgemm peak; fused top-k "
+              f"{t['topk'] / t['unfused']:.2f}x the unfused path")
+    if not args.no_implicit:
+        result += f"; {to2 / ti:.2f}x implicit's `ranking_metrics_at_k`"
+    result += f"; peak {peak_mem / 2**20:.0f} MiB"
+    bench_summary.write(args.summary, [{
+        "what": f"full-ranking evaluation, {n_users // 1000}k users x {n_items // 1000}k items, d = {d}, every metric "
+                f"at k = {', '.join(map(str, ks))}",
+        "result": result, "goal": "<= 1.3x the products; no slower than implicit",
+        "met": to / fb <= 1.3 and (args.no_implicit or to2 <= ti)}], started)
 
 
 if __name__ == "__main__":
