@@ -21,10 +21,11 @@ present (skipped with a note when not) and prints how the draws compare with the
 Measured in the same run, on the same queries, one query at a time (what a request costs):
 
 - exact: ``models.index.ExactIndex`` (score every item with one product against the item vectors
-  transposed once, + the numba top-k; the same lists as ``core.topk.top_k``), p50/p99;
-- HNSW (``models.index.HNSWIndex`` with ``--m`` / ``--ef-construction``, inner product): build
-  seconds and bytes, then for each efSearch of ``--ef-search`` its recall@k against the exact top-k
-  and p50/p99, searched on one thread.
+  transposed once, + the numba top-k; the same lists as ``core.topk.top_k``);
+- HNSW (``models.index.HNSWIndex`` with ``--m`` / ``--ef-construction``, inner product, searched on
+  one thread): build seconds and bytes, then for each efSearch of ``--ef-search`` its recall@k
+  against the exact top-k and p50/p99, each query timed right after exact's on the same query, so
+  every latency ratio compares the two under the same load.
 
 Prints, for each draw, the smallest efSearch reaching recall@20 >= 0.95 of exact and its latency ratio
 to exact (target <= 1/20). A 1M x 64 build takes minutes on 2 cores (faiss uses both), so a built
@@ -162,13 +163,19 @@ def print_stats(sources: list[str], dim: int, seed: int) -> None:
             print(f"    {name:9s} {describe(draw(factors, 20_000, rng), rng)}")
 
 
-def single_ms(search, queries: np.ndarray) -> np.ndarray:
-    t = []
+def interleaved_ms(first, second, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Milliseconds of ``first`` and ``second`` on each single query, timed alternately (A B A B ...),
+    so both see the same load on a shared machine."""
+    a, b = [], []
     for r in range(len(queries)):
+        q = queries[r:r + 1]
         t0 = time.perf_counter()
-        search(queries[r:r + 1])
-        t.append(time.perf_counter() - t0)
-    return np.asarray(t) * 1000.0
+        first(q)
+        t1 = time.perf_counter()
+        second(q)
+        a.append(t1 - t0)
+        b.append(time.perf_counter() - t1)
+    return np.asarray(a) * 1000.0, np.asarray(b) * 1000.0
 
 
 def cached_hnsw(items: np.ndarray, m: int, ef_construction: int, cache_dir: str | None
@@ -205,10 +212,6 @@ def measure(name: str, items: np.ndarray, queries: np.ndarray, args: argparse.Na
     k = args.k
     exact_index = ExactIndex().build(items)
     exact = exact_index.search(queries, k)[0]
-    exact_ms = single_ms(lambda q: exact_index.search(q, k), queries)
-    exact_index = None  # frees its transposed copy of the vectors before the HNSW build
-    print(f"  exact brute force: p50 {np.median(exact_ms):.2f} ms, p99 {np.percentile(exact_ms, 99):.2f} ms "
-          f"per single query")
     faiss = require_faiss()
     index, note = cached_hnsw(items, args.m, args.ef_construction, None if args.no_cache else args.cache_dir)
     print(f"  HNSW (M={args.m}, efConstruction={args.ef_construction}) {note}; index "
@@ -219,11 +222,12 @@ def measure(name: str, items: np.ndarray, queries: np.ndarray, args: argparse.Na
         index.set_search(ef)
         recall = overlap_recall(index.search(queries, k)[0], exact)
         faiss.omp_set_num_threads(1)  # a single query is served on one thread, as exact's top-k is
-        ms = single_ms(lambda q: index.search(q, k), queries)
+        exact_ms, ms = interleaved_ms(lambda q: exact_index.search(q, k), lambda q: index.search(q, k), queries)
         faiss.omp_set_num_threads(threads)
         ratio = np.median(ms) / np.median(exact_ms)
         print(f"    efSearch {ef:4d}: recall@{k} {recall:.4f} of exact, p50 {np.median(ms):.3f} ms, "
-              f"p99 {np.percentile(ms, 99):.3f} ms, p50 = {ratio:.4f} x exact"
+              f"p99 {np.percentile(ms, 99):.3f} ms; exact beside it p50 {np.median(exact_ms):.2f} ms, "
+              f"p99 {np.percentile(exact_ms, 99):.2f} ms; p50 = {ratio:.4f} x exact"
               + (f" (1/{1 / ratio:.0f})" if ratio < 1 else ""))
         if best is None and recall >= 0.95:
             best = (ef, recall, ratio)
