@@ -289,3 +289,23 @@ def test_scale_cli_with_the_index_curve(tmp_path):
     for key in ("exact_search_ms_p50", "index_search_ms_p50", "index_build_seconds"):
         assert all(p[key] > 0 for p in doc["points"]) and key in doc["fits"], key
     assert "approximate index search" in (tmp_path / "scale.md").read_text()
+
+
+def test_hnsw_construction_settings_reach_the_graph():
+    rng = np.random.default_rng(5)
+    items, queries = _vectors(rng, 1500, 16), _vectors(rng, 50, 16)
+    index = index_mod.HNSWIndex(64, m=12, ef_construction=40).build(items)
+    # faiss keeps 2M neighbour slots on the bottom layer and M above it
+    assert index.index.hnsw.nb_neighbors(0) == 24 and index.index.hnsw.nb_neighbors(1) == 12
+    assert index.index.hnsw.efConstruction == 40 and index.index.hnsw.efSearch == 64
+    default_index = index_mod.HNSWIndex().build(items)
+    default = default_index.index.hnsw  # a view into the faiss index: keep the index alive while read
+    assert default.nb_neighbors(1) == index_mod.HNSW_M
+    assert default.efConstruction == index_mod.HNSW_EF_CONSTRUCTION
+    assert overlap_recall(index.search(queries, 10)[0], top_k(queries, items, None, 10)) >= 0.9
+
+
+@pytest.mark.parametrize(("m", "efc"), [(1, 80), (32, 0), (2.5, 80), (32, 10**6)])
+def test_bad_hnsw_construction_settings_refused(m, efc):
+    with pytest.raises(ModelError, match="HNSW"):
+        index_mod.HNSWIndex(m=m, ef_construction=efc)

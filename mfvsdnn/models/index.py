@@ -35,6 +35,8 @@ INDEX_KINDS = ("exact", "hnsw", "ivf")
 #: HNSW: neighbours per node (faiss's M) and the build-time beam (efConstruction)
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
+MAX_HNSW_M = 256
+MAX_EF_CONSTRUCTION = 100_000
 DEFAULT_EF_SEARCH = 128
 #: IVF: lists = ~4 sqrt(n_items) (faiss's rule of thumb), probed lists by default
 DEFAULT_NPROBE = 8
@@ -207,9 +209,20 @@ class HNSWIndex(FaissIndex):
     kind = "hnsw"
     param_name = "ef_search"
 
+    def __init__(self, search_param: int | None = None, m: int = HNSW_M,
+                 ef_construction: int = HNSW_EF_CONSTRUCTION) -> None:
+        # the construction settings only matter to build(): an index read back keeps the graph it was built with
+        if not (isinstance(m, (int, np.integer)) and 2 <= m <= MAX_HNSW_M):
+            raise ModelError(f"HNSW M must be an integer in [2, {MAX_HNSW_M}], got {m!r}")
+        if not (isinstance(ef_construction, (int, np.integer)) and 1 <= ef_construction <= MAX_EF_CONSTRUCTION):
+            raise ModelError(f"HNSW efConstruction must be an integer in [1, {MAX_EF_CONSTRUCTION:,}], "
+                             f"got {ef_construction!r}")
+        self.m, self.ef_construction = int(m), int(ef_construction)
+        super().__init__(search_param)
+
     def _make(self, faiss: Any, item_vectors: np.ndarray) -> Any:
-        index = faiss.IndexHNSWFlat(item_vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index = faiss.IndexHNSWFlat(item_vectors.shape[1], self.m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = self.ef_construction
         index.add(item_vectors)
         return index
 
