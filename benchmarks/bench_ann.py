@@ -38,16 +38,18 @@ renamed into place; ``--no-cache`` builds afresh. Later runs read it back in sec
 
 from __future__ import annotations
 
-import mfvsdnn  # noqa: F401  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
-
-import argparse
 import os
 import sys
-import time
 
-import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # this checkout's mfvsdnn, not an install
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import mfvsdnn  # noqa: F401, E402  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
 from mfvsdnn.core.seeding import generator  # noqa: E402
 from mfvsdnn.core.topk import warm_up  # noqa: E402
 from mfvsdnn.data import ColumnSpec, read_interactions  # noqa: E402
@@ -63,6 +65,8 @@ from mfvsdnn.models.index import (  # noqa: E402
     require_faiss,
     vectors_hash,
 )
+
+import bench_summary  # noqa: E402  (benchmarks/: the README performance-table row)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: where each data set's factors come from: file, columns (only the sample ships with the project)
@@ -209,7 +213,9 @@ def cached_hnsw(items: np.ndarray, m: int, ef_construction: int, cache_dir: str 
     return hnsw, note
 
 
-def measure(name: str, items: np.ndarray, queries: np.ndarray, args: argparse.Namespace) -> str:
+def measure(name: str, items: np.ndarray, queries: np.ndarray, args: argparse.Namespace
+            ) -> tuple[str, list[tuple[int, float, float, float]]]:
+    """The verdict line and the curve: (efSearch, recall@k of exact, HNSW p50 / exact p50, exact p50 ms)."""
     k = args.k
     exact_index = ExactIndex().build(items)
     exact = exact_index.search(queries, k)[0]
@@ -217,7 +223,7 @@ def measure(name: str, items: np.ndarray, queries: np.ndarray, args: argparse.Na
     index, note = cached_hnsw(items, args.m, args.ef_construction, None if args.no_cache else args.cache_dir)
     print(f"  HNSW (M={args.m}, efConstruction={args.ef_construction}) {note}; index "
           f"{index.nbytes() / 2**20:.0f} MiB (vectors {items.nbytes / 2**20:.0f} MiB)")
-    best = None
+    best, curve = None, []
     threads = faiss.omp_get_max_threads()
     for ef in (int(x) for x in args.ef_search.split(",")):
         index.set_search(ef)
@@ -226,6 +232,7 @@ def measure(name: str, items: np.ndarray, queries: np.ndarray, args: argparse.Na
         exact_ms, ms = interleaved_ms(lambda q: exact_index.search(q, k), lambda q: index.search(q, k), queries)
         faiss.omp_set_num_threads(threads)
         ratio = np.median(ms) / np.median(exact_ms)
+        curve.append((ef, recall, float(ratio), float(np.median(exact_ms))))
         print(f"    efSearch {ef:4d}: recall@{k} {recall:.4f} of exact, p50 {np.median(ms):.3f} ms, "
               f"p99 {np.percentile(ms, 99):.3f} ms; exact beside it p50 {np.median(exact_ms):.2f} ms, "
               f"p99 {np.percentile(exact_ms, 99):.2f} ms; p50 = {ratio:.4f} x exact"
@@ -233,11 +240,11 @@ def measure(name: str, items: np.ndarray, queries: np.ndarray, args: argparse.Na
         if best is None and recall >= 0.95:
             best = (ef, recall, ratio)
     if best is None:
-        return f"{name}: no efSearch reached recall@{k} 0.95 of exact: FAIL"
+        return f"{name}: no efSearch reached recall@{k} 0.95 of exact: FAIL", curve
     ef, recall, ratio = best
     verdict = "PASS" if ratio <= 1 / 20 else "FAIL"
     return (f"{name}: smallest efSearch with recall@{k} >= 0.95 is {ef} (recall {recall:.4f}) at "
-            f"{ratio:.4f} x exact (1/{1 / ratio:.1f}) latency per single query: {verdict} (target <= 1/20)")
+            f"{ratio:.4f} x exact (1/{1 / ratio:.1f}) latency per single query: {verdict} (target <= 1/20)"), curve
 
 
 def main() -> None:
@@ -256,7 +263,9 @@ def main() -> None:
     ap.add_argument("--cache-dir", default="~/.cache/mfvsdnn/bench")
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    bench_summary.add_argument(ap)
     args = ap.parse_args()
+    started = time.perf_counter()
     draws = [d for d in args.draws.split(",") if d]
     stats = [s for s in args.stats_from.split(",") if s]
     for name in draws + stats:
@@ -275,15 +284,26 @@ def main() -> None:
           f"({len(factors):,} live items), {len(queries):,} of its warm users as queries, k = {args.k}; "
           f"fit {time.perf_counter() - t:.1f} s")
     warm_up()
-    verdicts = []
+    verdicts, rows = [], []
     for name in draws:
         t = time.perf_counter()
         items = DRAWS[name](factors, args.items, generator(args.seed, "bench", "ann", name))
         print(f"{name} draw ({time.perf_counter() - t:.1f} s):")
-        verdicts.append(measure(name, items, queries, args))
+        line, curve = measure(name, items, queries, args)
+        verdicts.append(line)
         items = None
+        efs = "/".join(str(c[0]) for c in curve)
+        rows.append({
+            "what": f"HNSW (M = {args.m}, efConstruction = {args.ef_construction}) vs exact brute force, "
+                    f"{args.items / 1e6:g}M items x {args.dim}, {name} draw, {len(queries)} single queries",
+            "result": (f"recall@{args.k} of exact {' / '.join(f'{c[1]:.3f}' for c in curve)} at efSearch {efs}, "
+                       f"p50 {' / '.join(f'1/{1 / c[2]:.0f}' if c[2] < 1 else f'{c[2]:.1f}x' for c in curve)} of exact's "
+                       f"(exact p50 {np.median([c[3] for c in curve]):.1f} ms)"),
+            "goal": f"recall@{args.k} >= 0.95 at <= 1/20 of exact",
+            "met": any(c[1] >= 0.95 and c[2] <= 1 / 20 for c in curve)})
     for line in verdicts:
         print(line)
+    bench_summary.write(args.summary, rows, started)
 
 
 if __name__ == "__main__":

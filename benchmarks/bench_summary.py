@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ def command_line() -> str:
             continue
         args.append(a)
     script = os.path.join("benchmarks", os.path.basename(sys.argv[0]))
-    return " ".join([".venv/bin/python", script, *args])
+    return " ".join([".venv/bin/python", script, *map(shlex.quote, args)])
 
 
 def write(path: str | None, rows: list[dict], started: float) -> None:
