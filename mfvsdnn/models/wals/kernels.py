@@ -43,7 +43,9 @@ def _dot32(a, b, d):
 # One row's sparse pass:  out += sum_{jj in [lo, hi)} (c0 + c1 * y_jj . v) y_jj      v, out (d,) f32
 #   y_jj = src[jj - base] (the block's gathered rows) if buffered, else src[indices[jj]] (Y itself).
 # Four entries per step: four independent dot products share each load of v, and out is read and
-# written once per four entries instead of once per entry (its load-add-store chain was the bound).
+# written once per four entries instead of once per entry (its load-add-store chain was the bound;
+# measured on one thread, 5-60 entries a row: 0.63x the one-entry loop's time; eight entries at a
+# time measured no better inside the whole fit).
 @njit(cache=CACHE, fastmath=True, inline="always")
 def _row_pass(src, indices, lo, hi, base, buffered, v, out, c0, c1):
     d = v.shape[0]
