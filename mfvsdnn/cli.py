@@ -711,7 +711,7 @@ def recommend(
     k: Annotated[int, typer.Option("--k", help="Number of items to recommend per user.", min=1, max=MAX_K)] = 10,
     out: Annotated[Path | None, typer.Option("--out", help="CSV file for --all (written atomically).")] = None,
     index: Annotated[str, typer.Option("--index", help="Serve by exact search over every item, or from an "
-                                       "approximate index: exact, hnsw or ivf (needs mfvsdnn[ann]; built on "
+                                       "approximate index: exact, hnsw or ivf (needs mfvsdnn\\[ann]; built on "
                                        "first use and stored in RUN, rebuilt when the item vectors change).")]
     = "exact",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --all: replace --out even if it is not "
@@ -809,7 +809,7 @@ def compare(
                                                 rich_help_panel="Evaluation")] = 200,
     index: Annotated[str, typer.Option("--index", help="Also serve every model with item vectors from an "
                                        "approximate index and measure what it costs and loses against exact "
-                                       "search: exact (no index), hnsw or ivf (needs mfvsdnn[ann]).",
+                                       "search: exact (no index), hnsw or ivf (needs mfvsdnn\\[ann]).",
                                        rich_help_panel="Serving")] = "exact",
     ef_search: Annotated[str, typer.Option("--ef-search", help="--index hnsw: efSearch values measured as the "
                                            "speed/accuracy curve, comma-separated, each in [1, 100,000] (the "
@@ -1145,7 +1145,7 @@ def scale(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data, split and models.", min=0,
                                       max=MAX_SEED)] = 0,
     index: Annotated[str, typer.Option("--index", help="Add the approximate-index curves: exact (none), hnsw "
-                                       "or ivf (needs mfvsdnn[ann]): search latency of exact and the index "
+                                       "or ivf (needs mfvsdnn\\[ann]): search latency of exact and the index "
                                        "on the WALS vectors, the index's recall@20 and build time.")] = "exact",
     report_dir: Annotated[Path, typer.Option(help="Where scale.json, scale.md and scale.html are written.")]
     = Path("reports/scale"),

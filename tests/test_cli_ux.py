@@ -63,6 +63,13 @@ def test_flags_show_no_value_type(command):
         assert re.search(r"--json\s+Print machine-readable JSON", json_row), json_row
 
 
+@pytest.mark.parametrize("command", ["compare", "recommend", "scale"])
+def test_help_keeps_bracketed_extra_names(command):
+    # rich reads an unescaped "[ann]" as a style tag and drops it from the help text
+    out = " ".join(invoke(CliRunner(env={"COLUMNS": "400", "NO_COLOR": "1"}), command, "--help").output.split())
+    assert "mfvsdnn[ann]" in out.replace("│ ", "").replace(" │", "")
+
+
 def test_flags_still_take_no_value(data):
     res = invoke(WIDE, "info", data / "d.csv", "--json")
     assert res.exit_code == 0, res.output

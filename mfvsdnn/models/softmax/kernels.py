@@ -113,6 +113,22 @@ def exp_shift_f32(seg: np.ndarray, shift: np.float32) -> None:
         seg[j] = (p * r * r + r + np.float32(1.0)) * f32_from_bits((np.int32(fn) + np.int32(127)) << np.int32(23))
 
 
+# row <- exp(row - shift) in place (row - shift <= 0), returning sum(row) in float64; float32 row (n,).
+# The exp runs over L1-sized blocks and each block is summed while still in L1.
+@njit(cache=CACHE, inline="always")
+def exp_shift_sum_f32(row: np.ndarray, shift: np.float32) -> float:
+    n = row.shape[0]
+    total = 0.0
+    for j0 in range(0, n, _EXP_BLOCK):
+        seg = row[j0:min(n, j0 + _EXP_BLOCK)]
+        exp_shift_f32(seg, shift)
+        sb = np.float32(0.0)
+        for j in range(seg.shape[0]):
+            sb += seg[j]
+        total += sb
+    return total
+
+
 # Full softmax cross-entropy, in place.  logits Z (b, n), targets t (b,), scale s:
 #   loss_b = logsumexp(Z_b) - Z_b[t_b];   Z_b <- s * (softmax(Z_b) - onehot(t_b))   (dLoss/dZ for loss s*sum_b)
 # Three passes over each row (max, exp+sum, scale); rows in parallel.  Generic (float64 gradient checks).
@@ -150,14 +166,7 @@ def _softmax_xent_f32(Z: np.ndarray, t: np.ndarray, scale: float) -> np.ndarray:
         mx = row[0]
         for j in range(1, n):
             mx = fmax_f32(mx, row[j])
-        s = 0.0
-        for j0 in range(0, n, _EXP_BLOCK):
-            seg = row[j0:min(n, j0 + _EXP_BLOCK)]
-            exp_shift_f32(seg, mx)
-            sb = np.float32(0.0)
-            for j in range(seg.shape[0]):
-                sb += seg[j]
-            s += sb
+        s = exp_shift_sum_f32(row, mx)
         losses[i] = np.log(s) + mx - zt
         inv = np.float32(scale / s)
         for j in range(n):
@@ -221,15 +230,7 @@ def _tile_lse_f32(Z: np.ndarray, m: np.ndarray, s: np.ndarray) -> None:
             s[i] *= np.exp(m[i] - mt)
             m[i] = mt
         shift = np.float32(m[i])  # a float32 value of the data: row - shift <= 0 exactly
-        acc = 0.0
-        for j0 in range(0, n, _EXP_BLOCK):
-            seg = row[j0:min(n, j0 + _EXP_BLOCK)]
-            exp_shift_f32(seg, shift)
-            sb = np.float32(0.0)
-            for j in range(seg.shape[0]):
-                sb += seg[j]
-            acc += sb
-        s[i] += acc
+        s[i] += exp_shift_sum_f32(row, shift)
 
 
 # Pass 2, the tile's gradient of the loss in place:  for tile columns j0 .. j0 + T - 1
