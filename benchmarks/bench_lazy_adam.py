@@ -21,18 +21,20 @@ every new/old ratio (phases as bench_softmax.py's: ``optimizer``, ``scatter`` = 
 
 from __future__ import annotations
 
-import mfvsdnn  # noqa: F401  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
-
-import argparse
 import os
 import sys
-import time
 
-import numpy as np
-import scipy.sparse as sp
-from numba import njit
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # this checkout's mfvsdnn, not an install
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import mfvsdnn  # noqa: F401, E402  (first: sets the thread-pool defaults before numpy loads, as the CLI does)
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from numba import njit  # noqa: E402
+
 import mfvsdnn.models.softmax.kernels as softmax_kernels  # noqa: E402
 import mfvsdnn.models.softmax.threads as softmax_threads  # noqa: E402
 from mfvsdnn.models.softmax import batch as batching  # noqa: E402
@@ -41,6 +43,8 @@ from mfvsdnn.models.softmax.model import SoftmaxDNN  # noqa: E402
 from mfvsdnn.models.softmax.optim import Adam, RowGrad  # noqa: E402
 from mfvsdnn.models.softmax.sampling import make_sampler  # noqa: E402
 from mfvsdnn.models.softmax.threads import blas_threads  # noqa: E402
+
+from bench_softmax import uniform_interactions  # noqa: E402  (the same synthetic data as bench_softmax.py)
 
 
 # the previous row kernel, verbatim: numba's default error model checks every division
@@ -108,15 +112,6 @@ def _old_positive_hits(indptr, indices, users, cand, n_items):
     return out
 
 
-def _data(n_items: int, n_users: int, per_user: int, rng: np.random.Generator) -> sp.csr_matrix:
-    cols = rng.integers(0, n_items, size=n_users * per_user)
-    rows = np.repeat(np.arange(n_users), per_user)
-    X = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(n_users, n_items))
-    X.data[:] = 1.0
-    X.sort_indices()
-    return X
-
-
 class _Arm:
     """One side of the A/B: its own parameters, optimiser and batch generator (same seeds on both sides)."""
 
@@ -172,7 +167,7 @@ def main() -> None:
     print(f"{'items':>8} {'old ms':>8} {'new ms':>8} {'new/old':>8} {'opt old':>8} {'opt new':>8} {'new/old':>8} "
           f"{'scat old':>8} {'scat new':>8} {'new/old':>8} {'bat old':>8} {'bat new':>8} {'new/old':>8} {'max|dP|':>9}")
     for n_items in [int(x) for x in args.items.split(",")]:
-        X = _data(n_items, args.users, args.per_user, rng)
+        X = uniform_interactions(n_items, args.users, args.per_user, rng)
         codes = [rng.integers(0, 10, args.users), rng.integers(0, 5, args.users)]
         arms = [_Arm(True, X, codes, args.batch, 7), _Arm(False, X, codes, args.batch, 7)]
         with blas_threads(None):

@@ -64,7 +64,8 @@ PHASES = ("batch", "tower", "loss", "scatter", "optimizer")
 HIDDEN, FEATURE_DIM, CARDS = 64, 8, {"f0": 10, "f1": 5}
 
 
-def _data(n_items: int, n_users: int, per_user: int, rng: np.random.Generator) -> sp.csr_matrix:
+def uniform_interactions(n_items: int, n_users: int, per_user: int, rng: np.random.Generator) -> sp.csr_matrix:
+    """csr (n_users, n_items) of ``per_user`` uniformly drawn items per user (binary, sorted indices)."""
     cols = rng.integers(0, n_items, size=n_users * per_user)
     rows = np.repeat(np.arange(n_users), per_user)
     X = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(n_users, n_items))
@@ -297,7 +298,7 @@ def main() -> None:
     print(header)
     results, ratios, full = {}, {}, {}
     for n_items in [int(x) for x in args.items.split(",")]:
-        X = _data(n_items, args.users, args.per_user, rng)
+        X = uniform_interactions(n_items, args.users, args.per_user, rng)
         codes = [rng.integers(0, 10, args.users), rng.integers(0, 5, args.users)]
         big = args.batch * n_items * d >= full_softmax.BIG_PRODUCT  # as fit() runs: threads only for big products
         with contextlib.nullcontext() if big else blas_threads(None):
