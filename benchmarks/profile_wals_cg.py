@@ -1,7 +1,7 @@
 """Where a WALS CG half-iteration spends its time, on one thread (CPU time, best of three).
 
-Runs ``kernels.solve_rows_cg`` directly on bench_wals.py's data (grouped synthetic interactions,
-default 100k users x 20k items) for each half (users given items, items given users) with 0, 1 and
+Runs ``kernels.solve_rows_cg`` directly on bench_wals.py's training matrix (``make_data``: grouped
+synthetic interactions, default 100k users x 20k items, 80% of each user's interactions) for each half (users given items, items given users) with 0, 1 and
 3 CG steps: the 0-step run is the gather of each block's rows into its L2 buffer, the residual pass
 and X @ G; the difference between 3 and 1 steps, halved, is one CG step. Prints ns per interaction
 and the sparse passes' GFLOP/s (4 d flops per interaction per step), beside scipy's R @ Y and the
@@ -24,23 +24,16 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from mfvsdnn.data.synthetic import SyntheticConfig, generate  # noqa: E402
 from mfvsdnn.models.wals import kernels  # noqa: E402
 from mfvsdnn.models.wals.model import _cg_blocks, _structure, gram  # noqa: E402
 
+from bench_wals import best_seconds, make_data  # noqa: E402  (the benchmark's data and timing rule)
 
-def best_cpu(fn, repeat: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.process_time()
-        fn()
-        times.append(time.process_time() - t)
-    return min(times)
+
+def best_cpu(fn) -> float:
+    return best_seconds(fn, clock=time.process_time)
 
 
 def main() -> None:
@@ -50,12 +43,7 @@ def main() -> None:
     ap.add_argument("--mean-interactions", type=float, default=34.0)
     ap.add_argument("--factors", type=int, default=64)
     args = ap.parse_args()
-    df = generate(SyntheticConfig(users=args.users, items=args.items, mean_interactions=args.mean_interactions,
-                                  seed=0))
-    u, _ = pd.factorize(df["user_id"])
-    i, _ = pd.factorize(df["item_id"])
-    R = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)))
-    R.data[:] = 1
+    R, _ = make_data(args.users, args.items, args.mean_interactions, seed=0)
     d = args.factors
     rng = np.random.default_rng(0)
     U = (rng.standard_normal((R.shape[0], d)) * 0.1).astype(np.float32)
