@@ -153,3 +153,14 @@ def test_scale_cli_tiny(tmp_path):
     assert all(0 < p["softmax_hashed_seconds_per_epoch"] and p["softmax_hashed_buckets"] == p["items"] // 8
                and p["softmax_hashed_model_bytes"] < p["softmax_model_bytes"] for p in doc["points"])
     assert (tmp_path / "scale.html").read_text().count("data:image/png;base64,") == 2
+
+
+def test_scale_times_exactly_one_epoch_whatever_the_catalogue(split):
+    # the default step budget (~50 updates per item) would stretch a timing fit to thousands of steps
+    from mfvsdnn.experiment.scale import one_epoch_softmax
+
+    model = one_epoch_softmax({"dim": 8, "hidden": (16,), "negatives": 10, "batch_size": 64})
+    train = split.train_set()
+    model.fit(train, np.random.default_rng(0))
+    assert model.steps_ == model.steps_per_epoch_ == -(-int(train.matrix.nnz) // 64)
+    assert len(model.history_) == 1

@@ -42,6 +42,7 @@ from ..models import registry
 from ..models.params import MAX_DIM, MAX_ITERATIONS, MAX_NEGATIVES, MAX_SEED, as_float, as_int
 from . import runner
 from .fits import fit_growth
+from .growth import fixed_work
 from .spec import ModelSpec
 
 CURVES = {
@@ -144,9 +145,16 @@ def _subsample(train: TrainSet, max_examples: int, rng: np.random.Generator) -> 
                     cardinalities=train.cardinalities, valid=None), int(sub.nnz)
 
 
+def one_epoch_softmax(params: dict) -> Any:
+    """An unfitted softmax DNN of ``params`` that trains exactly one epoch: no early stopping and no
+    step budget (the default budget, ~50 updates per item, would run a 100k-item catalogue's timing fit
+    for ~20k steps however small the subsample)."""
+    return registry.get("softmax")(**fixed_work("softmax", params, 1)[0])
+
+
 def _softmax_epoch_seconds(params: dict, train: TrainSet, budget: int, seed: int) -> tuple[float, int]:
     sub, n = _subsample(train, budget, generator(seed, "scale", "subsample"))
-    model = registry.get("softmax")(**{**params, "epochs": 1, "patience": 0})
+    model = one_epoch_softmax(params)
     model.fit(sub, generator(seed, "fit", "softmax", 0))
     secs = float(model.history_[-1]["seconds"])
     return secs * train.matrix.nnz / max(n, 1), n
@@ -194,7 +202,7 @@ def measure_size(n_items: int, cfg: ScaleConfig) -> dict:
         lat.append(time.perf_counter() - t)
     point["wals_cache_lookup_ms_p50"] = float(np.median(lat) * 1000.0)
     small = _subsample(train, 2000, generator(cfg.seed, "scale", "subsample"))[0]
-    sm = registry.get("softmax")(**{**sampled, "epochs": 1, "patience": 0})
+    sm = one_epoch_softmax(sampled)
     sm.fit(small, generator(cfg.seed, "fit", "softmax", 0))
     ss = serving_cost(sm, split, 20, rng, n_sample=cfg.latency_queries)
     point["softmax_query_ms_p50"] = ss["query_ms_p50"] + ss["topk_ms_p50"]
@@ -204,7 +212,7 @@ def measure_size(n_items: int, cfg: ScaleConfig) -> dict:
     point["softmax_hashed_buckets"] = hashed["item_buckets"]
     point["softmax_hashed_seconds_per_epoch"], point["softmax_hashed_examples_timed"] = _softmax_epoch_seconds(
         hashed, train, cfg.examples_timed, cfg.seed)
-    hm = registry.get("softmax")(**{**hashed, "epochs": 1, "patience": 0})
+    hm = one_epoch_softmax(hashed)
     hm.fit(small, generator(cfg.seed, "fit", "softmax", 0))
     point["softmax_hashed_model_bytes"] = model_bytes(hm)
     if cfg.index != "exact":
