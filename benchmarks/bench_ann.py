@@ -58,6 +58,8 @@ from mfvsdnn.experiment import runner  # noqa: E402
 from mfvsdnn.experiment.spec import ModelSpec  # noqa: E402
 from mfvsdnn.models.index import (  # noqa: E402
     HNSW_EF_CONSTRUCTION,
+    HNSW_GRAPHS,
+    HNSW_STORAGES,
     HNSW_M,
     ExactIndex,
     HNSWIndex,
@@ -183,13 +185,13 @@ def interleaved_ms(first, second, queries: np.ndarray, block: int = 50) -> tuple
     return np.asarray(a) * 1000.0, np.asarray(b) * 1000.0
 
 
-def cached_hnsw(items: np.ndarray, m: int, ef_construction: int, cache_dir: str | None
-                ) -> tuple[HNSWIndex, str]:
+def cached_hnsw(items: np.ndarray, m: int, ef_construction: int, graph: str, storage: str,
+                cache_dir: str | None) -> tuple[HNSWIndex, str]:
     """The HNSW index of ``items``: read from the cache when built before, else built (and cached)."""
     faiss = require_faiss()
     path = None
     if cache_dir:
-        key = f"hnsw-{vectors_hash(items)[:32]}-M{m}-efc{ef_construction}-faiss{faiss.__version__}.index"
+        key = f"hnsw-{vectors_hash(items)[:32]}-M{m}-efc{ef_construction}-{graph}-{storage}-faiss{faiss.__version__}.index"
         path = os.path.join(os.path.expanduser(cache_dir), key)
         if os.path.exists(path):
             t = time.perf_counter()
@@ -198,7 +200,7 @@ def cached_hnsw(items: np.ndarray, m: int, ef_construction: int, cache_dir: str 
                 return (HNSWIndex.from_faiss(index, items),
                         f"read from the cache in {time.perf_counter() - t:.1f} s ({path})")
     t = time.perf_counter()
-    hnsw = HNSWIndex(m=m, ef_construction=ef_construction).build(items)
+    hnsw = HNSWIndex(m=m, ef_construction=ef_construction, graph=graph, storage=storage).build(items)
     note = f"built in {time.perf_counter() - t:.1f} s ({faiss.omp_get_max_threads()} threads)"
     if path:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -220,8 +222,10 @@ def measure(name: str, items: np.ndarray, queries: np.ndarray, args: argparse.Na
     exact_index = ExactIndex().build(items)
     exact = exact_index.search(queries, k)[0]
     faiss = require_faiss()
-    index, note = cached_hnsw(items, args.m, args.ef_construction, None if args.no_cache else args.cache_dir)
-    print(f"  HNSW (M={args.m}, efConstruction={args.ef_construction}) {note}; index "
+    index, note = cached_hnsw(items, args.m, args.ef_construction, args.graph, args.storage,
+                              None if args.no_cache else args.cache_dir)
+    print(f"  HNSW (M={args.m}, efConstruction={args.ef_construction}, {args.graph} graph, {args.storage}) {note}; "
+          f"index "
           f"{index.nbytes() / 2**20:.0f} MiB (vectors {items.nbytes / 2**20:.0f} MiB)")
     best, curve = None, []
     threads = faiss.omp_get_max_threads()
@@ -253,9 +257,11 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--k", type=int, default=20)
-    ap.add_argument("--ef-search", default="64,128,256,512")
+    ap.add_argument("--ef-search", default="64,128,192,224,256,384")
     ap.add_argument("--m", type=int, default=HNSW_M, help="HNSW M (neighbours per node)")
     ap.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION, help="HNSW build beam")
+    ap.add_argument("--graph", default="mobius", choices=HNSW_GRAPHS, help="how the HNSW graph is linked")
+    ap.add_argument("--storage", default="sq8", choices=HNSW_STORAGES, help="how HNSW holds the vectors")
     ap.add_argument("--draws", default="clustered,gaussian", help=f"of {', '.join(DRAWS)}")
     ap.add_argument("--factors-from", default="sample", choices=list(SOURCES))
     ap.add_argument("--stats-from", default="sample,ml100k,lastfm",
@@ -294,7 +300,7 @@ def main() -> None:
         items = None
         efs = "/".join(str(c[0]) for c in curve)
         rows.append({
-            "what": f"HNSW (M = {args.m}, efConstruction = {args.ef_construction}) vs exact brute force, "
+            "what": f"HNSW (M = {args.m}, efConstruction = {args.ef_construction}, {args.graph} graph, {args.storage}) vs exact, "
                     f"{args.items / 1e6:g}M items x {args.dim}, {name} draw, {len(queries)} single queries",
             "result": (f"recall@{args.k} of exact {' / '.join(f'{c[1]:.3f}' for c in curve)} at efSearch {efs}, "
                        f"p50 {' / '.join(f'1/{1 / c[2]:.0f}' if c[2] < 1 else f'{c[2]:.1f}x' for c in curve)} of exact's "

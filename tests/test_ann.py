@@ -309,3 +309,71 @@ def test_hnsw_construction_settings_reach_the_graph():
 def test_bad_hnsw_construction_settings_refused(m, efc):
     with pytest.raises(ModelError, match="HNSW"):
         index_mod.HNSWIndex(m=m, ef_construction=efc)
+    with pytest.raises(ModelError, match="HNSW graph must be one of mobius, inner-product"):
+        index_mod.HNSWIndex(graph="l2")
+    with pytest.raises(ModelError, match="HNSW storage must be one of sq8, flat"):
+        index_mod.HNSWIndex(storage="pq")
+
+
+def test_mobius_transform_known_answers_and_zero_rows():
+    x = np.array([[2.0, 0.0], [0.0, -0.5], [3.0, 4.0], [0.0, 0.0], [0.0, 0.0]], dtype=np.float32)
+    y = index_mod.mobius_transform(x)
+    assert np.allclose(y[:3], [[0.5, 0.0], [0.0, -2.0], [0.12, 0.16]])  # x / |x|^2: |y| = 1 / |x|
+    # the zero rows: distinct points at twice the largest image norm (2.0), beyond every other image
+    assert np.allclose(np.linalg.norm(y[3:], axis=1), 4.0) and not np.allclose(y[3], y[4])
+    assert np.isfinite(index_mod.mobius_transform(np.full((2, 3), 1e-30, np.float32))).all()
+
+
+@pytest.mark.parametrize("graph", ["mobius", "inner-product"])
+@pytest.mark.parametrize("storage", ["sq8", "flat"])
+def test_every_hnsw_graph_and_storage_searches_by_inner_product_and_round_trips(graph, storage):
+    rng = np.random.default_rng(6)
+    items, queries = _vectors(rng, 2000, 16), _vectors(rng, 60, 16)
+    items[:30] = 0.0  # WALS's items without training interactions
+    with pytest.warns(UserWarning, match="30 of 2,000 item vectors are all zero"):
+        index = index_mod.HNSWIndex(64, graph=graph, storage=storage).build(items)
+    assert ("SQ" in type(faiss.downcast_index(index.index)).__name__) == (storage == "sq8")
+    exact = top_k(queries, items, None, 10)
+    found, scores = index.search(queries, 10)
+    assert overlap_recall(found, exact) >= 0.9
+    assert np.allclose(scores, np.einsum("qkd,qd->qk", items[found], queries), rtol=1e-4, atol=1e-4)
+    # what the run folder stores (faiss's serialization) searches the same graph the same way
+    again = index_mod.HNSWIndex.from_faiss(faiss.deserialize_index(faiss.serialize_index(index.index)), items, 64)
+    assert np.array_equal(again.search(queries, 10)[0], found)
+
+
+def test_huge_page_advice_keeps_the_data_and_only_whole_pages():
+    from mfvsdnn.core import hugepages
+
+    start, length = hugepages.huge_span(3 * hugepages.HUGE_PAGE - 5, 2 * hugepages.HUGE_PAGE + 10)
+    assert (start, length) == (3 * hugepages.HUGE_PAGE, 2 * hugepages.HUGE_PAGE)  # [3H, 5H) of [3H - 5, 5H + 5)
+    assert hugepages.huge_span(hugepages.HUGE_PAGE + 1, hugepages.HUGE_PAGE) == (2 * hugepages.HUGE_PAGE, 0)
+    data = np.random.default_rng(7).normal(size=(3 << 20) // 8 * 4)  # 12 MiB
+    before = data.copy()
+    advised = hugepages.advise_huge_pages(data.ctypes.data, data.nbytes)
+    assert advised % hugepages.HUGE_PAGE == 0 and advised <= data.nbytes  # 0 where the system cannot
+    assert np.array_equal(data, before)
+    rng = np.random.default_rng(8)
+    items, queries = _vectors(rng, 3000, 16), _vectors(rng, 20, 16)
+    index = index_mod.HNSWIndex(64).build(items)
+    found = index.search(queries, 5)[0]
+    assert index._advise_huge_pages() % hugepages.HUGE_PAGE == 0
+    assert np.array_equal(index.search(queries, 5)[0], found)
+
+
+def test_hnsw_searching_every_item_returns_exact_lists_with_mixed_exclusion_widths():
+    # a beam wider than the catalogue visits every item: the lists must then be exact top-k's, for rows
+    # whose known items put them in different fetch widths (0, 3, 40 and 200 known items)
+    rng = np.random.default_rng(9)
+    items, queries = _vectors(rng, 300, 8), _vectors(rng, 8, 8)
+    per_row = [0, 3, 40, 200, 0, 3, 40, 200]
+    rows = np.repeat(np.arange(8), per_row)
+    cols = np.concatenate([rng.choice(300, c, replace=False) for c in per_row])
+    ex = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(8, 300))
+    index = index_mod.HNSWIndex(1000, storage="flat").build(items)
+    found, scores = index.search(queries, 10, ex)
+    ref, ref_s = top_k_with_scores(queries, items, ex, 10)
+    assert np.array_equal(found, ref) and np.allclose(scores, ref_s, atol=1e-5)
+    # more asked than remain eligible: the rest is padding
+    found, scores = index.search(queries[3:4], 150, ex[3:4])
+    assert (found[0, :100] >= 0).all() and (found[0, 100:] == -1).all() and np.isinf(scores[0, 100:]).all()
