@@ -252,7 +252,12 @@ class FaissIndex(ExactIndex):
 
 
 class HNSWIndex(FaissIndex):
-    """Hierarchical navigable small-world graph (faiss ``IndexHNSWFlat``, inner product); tuned by efSearch."""
+    """Hierarchical navigable small-world graph searched by inner product; tuned by efSearch.
+
+    ``m`` neighbours per node (2m on the bottom layer), build beam ``ef_construction``; ``graph``:
+    "mobius" links it on ``mobius_transform(vectors)`` by L2 distance, "inner-product" by inner product;
+    ``storage``: "sq8" (faiss ``IndexHNSWSQ``, 8 bits per coordinate) or "flat" (``IndexHNSWFlat``).
+    """
 
     kind = "hnsw"
     param_name = "ef_search"
