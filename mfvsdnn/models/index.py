@@ -42,7 +42,7 @@ from ..core.topk import empty_top, top_k_with_scores
 INDEX_KINDS = ("exact", "hnsw", "ivf")
 #: HNSW: neighbours per node (faiss's M) and the build-time beam (efConstruction)
 HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 200
+HNSW_EF_CONSTRUCTION = 400
 #: how the HNSW graph is linked: on the Moebius-transformed vectors by L2 distance, or by inner product
 HNSW_GRAPHS = ("mobius", "inner-product")
 #: how HNSW holds the vectors it searches: 8 bits per coordinate (faiss's scalar quantizer, per-dimension
