@@ -225,8 +225,7 @@ def measure(name: str, items: np.ndarray, queries: np.ndarray, args: argparse.Na
     index, note = cached_hnsw(items, args.m, args.ef_construction, args.graph, args.storage,
                               None if args.no_cache else args.cache_dir)
     print(f"  HNSW (M={args.m}, efConstruction={args.ef_construction}, {args.graph} graph, {args.storage}) {note}; "
-          f"index "
-          f"{index.nbytes() / 2**20:.0f} MiB (vectors {items.nbytes / 2**20:.0f} MiB)")
+          f"index {index.nbytes() / 2**20:.0f} MiB (vectors {items.nbytes / 2**20:.0f} MiB)")
     best, curve = None, []
     threads = faiss.omp_get_max_threads()
     for ef in (int(x) for x in args.ef_search.split(",")):

@@ -44,7 +44,7 @@ from mfvsdnn.models.softmax.optim import Adam, RowGrad  # noqa: E402
 from mfvsdnn.models.softmax.sampling import make_sampler  # noqa: E402
 from mfvsdnn.models.softmax.threads import blas_threads  # noqa: E402
 
-from bench_softmax import uniform_interactions  # noqa: E402  (the same synthetic data as bench_softmax.py)
+from bench_softmax import add_data_arguments, uniform_interactions  # noqa: E402  (the same synthetic data as bench_softmax.py)
 
 
 # the previous row kernel, verbatim: numba's default error model checks every division
@@ -151,10 +151,7 @@ class _Arm:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--items", default="2000,20000,200000")
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--users", type=int, default=20000)
-    ap.add_argument("--per-user", type=int, default=20)
+    add_data_arguments(ap)
     ap.add_argument("--blocks", type=int, default=12, help="timed blocks per side (alternating)")
     ap.add_argument("--steps", type=int, default=100, help="steps per block")
     args = ap.parse_args()

@@ -255,12 +255,17 @@ def _torch_steps(X: sp.csr_matrix, codes: list, batch: int, negatives: str | int
     return _timed(step, seconds)[0]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_data_arguments(ap: argparse.ArgumentParser) -> None:
+    """The catalogue sizes, batch and interactions (``bench_lazy_adam.py`` takes the same)."""
     ap.add_argument("--items", default="2000,20000,200000")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--users", type=int, default=20000)
     ap.add_argument("--per-user", type=int, default=20)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(ap)
     ap.add_argument("--seconds", type=float, default=3.0, help="time budget per measurement")
     ap.add_argument("--threads", type=int, default=0,
                     help="1 = everything (steps, floors, peak, torch) on one thread: far less sensitive to other "

@@ -161,12 +161,17 @@ def floors(train: sp.csr_matrix, U: np.ndarray, V: np.ndarray, d: int, cg_steps:
             "gram": grams}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_data_arguments(ap: argparse.ArgumentParser) -> None:
+    """The benchmark's data and model size (``profile_wals_cg.py`` takes the same, so it profiles this data)."""
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--mean-interactions", type=float, default=34.0)
     ap.add_argument("--factors", type=int, default=64)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(ap)
     ap.add_argument("--iterations", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--w0", type=float, default=0.1)

@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from mfvsdnn.models.wals import kernels  # noqa: E402
 from mfvsdnn.models.wals.model import _cg_blocks, _structure, gram  # noqa: E402
 
-from bench_wals import best_seconds, make_data  # noqa: E402  (the benchmark's data and timing rule)
+from bench_wals import add_data_arguments, best_seconds, make_data  # noqa: E402  (the benchmark's data and timing rule)
 
 
 def best_cpu(fn) -> float:
@@ -38,10 +38,7 @@ def best_cpu(fn) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--users", type=int, default=100_000)
-    ap.add_argument("--items", type=int, default=20_000)
-    ap.add_argument("--mean-interactions", type=float, default=34.0)
-    ap.add_argument("--factors", type=int, default=64)
+    add_data_arguments(ap)
     args = ap.parse_args()
     R, _ = make_data(args.users, args.items, args.mean_interactions, seed=0)
     d = args.factors
