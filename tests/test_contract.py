@@ -168,3 +168,32 @@ def test_known_items_are_never_ranked(kind, split):
     picked = sp.csr_matrix((np.ones(idx.size), (np.repeat(np.arange(len(warm)), 15), idx.ravel())), shape=hist.shape)
     assert picked.multiply(hist).nnz == 0
     assert np.all(np.diff(scores, axis=1) <= 0)  # best first
+
+
+@pytest.mark.parametrize("index_kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_exhaustive_index_serves_the_exact_scores(kind, index_kind, split):
+    # a beam over the whole catalogue (efSearch >= items, every IVF list probed) must give exact's
+    # scores for every model with item vectors, the baselines' heavily tied ones included
+    pytest.importorskip("faiss")
+    import warnings
+
+    from mfvsdnn.core.topk import top_k_with_scores
+    from mfvsdnn.models.index import build_index
+
+    model = _fit(kind, split)
+    if not model.capabilities.item_vectors:
+        pytest.skip(f"{kind} has no item vectors to index")
+    warm = split.warm_eval_users
+    hist = sp.csr_matrix(split.known()[warm])
+    items = np.asarray(model.item_vectors, np.float32)
+    queries = np.asarray(model.query_vectors(hist, {f: c[warm] for f, c in split.train_set().features.items()},
+                                             users=warm, groups=pops_mod.query_groups_of(split, warm)), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # all-zero item vectors
+        index = build_index(index_kind, items, 10 * len(items))
+    found, scores = index.search(queries, 15, hist)
+    ref_s = top_k_with_scores(queries, items, hist, 15)[1]
+    assert np.allclose(scores, ref_s, rtol=1e-5, atol=1e-6)
+    picked = sp.csr_matrix((np.ones(found.size), (np.repeat(np.arange(len(warm)), 15), found.ravel())), shape=hist.shape)
+    assert picked.multiply(hist).nnz == 0

@@ -15,6 +15,9 @@ by inner product sends most links to the few longest vectors and leaves the sear
 them; the transform maps the long vectors that inner-product search returns near the origin, where
 the L2 graph links them densely to each other (measured: see the README's ANN section).
 
+HNSW and IVF hold each distinct item vector once (``models/distinct.py``): a graph over piles of
+identical points, such as the popularity baselines' tied counts, cannot be searched.
+
 An index is built once from ``item_vectors`` (n_items, d) and searched with
 ``search(queries, k, exclude) -> (indices, scores)``: the ``core.topk.TopKBackend`` contract, so
 ``models.ranking.rank(..., backend=index.backend())`` and the evaluator use it unchanged. Known
@@ -38,6 +41,7 @@ import scipy.sparse as sp
 from ..core.errors import ModelError
 from ..core.hugepages import advise_huge_pages
 from ..core.topk import empty_top, top_k_with_scores
+from .distinct import DistinctRows, distinct_rows, expand_best
 
 INDEX_KINDS = ("exact", "hnsw", "ivf")
 #: HNSW: neighbours per node (faiss's M) and the build-time beam (efConstruction)
@@ -186,10 +190,15 @@ class FaissIndex(ExactIndex):
     kind = "faiss"
     param_name = ""
 
-    def __init__(self, search_param: int | None = None) -> None:
+    def __init__(self, search_param: int | None = None, group_identical: bool = True) -> None:
         super().__init__()
         require_faiss(self.kind)
         self.index: Any = None
+        # False: every vector indexed as it is, duplicates too (the A/B of benchmarks/ann_tied_vectors.py)
+        self.group_identical = bool(group_identical)
+        # identical item vectors are indexed once (see models/distinct.py); None: every vector distinct
+        self.distinct: DistinctRows | None = None
+        self.indexed_vectors: np.ndarray | None = None
         self._search_param = search_param
         self.set_search(search_param)  # resolves the default before the index exists
 
@@ -203,7 +212,8 @@ class FaissIndex(ExactIndex):
             raise ModelError(f"an index needs a non-empty (items, dim) matrix, got shape {vectors.shape}")
         _warn_zero_norm(vectors)
         self.item_vectors = vectors
-        self.index = self._make(faiss, vectors)
+        self._group()
+        self.index = self._make(faiss, self.indexed_vectors)
         self.set_search(self._search_param)
         self._advise_huge_pages()
         return self
@@ -213,19 +223,49 @@ class FaissIndex(ExactIndex):
         return 0
 
     @classmethod
-    def from_faiss(cls, index: Any, item_vectors: np.ndarray, search_param: int | None = None) -> FaissIndex:
-        """Wrap an index read back with ``faiss.read_index`` (checked by the caller against the vectors)."""
-        self = cls(search_param)
+    def from_faiss(cls, index: Any, item_vectors: np.ndarray, search_param: int | None = None,
+                   group_identical: bool = True) -> FaissIndex:
+        """Wrap an index read back with ``faiss.read_index`` (checked by the caller against the vectors:
+        ``index.ntotal`` must be ``n_indexed``, which an index built without grouping fails on tied vectors)."""
+        self = cls(search_param, group_identical=group_identical)
         self.item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
+        self._group()  # the same groups the index was built on
         self.index = index
         self.set_search(search_param)
         self._advise_huge_pages()
         return self
 
+    def _group(self) -> None:
+        """Find the identical item vectors; the faiss index holds ``indexed_vectors``."""
+        self.distinct = distinct_rows(self.item_vectors) if self.group_identical else None
+        # kept, not gathered per search: the gather of every group's row costs more than a query
+        self.indexed_vectors = (self.item_vectors if self.distinct is None
+                                else np.ascontiguousarray(self.item_vectors[self.distinct.first]))
+        if self.distinct is not None:  # per entry, and one more for faiss's padding (-1)
+            self._entry_item = np.r_[self.distinct.first, -1]
+            self._entry_is_group = np.r_[self.distinct.sizes > 1, False]
+
+    @property
+    def n_indexed(self) -> int:
+        return self.n_items if self.distinct is None else self.distinct.n_groups
+
     def nbytes(self) -> int:
-        """Bytes of the serialized index (what ``faiss.write_index`` stores)."""
+        """Bytes of the serialized index (what ``faiss.write_index`` stores) and, when identical
+        vectors share an entry, of the item groups (recomputed from the vectors when read back)."""
         faiss = require_faiss(self.kind)
-        return int(faiss.serialize_index(self.index).nbytes)
+        groups = 0 if self.distinct is None else self.distinct.nbytes
+        return int(faiss.serialize_index(self.index).nbytes) + groups
+
+    def _best(self, found: np.ndarray, queries: np.ndarray, exclude: sp.csr_matrix | None, k: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        if self.distinct is None:
+            return _best_eligible(found, queries, self.item_vectors, exclude, k)
+        # entry -1 (padding) reads the appended last element of both: item -1, not a group
+        if not self._entry_is_group[found].any():
+            # only single-item entries (a trained model's search, away from its pile of all-zero items):
+            # the plain filter, which costs less than the expansion
+            return _best_eligible(self._entry_item[found], queries, self.item_vectors, exclude, k)
+        return expand_best(found, queries, self.indexed_vectors, self.distinct, exclude, k)
 
     def search(self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -235,19 +275,19 @@ class FaissIndex(ExactIndex):
             return empty_top(q, k)
         known = np.diff(exclude.indptr) if exclude is not None else np.zeros(q, dtype=np.int64)
         # each query fetches k + its own known items (rounded up to a power of two, so a batch makes few
-        # faiss calls): a user with a long history must not widen every other user's search
-        fetch = np.minimum(self.n_items, 1 << np.ceil(np.log2(k + known)).astype(np.int64))
+        # faiss calls): a user with a long history must not widen every other user's search. (Entries
+        # of identical vectors hold one item or more each, so as many entries hold at least as many items.)
+        fetch = np.minimum(self.n_indexed, 1 << np.ceil(np.log2(k + known)).astype(np.int64))
         widths = fetch if q == 1 else np.unique(fetch)
         if len(widths) == 1:  # one call for the whole batch (a single query always): no regrouping
             idx = self.index.search(queries, int(widths[0]))[1].astype(np.int64)
-            return _best_eligible(idx, queries, self.item_vectors, exclude, k)
+            return self._best(idx, queries, exclude, k)
         out, out_s = empty_top(q, k)
         for width in widths:
             rows = np.flatnonzero(fetch == width)
             sub = queries[rows]
             idx = self.index.search(sub, int(width))[1].astype(np.int64)
-            out[rows], out_s[rows] = _best_eligible(idx, sub, self.item_vectors,
-                                                    None if exclude is None else exclude[rows], k)
+            out[rows], out_s[rows] = self._best(idx, sub, None if exclude is None else exclude[rows], k)
         return out, out_s
 
 
@@ -263,7 +303,8 @@ class HNSWIndex(FaissIndex):
     param_name = "ef_search"
 
     def __init__(self, search_param: int | None = None, m: int = HNSW_M,
-                 ef_construction: int = HNSW_EF_CONSTRUCTION, graph: str = "mobius", storage: str = "sq8") -> None:
+                 ef_construction: int = HNSW_EF_CONSTRUCTION, graph: str = "mobius", storage: str = "sq8",
+                 group_identical: bool = True) -> None:
         # the construction settings only matter to build(): an index read back keeps the graph it was built with
         if graph not in HNSW_GRAPHS:
             raise ModelError(f"HNSW graph must be one of {', '.join(HNSW_GRAPHS)}, got {graph!r}")
@@ -276,7 +317,7 @@ class HNSWIndex(FaissIndex):
             raise ModelError(f"HNSW efConstruction must be an integer in [1, {MAX_EF_CONSTRUCTION:,}], "
                              f"got {ef_construction!r}")
         self.m, self.ef_construction = int(m), int(ef_construction)
-        super().__init__(search_param)
+        super().__init__(search_param, group_identical)
 
     def _make(self, faiss: Any, item_vectors: np.ndarray) -> Any:
         # the graph is linked on full-precision vectors (transformed or not), then moved into the index

@@ -514,9 +514,9 @@ def load_index(path: str | os.PathLike, kind: str, item_vectors: np.ndarray,
     except RuntimeError as e:
         raise StoreError(f"{path / index_name}: cannot be read by faiss ({str(e).splitlines()[0]})") from None
     index = INDEXES[kind].from_faiss(raw, item_vectors, search_param)
-    if raw.ntotal != len(item_vectors) or raw.d != item_vectors.shape[1]:
+    if raw.ntotal != index.n_indexed or raw.d != item_vectors.shape[1]:
         raise StoreError(f"{path / index_name}: indexes {raw.ntotal:,} vectors of dimension {raw.d}, the model "
-                         f"has {item_vectors.shape[0]:,} of {item_vectors.shape[1]}; rebuild it")
+                         f"has {index.n_indexed:,} distinct ones of dimension {item_vectors.shape[1]}; rebuild it")
     return index
 
 
