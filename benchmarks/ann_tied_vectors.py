@@ -26,6 +26,7 @@ import mfvsdnn  # noqa: F401, E402  (first: sets the thread-pool defaults before
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
+import bench_ann  # noqa: E402  (benchmarks/: the data sets)
 from mfvsdnn.data import ColumnSpec, read_interactions  # noqa: E402
 from mfvsdnn.data.split import SplitConfig, make_split  # noqa: E402
 from mfvsdnn.evaluation import metrics  # noqa: E402
@@ -35,17 +36,13 @@ from mfvsdnn.experiment.spec import ModelSpec  # noqa: E402
 from mfvsdnn.models.distinct import distinct_rows  # noqa: E402
 from mfvsdnn.models.index import ExactIndex, HNSWIndex, overlap_recall, require_faiss  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = {
-    "sample": (os.path.join(HERE, "..", "data", "sample.csv"),
-               ColumnSpec(user_group_col="user_group", item_group_col="item_group")),
-    "ml100k": ("/work/data/ml100k/interactions.csv", ColumnSpec(weight_col="rating", min_weight=4)),
-    "lastfm": ("/work/shared/data/lastfm-2k/user_artists.dat",
-               ColumnSpec(user_col="userID", item_col="artistID", weight_col="weight", sep="\t")),
-    "restaurants": ("/work/data/restaurants.csv", ColumnSpec(weight_col="rating", min_weight=1,
-                                                             user_group_col="user_group",
-                                                             item_group_col="item_group")),
-}
+# bench_ann's data sets, the sample and the restaurant log with their groups (group-popularity needs them)
+SOURCES = {**bench_ann.SOURCES,
+           "sample": (bench_ann.SOURCES["sample"][0],
+                      ColumnSpec(user_group_col="user_group", item_group_col="item_group")),
+           "restaurants": ("/work/data/restaurants.csv", ColumnSpec(weight_col="rating", min_weight=1,
+                                                                    user_group_col="user_group",
+                                                                    item_group_col="item_group"))}
 MODELS = ("popularity", "group-popularity", "wals")
 GRAPHS = (("mobius", 16, 400, "sq8"), ("inner-product", 32, 80, "flat"))
 K = 20

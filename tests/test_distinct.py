@@ -139,3 +139,17 @@ def test_a_stored_popularity_index_round_trips(tmp_path):
     with pytest.warns(UserWarning):
         rebuilt, fresh = run_index(load_run(out), "hnsw")
     assert fresh and rebuilt.n_indexed == built.n_indexed
+
+
+def test_groups_match_a_reference_on_random_repeats():
+    # 600 rows drawn from 40 base rows plus 200 distinct ones: the groups of a dict keyed by row bytes
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(40, 6)).astype(np.float32)
+    x = np.concatenate([base[rng.integers(0, 40, 600)], rng.normal(size=(200, 6)).astype(np.float32)])
+    x = x[rng.permutation(len(x))]
+    reference: dict[bytes, list[int]] = {}
+    for i, row in enumerate(x):
+        reference.setdefault(row.tobytes(), []).append(i)
+    d = distinct_rows(x)
+    assert _groups(d) == sorted(reference.values()) and d.first.tolist() == sorted(g[0] for g in reference.values())
+    assert np.array_equal(d.sizes, np.diff(d.ptr))

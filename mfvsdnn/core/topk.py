@@ -147,6 +147,15 @@ def exclusion_parts(exclude: sp.csr_matrix | None, q: int, n_items: int) -> tupl
     return exclude.indptr.astype(np.int64), exclude.indices.astype(np.int64)
 
 
+def excluded_pairs(rows: np.ndarray, items: np.ndarray, exclude: sp.csr_matrix, n_items: int) -> np.ndarray:
+    """Whether ``exclude`` (q, n_items) marks each (row, item) pair (arrays that broadcast; items >= 0).
+
+    One membership test over the keys row * n_items + item, the pairs' and the excluded ones'.
+    """
+    excluded = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr)) * n_items + exclude.indices
+    return np.isin(rows * n_items + items, excluded)
+
+
 def select_rows(scores: np.ndarray, ex_ptr: np.ndarray, ex_ind: np.ndarray, k: int, out: np.ndarray,
             out_s: np.ndarray) -> None:
     """The numba top-k over a chunk of scores (overwritten: excluded entries become -inf).

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..core.topk import empty_top
+from ..core.topk import empty_top, excluded_pairs
 
 #: rows hashed per chunk: bounds the (chunk, d) uint64 temporary to 32 MiB at d = 64
 _HASH_CHUNK = 1 << 16
@@ -67,23 +67,29 @@ def distinct_rows(vectors: np.ndarray) -> DistinctRows | None:
         return None
     hashes = _row_hashes(v)
     order = np.argsort(hashes, kind="stable")  # equal hashes stay in item order
-    starts = np.flatnonzero(np.r_[True, hashes[order][1:] != hashes[order][:-1]])
+    sorted_hashes = hashes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]])
     if len(starts) == n:
         return None
-    # a run of equal hashes must hold equal rows; a collision of distinct rows (odds ~n^2 / 2^64) falls
-    # back to sorting the rows themselves
-    run_first = np.repeat(order[starts], np.diff(np.r_[starts, n]))
-    if not np.array_equal(v[order], v[run_first]):
+    sizes = np.diff(np.r_[starts, n])
+    # a run of equal hashes must hold equal rows (only runs of two or more are looked at); a collision
+    # of distinct rows (odds ~n^2 / 2^64) falls back to sorting the rows themselves
+    in_run = np.repeat(sizes > 1, sizes)
+    if not np.array_equal(v[order[in_run]], v[np.repeat(order[starts], sizes)[in_run]]):
         inverse = np.unique(v, axis=0, return_inverse=True)[1].ravel()
         order = np.argsort(inverse, kind="stable")
         starts = np.flatnonzero(np.r_[True, inverse[order][1:] != inverse[order][:-1]])
-    sizes = np.diff(np.r_[starts, n])
-    # number the groups by their first item, so the indexed rows keep the items' order
-    by_first = np.argsort(order[starts], kind="stable")
-    members = np.concatenate([order[s:s + c] for s, c in zip(starts[by_first], sizes[by_first])])
-    ptr = np.r_[0, np.cumsum(sizes[by_first])].astype(np.int64)
-    return DistinctRows(first=order[starts][by_first].astype(np.int64), ptr=ptr, members=members.astype(np.int64),
-                        sizes=np.diff(ptr))
+        sizes = np.diff(np.r_[starts, n])
+    # number the groups by their first item, so the indexed rows keep the items' order; a stable sort
+    # of the positions by their group's number keeps each group's items ascending
+    first = order[starts]
+    by_first = np.argsort(first, kind="stable")
+    number = np.empty_like(by_first)
+    number[by_first] = np.arange(len(by_first))
+    members = order[np.argsort(np.repeat(number, sizes), kind="stable")]
+    sizes = sizes[by_first]
+    return DistinctRows(first=first[by_first].astype(np.int64), ptr=np.r_[0, np.cumsum(sizes)].astype(np.int64),
+                        members=members.astype(np.int64), sizes=sizes.astype(np.int64))
 
 
 def expand_best(groups: np.ndarray, queries: np.ndarray, group_vectors: np.ndarray, distinct: DistinctRows,
@@ -117,8 +123,7 @@ def expand_best(groups: np.ndarray, queries: np.ndarray, group_vectors: np.ndarr
     items = distinct.members[distinct.ptr[group_of] + offsets]
     item_scores = np.repeat(scores.ravel(), take)
     if exclude is not None and exclude.nnz:
-        excluded = np.repeat(np.arange(q), np.diff(exclude.indptr)) * n_items + exclude.indices
-        keep = ~np.isin(rows * n_items + items, excluded)
+        keep = ~excluded_pairs(rows, items, exclude, n_items)
         rows, items, item_scores = rows[keep], items[keep], item_scores[keep]
     # entries are in row order, best first within a row: the rank of each inside its row
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")

@@ -40,7 +40,7 @@ import scipy.sparse as sp
 
 from ..core.errors import ModelError
 from ..core.hugepages import advise_huge_pages
-from ..core.topk import empty_top, top_k_with_scores
+from ..core.topk import empty_top, excluded_pairs, top_k_with_scores
 from .distinct import DistinctRows, distinct_rows, expand_best
 
 INDEX_KINDS = ("exact", "hnsw", "ivf")
@@ -121,15 +121,11 @@ def _best_eligible(idx: np.ndarray, queries: np.ndarray, item_vectors: np.ndarra
     """
     q, width = idx.shape
     valid = idx >= 0
-    candidates = item_vectors[np.where(valid, idx, 0)]
-    scores = np.matmul(candidates, queries[:, :, None])[:, :, 0]
+    safe = np.where(valid, idx, 0)  # padding read as item 0, then dropped
+    scores = np.matmul(item_vectors[safe], queries[:, :, None])[:, :, 0]
     drop = ~valid
     if exclude is not None and exclude.nnz:
-        # one membership test over (row, item) keys; -1 marks padding, which no excluded key equals
-        n = item_vectors.shape[0]
-        keys = np.where(valid, np.arange(q)[:, None] * n + idx, -1)
-        excluded = np.repeat(np.arange(q), np.diff(exclude.indptr)) * n + exclude.indices
-        drop |= np.isin(keys, excluded)
+        drop |= excluded_pairs(np.arange(q)[:, None], safe, exclude, item_vectors.shape[0])
     scores[drop] = -np.inf
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     at = (np.arange(q)[:, None], order)  # plain fancy indexing: take_along_axis costs more per call
